@@ -1,0 +1,46 @@
+//! The events of the log. Every change to the record is one of these; the
+//! query side is a fold over them.
+
+use crate::{Position, Timestamp, incident::IncidentSummary, report::StoredReport};
+
+/// An event as recorded at a position of the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    /// Where it is in the log.
+    pub position: Position,
+    /// When it was recorded.
+    pub recorded_at: Timestamp,
+    /// What happened.
+    pub body: EventBody,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventBody {
+    /// A report was accepted.
+    ReportRecorded(ReportRecorded),
+}
+
+/// A report was accepted into an incident.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportRecorded {
+    /// The report as stored.
+    pub report: StoredReport,
+    /// True when it opened its incident.
+    pub opened_incident: bool,
+    /// The incident's summary after it; carried in the event so that a
+    /// subscriber replaying history can filter without rebuilding state.
+    pub incident: IncidentSummary,
+    /// SHA-256 of the submitted report's canonical encoding, to tell an
+    /// idempotent retry from a conflicting reuse of its key.
+    pub content_digest: [u8; 32],
+}
+
+impl RecordedEvent {
+    /// The incident the event changed, as the event left it.
+    pub fn incident(&self) -> &IncidentSummary {
+        match &self.body {
+            EventBody::ReportRecorded(recorded) => &recorded.incident,
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Which incident a new report belongs to.
+//!
+//! A report that names no incident joins the open incident of the same
+//! category that is closest in time among those near it in place and time,
+//! or opens a new one. "Near" is configurable; the defaults suit the
+//! reporting in a small, dense territory (a shoot-out and the strikes that
+//! answered it are separate categories, so they stay separate incidents).
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    time::Duration,
+};
+
+use crate::{
+    IncidentId, Timestamp,
+    geo::LatLng,
+    incident::IncidentSummary,
+    report::{Category, Report},
+};
+
+/// How near in place and time a report must be to join an incident.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GroupingPolicy {
+    /// Greatest distance in metres between the report's point and the box
+    /// around the incident's points.
+    pub max_distance_m: f64,
+    /// Greatest gap between the report's occurrence time and the incident's
+    /// occurrence window.
+    pub max_time_gap: Duration,
+}
+
+impl GroupingPolicy {
+    /// 3 km.
+    pub const DEFAULT_MAX_DISTANCE_M: f64 = 3_000.0;
+    /// 6 hours.
+    pub const DEFAULT_MAX_TIME_GAP: Duration = Duration::from_secs(6 * 3600);
+}
+
+impl Default for GroupingPolicy {
+    fn default() -> Self {
+        GroupingPolicy {
+            max_distance_m: Self::DEFAULT_MAX_DISTANCE_M,
+            max_time_gap: Self::DEFAULT_MAX_TIME_GAP,
+        }
+    }
+}
+
+/// The summaries of every incident, indexed for grouping: by category and
+/// the end of the occurrence window, so finding candidates is a range scan.
+#[derive(Debug, Default)]
+pub struct IncidentIndex {
+    incidents: HashMap<IncidentId, IncidentSummary>,
+    by_category_and_end: BTreeSet<(Category, Timestamp, IncidentId)>,
+}
+
+impl IncidentIndex {
+    /// The summary of an incident.
+    pub fn get(&self, id: IncidentId) -> Option<&IncidentSummary> {
+        self.incidents.get(&id)
+    }
+
+    /// How many incidents there are.
+    pub fn len(&self) -> usize {
+        self.incidents.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.incidents.is_empty()
+    }
+
+    /// Stores a summary, replacing the incident's previous one.
+    pub fn upsert(&mut self, summary: IncidentSummary) {
+        if let Some(old) = self.incidents.get(&summary.id) {
+            self.by_category_and_end
+                .remove(&(old.category, old.occurred_to, old.id));
+        }
+        self.by_category_and_end
+            .insert((summary.category, summary.occurred_to, summary.id));
+        self.incidents.insert(summary.id, summary);
+    }
+
+    /// The open incident `report` should join, if any.
+    pub fn find_match(&self, report: &Report, policy: &GroupingPolicy) -> Option<IncidentId> {
+        let at = report.occurred_at;
+        let earliest_end = Timestamp(at.0.saturating_sub(duration_nanos(policy.max_time_gap)));
+        let latest_start = at.saturating_add(policy.max_time_gap);
+        let lower = (
+            report.category,
+            earliest_end,
+            IncidentId(crate::Position::ZERO),
+        );
+        self.by_category_and_end
+            .range(lower..)
+            .take_while(|(category, _, _)| *category == report.category)
+            .filter_map(|(_, _, id)| self.incidents.get(id))
+            .filter(|incident| incident.status.is_open() && incident.occurred_from <= latest_start)
+            .filter(|incident| is_near(report, incident, policy))
+            .min_by_key(|incident| (time_gap(at, incident), std::cmp::Reverse(incident.id)))
+            .map(|incident| incident.id)
+    }
+}
+
+fn duration_nanos(duration: Duration) -> i64 {
+    i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX)
+}
+
+fn time_gap(at: Timestamp, incident: &IncidentSummary) -> Duration {
+    if at < incident.occurred_from {
+        at.abs_diff(incident.occurred_from)
+    } else if at > incident.occurred_to {
+        at.abs_diff(incident.occurred_to)
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// Near in place: by distance when both give points, else by the same
+/// named area (case-insensitive). A report that can be compared neither way
+/// is near nothing.
+fn is_near(report: &Report, incident: &IncidentSummary, policy: &GroupingPolicy) -> bool {
+    if let (Some(point), Some(bounds)) = (report.location.point, incident.bounds) {
+        let nearest = LatLng::new(
+            point
+                .lat()
+                .clamp(bounds.south_west.lat(), bounds.north_east.lat()),
+            point
+                .lon()
+                .clamp(bounds.south_west.lon(), bounds.north_east.lon()),
+        );
+        return nearest.is_ok_and(|nearest| nearest.distance_m(&point) <= policy.max_distance_m);
+    }
+    report
+        .location
+        .area
+        .as_ref()
+        .is_some_and(|area| incident.areas.iter().any(|a| a.eq_ignore_ascii_case(area)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Position, testing::report_at};
+
+    fn index_with(reports: &[crate::report::StoredReport]) -> IncidentIndex {
+        let mut index = IncidentIndex::default();
+        for r in reports {
+            index.upsert(IncidentSummary::open(r, Timestamp(0)));
+        }
+        index
+    }
+
+    #[test]
+    fn joins_same_category_nearby_in_place_and_time() {
+        let index = index_with(&[report_at(1, |r| r.at_point(31.30, 34.25).hours(10))]);
+        let near = report_at(2, |r| r.at_point(31.31, 34.25).hours(12)).report;
+        assert_eq!(
+            index.find_match(&near, &GroupingPolicy::default()),
+            Some(IncidentId(Position(1)))
+        );
+    }
+
+    #[test]
+    fn separates_other_category_far_place_or_late_time() {
+        let index = index_with(&[report_at(1, |r| r.at_point(31.30, 34.25).hours(10))]);
+        let policy = GroupingPolicy::default();
+        let other_category = report_at(2, |r| {
+            r.at_point(31.30, 34.25)
+                .hours(10)
+                .category(Category::AirStrike)
+        });
+        let far = report_at(3, |r| r.at_point(31.50, 34.45).hours(10));
+        let late = report_at(4, |r| r.at_point(31.30, 34.25).hours(17));
+        for r in [other_category, far, late] {
+            assert_eq!(
+                index.find_match(&r.report, &policy),
+                None,
+                "{:?}",
+                r.report_id
+            );
+        }
+    }
+
+    #[test]
+    fn matches_by_area_name_without_points_and_prefers_the_closest_in_time() {
+        let index = index_with(&[
+            report_at(1, |r| r.in_area("Rafah").hours(6)),
+            report_at(2, |r| r.in_area("Rafah").hours(11)),
+        ]);
+        let report = report_at(3, |r| r.in_area("rafah").hours(12)).report;
+        assert_eq!(
+            index.find_match(&report, &GroupingPolicy::default()),
+            Some(IncidentId(Position(2)))
+        );
+    }
+
+    #[test]
+    fn ruled_incidents_take_no_new_reports() {
+        let mut index = index_with(&[report_at(1, |r| r.in_area("Rafah").hours(6))]);
+        let mut summary = index.get(IncidentId(Position(1))).unwrap().clone();
+        summary.status = crate::incident::IncidentStatus::ConfirmedBreach;
+        index.upsert(summary);
+        let report = report_at(2, |r| r.in_area("Rafah").hours(6)).report;
+        assert_eq!(index.find_match(&report, &GroupingPolicy::default()), None);
+    }
+}

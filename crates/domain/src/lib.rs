@@ -1,0 +1,26 @@
+//! truce's domain: what a report says, how reports group into incidents, and
+//! the filter language over incidents.
+//!
+//! Everything here is pure: no I/O, no wire types, no clocks. The wire crate
+//! converts loose protobuf messages into these strict types once, on receipt
+//! (so a `Report` is valid by construction), the ingest service groups them
+//! into incidents with [`grouping`], and the query service folds recorded
+//! events into [`incident::Incident`]s and tests them with [`filter`].
+
+pub mod event;
+pub mod filter;
+pub mod geo;
+pub mod grouping;
+pub mod ids;
+pub mod incident;
+pub mod report;
+pub mod tally;
+pub mod time;
+pub mod violation;
+
+#[cfg(test)]
+mod testing;
+
+pub use ids::{IncidentId, PartyId, Position, ReportId};
+pub use time::Timestamp;
+pub use violation::{FieldViolation, Violations};

@@ -1,0 +1,67 @@
+//! Builders for reports in unit tests.
+
+use crate::{IncidentId, Position, ReportId, Timestamp, geo::LatLng, report::*};
+
+/// A report under construction.
+pub(crate) struct Draft(Report);
+
+impl Draft {
+    pub(crate) fn at_point(mut self, lat: f64, lon: f64) -> Self {
+        self.0.location.point = Some(LatLng::new(lat, lon).unwrap());
+        self
+    }
+    pub(crate) fn in_area(mut self, area: &str) -> Self {
+        self.0.location.area = Some(area.to_owned());
+        self
+    }
+    pub(crate) fn hours(mut self, hour: i64) -> Self {
+        // 2025-11-22T00:00:00Z plus `hour` hours.
+        self.0.occurred_at = Timestamp((1_763_769_600 + hour * 3600) * 1_000_000_000);
+        self
+    }
+    pub(crate) fn category(mut self, category: Category) -> Self {
+        self.0.category = category;
+        self
+    }
+    pub(crate) fn with_killed(mut self, claimant: &str, low: u32, high: u32) -> Self {
+        self.0.casualties.push(CasualtyClaim {
+            group: CasualtyGroup::Unknown,
+            killed: Some(CountRange::new(low, None, high).unwrap()),
+            injured: None,
+            claimed_by: claimant.parse().unwrap(),
+        });
+        self
+    }
+}
+
+/// A stored report at `position`, shaped by `shape`.
+pub(crate) fn report_at(position: u64, shape: impl FnOnce(Draft) -> Draft) -> StoredReport {
+    let draft = Draft(Report {
+        reporting_party: "idf".parse().unwrap(),
+        sources: Vec::new(),
+        occurred_at: Timestamp(1_763_769_600_000_000_000),
+        occurred_precision: TimePrecision::Hour,
+        location: Location {
+            point: None,
+            area: None,
+            zone: Zone::AtLine,
+            precision: LocationPrecision::Area,
+        },
+        category: Category::LineCrossing,
+        summary: "test".to_owned(),
+        alleged_responsible: Vec::new(),
+        attributions: Vec::new(),
+        casualties: Vec::new(),
+        evidence: Vec::new(),
+        incident_id: None,
+    });
+    let report = shape(draft).0;
+    StoredReport {
+        report_id: ReportId(Position(position)),
+        incident_id: IncidentId(Position(position)),
+        received_at: Timestamp(0),
+        report,
+        derived_zone: None,
+        client_report_id: None,
+    }
+}

@@ -1,0 +1,91 @@
+//! The event log: every change to truce's record, in order.
+//!
+//! Entries are opaque bytes (the wire crate defines their encoding) at
+//! gapless positions from 1, each chained to the one before by SHA-256, so a
+//! rewrite of history is detectable. The store is SQLite in WAL mode with
+//! `synchronous=FULL`: a batch is one transaction and one fsync, which is
+//! how the ingest service shares one sync among many submitters (group
+//! commit). [`LogStore`] is the single writer; [`LogReader`] serves any
+//! number of readers and followers from their own connections, and
+//! [`follow`] turns it into a stream that replays from a position and then
+//! continues live.
+
+mod error;
+mod follow;
+mod reader;
+mod store;
+
+pub use error::LogError;
+pub use follow::follow;
+pub use reader::LogReader;
+pub use store::{LogStore, NewEntry};
+
+use std::fmt;
+
+/// A position in the log: gapless, from 1; 0 is "before the first entry".
+pub type Position = u64;
+
+/// A SHA-256 digest.
+pub type Hash = [u8; 32];
+
+/// The hash before the first entry.
+pub const GENESIS_HASH: Hash = [0; 32];
+
+/// One durable entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// Where it is.
+    pub position: Position,
+    /// SHA-256 over the previous entry's hash and `payload`.
+    pub hash: Hash,
+    /// The encoded event.
+    pub payload: Vec<u8>,
+}
+
+/// The last durable entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Head {
+    /// Its position; 0 when the log is empty.
+    pub position: Position,
+    /// Its hash; [`GENESIS_HASH`] when empty.
+    pub hash: Hash,
+}
+
+/// One incarnation of a log: a log deleted and created anew gets another,
+/// so positions remembered from the old one are never mistaken for it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Incarnation(String);
+
+impl Incarnation {
+    fn generate() -> Result<Incarnation, LogError> {
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| LogError::Io(std::io::Error::other(e.to_string())))?;
+        Ok(Incarnation(hex::encode(bytes)))
+    }
+
+    /// From its text form, as another service reported it.
+    pub fn from_text(text: &str) -> Incarnation {
+        Incarnation(text.to_owned())
+    }
+
+    /// The text form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Incarnation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The chain link: SHA-256 over the previous hash and the payload.
+pub fn chain_hash(previous: &Hash, payload: &[u8]) -> Hash {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(previous);
+    hasher.update(payload);
+    hasher.finalize().into()
+}

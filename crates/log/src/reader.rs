@@ -1,0 +1,113 @@
+//! Readers: any number, each query on a pooled connection of its own, so
+//! reading never waits for the writer's fsync.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use rusqlite::Connection;
+use tokio::sync::watch;
+
+use crate::{Head, Incarnation, LogEntry, LogError, Position, store::connect, store::to_hash};
+
+/// Most connections kept idle in the pool.
+const POOL_SIZE: usize = 8;
+
+/// Reads the log and learns of new entries.
+#[derive(Debug, Clone)]
+pub struct LogReader {
+    inner: Arc<Inner>,
+    head: watch::Receiver<Head>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    incarnation: Incarnation,
+    // A std Mutex is right here: it is held only to take or return a
+    // connection, never across an await or a query.
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl LogReader {
+    /// A reader of the SQLite log at `path`, told of new durable entries
+    /// through `head`.
+    pub fn new(path: &Path, incarnation: Incarnation, head: watch::Receiver<Head>) -> LogReader {
+        LogReader {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                incarnation,
+                idle: Mutex::new(Vec::new()),
+            }),
+            head,
+        }
+    }
+
+    /// Which incarnation the log is.
+    pub fn incarnation(&self) -> &Incarnation {
+        &self.inner.incarnation
+    }
+
+    /// The last durable entry.
+    pub fn head(&self) -> Head {
+        *self.head.borrow()
+    }
+
+    /// A receiver that changes whenever entries become durable.
+    pub fn watch_head(&self) -> watch::Receiver<Head> {
+        self.head.clone()
+    }
+
+    /// Up to `max` entries from `from` (inclusive), in order.
+    pub async fn read(&self, from: Position, max: usize) -> Result<Vec<LogEntry>, LogError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || inner.read(from.max(1), max))
+            .await
+            .map_err(|e| LogError::Io(std::io::Error::other(e)))?
+    }
+}
+
+impl Inner {
+    fn read(&self, from: Position, max: usize) -> Result<Vec<LogEntry>, LogError> {
+        let conn = match self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            Some(conn) => conn,
+            None => connect(&self.path)?,
+        };
+        let entries = read_range(&conn, from, max);
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < POOL_SIZE {
+            idle.push(conn);
+        }
+        entries
+    }
+}
+
+fn read_range(conn: &Connection, from: Position, max: usize) -> Result<Vec<LogEntry>, LogError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT position, hash, payload FROM entries WHERE position >= ?1 ORDER BY position LIMIT ?2",
+    )?;
+    let rows = stmt.query_map([from as i64, max as i64], |r| {
+        Ok((
+            r.get::<_, i64>(0)? as u64,
+            r.get::<_, Vec<u8>>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+        ))
+    })?;
+    let mut entries = Vec::with_capacity(max.min(1024));
+    for (expected, row) in (from..).zip(rows) {
+        let (position, hash, payload) = row?;
+        if position != expected {
+            return Err(LogError::Corrupt {
+                position: expected,
+                what: format!("missing; the next stored entry is at {position}"),
+            });
+        }
+        entries.push(LogEntry {
+            position,
+            hash: to_hash(position, &hash)?,
+            payload,
+        });
+    }
+    Ok(entries)
+}
