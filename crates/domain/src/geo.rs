@@ -174,18 +174,13 @@ impl Demarcation {
             let zone_name = properties
                 .get("zone")
                 .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    context("needs a \"zone\" property or \"role\": \"demarcation_line\"".into())
-                })?;
-            let zone = Zone::from_name(zone_name)
-                .ok_or_else(|| context(format!("unknown zone {zone_name:?}")))?;
+                .ok_or_else(|| context("needs a \"zone\" property or \"role\": \"demarcation_line\"".into()))?;
+            let zone = Zone::from_name(zone_name).ok_or_else(|| context(format!("unknown zone {zone_name:?}")))?;
             for polygon in polygons(geometry).map_err(context)? {
                 match zone {
                     Zone::HumanitarianCorridor => demarcation.corridors.push(polygon),
                     Zone::AtLine => {
-                        return Err(context(
-                            "AT_LINE is derived from the line, not drawn".into(),
-                        ));
+                        return Err(context("AT_LINE is derived from the line, not drawn".into()));
                     }
                     _ => demarcation.areas.push((zone, polygon)),
                 }
@@ -201,10 +196,7 @@ impl Demarcation {
         if self.corridors.iter().any(|c| c.contains(lon, lat)) {
             return Some(Zone::HumanitarianCorridor);
         }
-        if self
-            .distance_to_line_m(point)
-            .is_some_and(|d| d <= self.at_line_m)
-        {
+        if self.distance_to_line_m(point).is_some_and(|d| d <= self.at_line_m) {
             return Some(Zone::AtLine);
         }
         self.areas
@@ -258,15 +250,9 @@ fn positions(value: &Value) -> Result<Vec<(f64, f64)>, String> {
         .collect()
 }
 
-fn geometry_parts<'a>(
-    geometry: &'a Value,
-    single: &str,
-    multi: &str,
-) -> Result<Vec<&'a Value>, String> {
+fn geometry_parts<'a>(geometry: &'a Value, single: &str, multi: &str) -> Result<Vec<&'a Value>, String> {
     let kind = geometry.get("type").and_then(Value::as_str).unwrap_or("");
-    let coordinates = geometry
-        .get("coordinates")
-        .ok_or("geometry has no coordinates")?;
+    let coordinates = geometry.get("coordinates").ok_or("geometry has no coordinates")?;
     if kind == single {
         Ok(vec![coordinates])
     } else if kind == multi {
@@ -276,9 +262,7 @@ fn geometry_parts<'a>(
             .iter()
             .collect())
     } else {
-        Err(format!(
-            "geometry must be a {single} or {multi}, not {kind:?}"
-        ))
+        Err(format!("geometry must be a {single} or {multi}, not {kind:?}"))
     }
 }
 
@@ -336,12 +320,11 @@ mod tests {
 
     #[test]
     fn rejects_malformed_geometry_with_the_feature_named() {
-        let err = Demarcation::from_geojson(r#"{"features":[{"properties":{"zone":"NOWHERE"},"geometry":{"type":"Polygon","coordinates":[]}}]}"#)
-            .unwrap_err();
-        assert!(
-            err.contains("features[0]") && err.contains("NOWHERE"),
-            "{err}"
-        );
+        let err = Demarcation::from_geojson(
+            r#"{"features":[{"properties":{"zone":"NOWHERE"},"geometry":{"type":"Polygon","coordinates":[]}}]}"#,
+        )
+        .unwrap_err();
+        assert!(err.contains("features[0]") && err.contains("NOWHERE"), "{err}");
         assert!(Demarcation::from_geojson("[]").is_err());
     }
 

@@ -85,11 +85,7 @@ impl IncidentIndex {
         let at = report.occurred_at;
         let earliest_end = Timestamp(at.0.saturating_sub(duration_nanos(policy.max_time_gap)));
         let latest_start = at.saturating_add(policy.max_time_gap);
-        let lower = (
-            report.category,
-            earliest_end,
-            IncidentId(crate::Position::ZERO),
-        );
+        let lower = (report.category, earliest_end, IncidentId(crate::Position::ZERO));
         self.by_category_and_end
             .range(lower..)
             .take_while(|(category, _, _)| *category == report.category)
@@ -121,12 +117,8 @@ fn time_gap(at: Timestamp, incident: &IncidentSummary) -> Duration {
 fn is_near(report: &Report, incident: &IncidentSummary, policy: &GroupingPolicy) -> bool {
     if let (Some(point), Some(bounds)) = (report.location.point, incident.bounds) {
         let nearest = LatLng::new(
-            point
-                .lat()
-                .clamp(bounds.south_west.lat(), bounds.north_east.lat()),
-            point
-                .lon()
-                .clamp(bounds.south_west.lon(), bounds.north_east.lon()),
+            point.lat().clamp(bounds.south_west.lat(), bounds.north_east.lat()),
+            point.lon().clamp(bounds.south_west.lon(), bounds.north_east.lon()),
         );
         return nearest.is_ok_and(|nearest| nearest.distance_m(&point) <= policy.max_distance_m);
     }
@@ -164,20 +156,11 @@ mod tests {
     fn separates_other_category_far_place_or_late_time() {
         let index = index_with(&[report_at(1, |r| r.at_point(31.30, 34.25).hours(10))]);
         let policy = GroupingPolicy::default();
-        let other_category = report_at(2, |r| {
-            r.at_point(31.30, 34.25)
-                .hours(10)
-                .category(Category::AirStrike)
-        });
+        let other_category = report_at(2, |r| r.at_point(31.30, 34.25).hours(10).category(Category::AirStrike));
         let far = report_at(3, |r| r.at_point(31.50, 34.45).hours(10));
         let late = report_at(4, |r| r.at_point(31.30, 34.25).hours(17));
         for r in [other_category, far, late] {
-            assert_eq!(
-                index.find_match(&r.report, &policy),
-                None,
-                "{:?}",
-                r.report_id
-            );
+            assert_eq!(index.find_match(&r.report, &policy), None, "{:?}", r.report_id);
         }
     }
 

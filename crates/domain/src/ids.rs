@@ -46,7 +46,15 @@ macro_rules! positional_id {
                     .filter(|digits| !digits.starts_with('0') && !digits.starts_with('+'))
                     .and_then(|digits| digits.parse::<u64>().ok())
                     .map(|n| $name(Position(n)))
-                    .ok_or_else(|| format!(concat!("must be \"", $prefix, "\" followed by a position, e.g. \"", $prefix, "1\"")))
+                    .ok_or_else(|| {
+                        format!(concat!(
+                            "must be \"",
+                            $prefix,
+                            "\" followed by a position, e.g. \"",
+                            $prefix,
+                            "1\""
+                        ))
+                    })
             }
         }
     };
@@ -75,8 +83,7 @@ impl FromStr for PartyId {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let valid_char =
-            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c);
+        let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c);
         let starts_well = s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit());
         if s.is_empty() || s.len() > Self::MAX_LEN || !starts_well || !s.chars().all(valid_char) {
             return Err(format!(

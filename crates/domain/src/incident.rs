@@ -179,10 +179,7 @@ impl IncidentSummary {
                 None => BoundingBox::around(point),
             });
         }
-        for ClaimantTotals {
-            killed, injured, ..
-        } in stored.claimant_totals()
-        {
+        for ClaimantTotals { killed, injured, .. } in stored.claimant_totals() {
             self.killed = span(self.killed, killed);
             self.injured = span(self.injured, injured);
         }

@@ -32,14 +32,9 @@ pub fn bounded_text(text: &str, max_chars: usize, required: bool) -> Result<Stri
     }
     let chars = text.chars().count();
     if chars > max_chars {
-        return Err(format!(
-            "must be at most {max_chars} characters (has {chars})"
-        ));
+        return Err(format!("must be at most {max_chars} characters (has {chars})"));
     }
-    if text
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
+    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
         return Err("must not contain control characters".to_owned());
     }
     Ok(text.to_owned())
@@ -292,9 +287,7 @@ impl CountRange {
         if let Some(best) = best
             && !(low..=high).contains(&best)
         {
-            return Err(format!(
-                "best ({best}) must lie between low ({low}) and high ({high})"
-            ));
+            return Err(format!("best ({best}) must lie between low ({low}) and high ({high})"));
         }
         Ok(CountRange { low, best, high })
     }
@@ -360,11 +353,7 @@ impl EvidenceRef {
 
     /// Checks a SHA-256 digest in lowercase hex.
     pub fn sha256(text: &str) -> Result<String, String> {
-        if text.len() == 64
-            && text
-                .chars()
-                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
-        {
+        if text.len() == 64 && text.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) {
             Ok(text.to_owned())
         } else {
             Err("must be a SHA-256 digest: 64 lowercase hex digits".to_owned())
@@ -373,15 +362,9 @@ impl EvidenceRef {
 
     /// Checks a media type such as `image/jpeg`.
     pub fn media_type(text: &str) -> Result<String, String> {
-        let token = |s: &str| {
-            !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "!#$&-^_.+".contains(c))
-        };
+        let token = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "!#$&-^_.+".contains(c));
         match text.split_once('/') {
-            Some((kind, sub))
-                if text.len() <= limits::MEDIA_TYPE_CHARS && token(kind) && token(sub) =>
-            {
+            Some((kind, sub)) if text.len() <= limits::MEDIA_TYPE_CHARS && token(kind) && token(sub) => {
                 Ok(text.to_ascii_lowercase())
             }
             _ => Err("must be a media type such as \"image/jpeg\"".to_owned()),
@@ -396,16 +379,8 @@ mod tests {
     #[test]
     fn ranges_reject_inverted_and_stray_best() {
         assert!(CountRange::new(20, Some(20), 21).is_ok());
-        assert!(
-            CountRange::new(21, None, 20)
-                .unwrap_err()
-                .contains("at least low")
-        );
-        assert!(
-            CountRange::new(1, Some(5), 3)
-                .unwrap_err()
-                .contains("between")
-        );
+        assert!(CountRange::new(21, None, 20).unwrap_err().contains("at least low"));
+        assert!(CountRange::new(1, Some(5), 3).unwrap_err().contains("between"));
         assert!(CountRange::new(0, None, limits::MAX_COUNT + 1).is_err());
     }
 
@@ -422,10 +397,7 @@ mod tests {
     #[test]
     fn enums_accept_short_and_full_names_only() {
         assert_eq!(Category::from_name("AIR_STRIKE"), Some(Category::AirStrike));
-        assert_eq!(
-            Category::from_name("CATEGORY_AIR_STRIKE"),
-            Some(Category::AirStrike)
-        );
+        assert_eq!(Category::from_name("CATEGORY_AIR_STRIKE"), Some(Category::AirStrike));
         assert_eq!(Category::from_name("ZONE_AIR_STRIKE"), None);
         assert_eq!(Category::from_name("air_strike"), None);
         assert_eq!(Zone::from_number(0), None);
@@ -435,11 +407,7 @@ mod tests {
     #[test]
     fn text_and_uri_rules() {
         assert!(bounded_text("", 10, true).is_err());
-        assert!(
-            bounded_text("abc", 2, false)
-                .unwrap_err()
-                .contains("at most 2")
-        );
+        assert!(bounded_text("abc", 2, false).unwrap_err().contains("at most 2"));
         assert!(bounded_text("a\u{0}b", 10, false).is_err());
         assert!(http_url("https://www.reuters.com/x").is_ok());
         assert!(http_url("ftp://x").is_err());
@@ -477,8 +445,7 @@ impl StoredReport {
 
     /// True when a derived zone contradicts the stated one.
     pub fn zone_disputed(&self) -> bool {
-        self.derived_zone
-            .is_some_and(|z| z != self.report.location.zone)
+        self.derived_zone.is_some_and(|z| z != self.report.location.zone)
     }
 
     /// Each claimant's totals in this report: killed and injured summed over
@@ -486,10 +453,7 @@ impl StoredReport {
     pub fn claimant_totals(&self) -> Vec<ClaimantTotals> {
         let mut totals: Vec<ClaimantTotals> = Vec::new();
         for claim in &self.report.casualties {
-            let entry = match totals
-                .iter_mut()
-                .position(|t| t.claimed_by == claim.claimed_by)
-            {
+            let entry = match totals.iter_mut().position(|t| t.claimed_by == claim.claimed_by) {
                 Some(i) => &mut totals[i],
                 None => {
                     totals.push(ClaimantTotals {

@@ -62,20 +62,11 @@ impl Breakdown {
             self.by_zone.entry(z.name()).or_default().add(incident);
         }
         for p in &incident.reporters {
-            self.by_reporter
-                .entry(p.to_string())
-                .or_default()
-                .add(incident);
+            self.by_reporter.entry(p.to_string()).or_default().add(incident);
         }
         for p in &incident.alleged_responsible {
-            self.by_responsible
-                .entry(p.to_string())
-                .or_default()
-                .add(incident);
+            self.by_responsible.entry(p.to_string()).or_default().add(incident);
         }
-        self.by_status
-            .entry(incident.status.name())
-            .or_default()
-            .add(incident);
+        self.by_status.entry(incident.status.name()).or_default().add(incident);
     }
 }

@@ -35,9 +35,7 @@ impl Timestamp {
     pub fn from_system(time: SystemTime) -> Timestamp {
         match time.duration_since(UNIX_EPOCH) {
             Ok(after) => Timestamp(i64::try_from(after.as_nanos()).unwrap_or(i64::MAX)),
-            Err(before) => {
-                Timestamp(-i64::try_from(before.duration().as_nanos()).unwrap_or(i64::MAX))
-            }
+            Err(before) => Timestamp(-i64::try_from(before.duration().as_nanos()).unwrap_or(i64::MAX)),
         }
     }
 

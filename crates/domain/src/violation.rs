@@ -57,11 +57,7 @@ impl Violations {
 
     /// `Ok(value)` when nothing was recorded, else every violation.
     pub fn finish<T>(self, value: impl FnOnce() -> T) -> Result<T, Vec<FieldViolation>> {
-        if self.0.is_empty() {
-            Ok(value())
-        } else {
-            Err(self.0)
-        }
+        if self.0.is_empty() { Ok(value()) } else { Err(self.0) }
     }
 
     /// The violations recorded so far.

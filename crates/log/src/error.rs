@@ -20,6 +20,14 @@ pub enum LogError {
         /// What is wrong.
         what: String,
     },
+    /// A replica belongs to another incarnation of the log.
+    #[error("the replica is of log incarnation {found}, not {expected}")]
+    OtherIncarnation {
+        /// What the replica holds.
+        found: String,
+        /// What the upstream is.
+        expected: String,
+    },
     /// A writer bug: entries must be appended at the next position.
     #[error("append at position {got}, expected {expected}")]
     OutOfOrder {

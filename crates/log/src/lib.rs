@@ -59,8 +59,7 @@ pub struct Incarnation(String);
 impl Incarnation {
     fn generate() -> Result<Incarnation, LogError> {
         let mut bytes = [0u8; 8];
-        getrandom::fill(&mut bytes)
-            .map_err(|e| LogError::Io(std::io::Error::other(e.to_string())))?;
+        getrandom::fill(&mut bytes).map_err(|e| LogError::Io(std::io::Error::other(e.to_string())))?;
         Ok(Incarnation(hex::encode(bytes)))
     }
 

@@ -83,7 +83,7 @@ impl Inner {
     }
 }
 
-fn read_range(conn: &Connection, from: Position, max: usize) -> Result<Vec<LogEntry>, LogError> {
+pub(crate) fn read_range(conn: &Connection, from: Position, max: usize) -> Result<Vec<LogEntry>, LogError> {
     let mut stmt = conn.prepare_cached(
         "SELECT position, hash, payload FROM entries WHERE position >= ?1 ORDER BY position LIMIT ?2",
     )?;

@@ -62,6 +62,24 @@ impl LogStore {
     /// Opens (or creates) the log in `dir`, checks its last link and takes
     /// the directory's lock.
     pub fn open(dir: &Path) -> Result<LogStore, LogError> {
+        Self::open_as(dir, None)
+    }
+
+    /// Opens (or creates) a replica of the log `incarnation` in `dir`. A
+    /// replica of another incarnation is refused, so a follower never mixes
+    /// two logs' positions.
+    pub fn open_replica(dir: &Path, incarnation: &Incarnation) -> Result<LogStore, LogError> {
+        let store = Self::open_as(dir, Some(incarnation))?;
+        if store.incarnation != *incarnation {
+            return Err(LogError::OtherIncarnation {
+                found: store.incarnation.to_string(),
+                expected: incarnation.to_string(),
+            });
+        }
+        Ok(store)
+    }
+
+    fn open_as(dir: &Path, adopt: Option<&Incarnation>) -> Result<LogStore, LogError> {
         fs::create_dir_all(dir)?;
         let lock = File::options()
             .create(true)
@@ -75,16 +93,17 @@ impl LogStore {
         let conn = connect(&path)?;
         conn.execute_batch(SCHEMA)?;
         let incarnation = match conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'incarnation'",
-                [],
-                |r| r.get::<_, String>(0),
-            )
+            .query_row("SELECT value FROM meta WHERE key = 'incarnation'", [], |r| {
+                r.get::<_, String>(0)
+            })
             .optional()?
         {
             Some(existing) => Incarnation(existing),
             None => {
-                let fresh = Incarnation::generate()?;
+                let fresh = match adopt {
+                    Some(upstream) => upstream.clone(),
+                    None => Incarnation::generate()?,
+                };
                 conn.execute(
                     "INSERT INTO meta (key, value) VALUES ('incarnation', ?1)",
                     [fresh.as_str()],
@@ -142,36 +161,63 @@ impl LogStore {
         Ok(stmt.query_row([position as i64], |r| r.get(0)).optional()?)
     }
 
+    /// Up to `max` entries from `from` (inclusive), in order, on the
+    /// writer's own connection: for rebuilding the writer's state at start.
+    pub fn read(&self, from: Position, max: usize) -> Result<Vec<crate::LogEntry>, LogError> {
+        crate::reader::read_range(&self.conn, from.max(1), max)
+    }
+
     /// Appends `entries` in one transaction and returns once it is durable
     /// (one fsync for the whole batch). On error nothing of the batch is
     /// stored.
     pub fn append(&mut self, entries: &[NewEntry]) -> Result<Head, LogError> {
+        self.append_with(
+            entries
+                .iter()
+                .map(|e| (e.position, &e.payload[..], None, e.idempotency_key.as_deref())),
+        )
+    }
+
+    /// Appends entries copied from the upstream log, checking that each
+    /// continues the chain with the hash the upstream gave it.
+    pub fn append_replicated(&mut self, entries: &[crate::LogEntry]) -> Result<Head, LogError> {
+        self.append_with(
+            entries
+                .iter()
+                .map(|e| (e.position, &e.payload[..], Some(&e.hash), None)),
+        )
+    }
+
+    fn append_with<'a>(
+        &mut self,
+        entries: impl Iterator<Item = (Position, &'a [u8], Option<&'a Hash>, Option<&'a str>)>,
+    ) -> Result<Head, LogError> {
         let mut head = self.head;
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO entries (position, hash, payload) VALUES (?1, ?2, ?3)",
-            )?;
-            let mut remember =
-                tx.prepare_cached("INSERT INTO idempotency_keys (key, position) VALUES (?1, ?2)")?;
-            for entry in entries {
-                if entry.position != head.position + 1 {
+            let mut insert = tx.prepare_cached("INSERT INTO entries (position, hash, payload) VALUES (?1, ?2, ?3)")?;
+            let mut remember = tx.prepare_cached("INSERT INTO idempotency_keys (key, position) VALUES (?1, ?2)")?;
+            for (position, payload, claimed_hash, key) in entries {
+                if position != head.position + 1 {
                     return Err(LogError::OutOfOrder {
                         expected: head.position + 1,
-                        got: entry.position,
+                        got: position,
                     });
                 }
-                let hash = chain_hash(&head.hash, &entry.payload);
-                insert.execute(params![entry.position as i64, &hash[..], &entry.payload])?;
-                if let Some(key) = &entry.idempotency_key {
-                    remember.execute(params![key, entry.position as i64])?;
+                let hash = chain_hash(&head.hash, payload);
+                if claimed_hash.is_some_and(|claimed| *claimed != hash) {
+                    return Err(LogError::Corrupt {
+                        position,
+                        what: "the upstream hash does not continue the chain".to_owned(),
+                    });
                 }
-                head = Head {
-                    position: entry.position,
-                    hash,
-                };
+                insert.execute(params![position as i64, &hash[..], payload])?;
+                if let Some(key) = key {
+                    remember.execute(params![key, position as i64])?;
+                }
+                head = Head { position, hash };
             }
         }
         tx.commit()?;
@@ -243,9 +289,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (incarnation, head) = {
             let mut store = LogStore::open(dir.path()).unwrap();
-            store
-                .append(&[entry(1, Some("k1")), entry(2, None)])
-                .unwrap();
+            store.append(&[entry(1, Some("k1")), entry(2, None)]).unwrap();
             let head = store.append(&[entry(3, None)]).unwrap();
             (store.incarnation().clone(), head)
         };
@@ -265,19 +309,12 @@ mod tests {
         let mut store = LogStore::open(dir.path()).unwrap();
         store.append(&[entry(1, Some("k"))]).unwrap();
         // Second entry reuses a key: the whole batch is rolled back.
-        assert!(
-            store
-                .append(&[entry(2, None), entry(3, Some("k"))])
-                .is_err()
-        );
+        assert!(store.append(&[entry(2, None), entry(3, Some("k"))]).is_err());
         assert_eq!(store.head().position, 1);
         assert!(store.payload(2).unwrap().is_none());
         assert!(matches!(
             store.append(&[entry(5, None)]),
-            Err(LogError::OutOfOrder {
-                expected: 2,
-                got: 5
-            })
+            Err(LogError::OutOfOrder { expected: 2, got: 5 })
         ));
     }
 
@@ -285,9 +322,6 @@ mod tests {
     fn a_second_writer_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let _first = LogStore::open(dir.path()).unwrap();
-        assert!(matches!(
-            LogStore::open(dir.path()),
-            Err(LogError::Locked(_))
-        ));
+        assert!(matches!(LogStore::open(dir.path()), Err(LogError::Locked(_))));
     }
 }

@@ -1,7 +1,22 @@
-//! The wire contract.
-#![allow(missing_docs)]
+//! The `truce.v1` wire contract and its border with the domain.
+//!
+//! [`v1`] holds the types and service stubs generated from `proto/` (by
+//! protox, so building needs no system `protoc`); [`FILE_DESCRIPTOR_SET`]
+//! is what server reflection serves. [`convert`] turns loose wire messages
+//! into strict domain types exactly once, on receipt, naming every invalid
+//! field, and domain types back into wire messages. [`error`] is the one
+//! place where failures become gRPC status codes.
+
+pub mod convert;
+pub mod error;
+
+/// Generated `truce.v1` messages and services.
+#[allow(missing_docs, unreachable_pub, clippy::all)]
 pub mod v1 {
     tonic::include_proto!("truce.v1");
 }
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/truce_descriptor.bin"));
+
+/// The encoded `FileDescriptorSet` of every `truce.v1` file, for reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/truce_descriptor.bin"));
+
+pub use error::ServiceError;

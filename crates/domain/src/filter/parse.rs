@@ -199,10 +199,7 @@ impl Parser {
                 self.at += 1;
                 Ok(token.clone())
             }
-            None => error(
-                self.end,
-                format!("expected {expected}, found the end of the filter"),
-            ),
+            None => error(self.end, format!("expected {expected}, found the end of the filter")),
         }
     }
 
@@ -218,10 +215,7 @@ impl Parser {
     fn nest(&mut self) -> Result<(), FilterError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return error(
-                self.column(),
-                format!("nested deeper than {MAX_DEPTH} levels"),
-            );
+            return error(self.column(), format!("nested deeper than {MAX_DEPTH} levels"));
         }
         Ok(())
     }
@@ -277,21 +271,15 @@ impl Parser {
                     (c, t) => error(c, format!("expected ')', found {t}")),
                 }
             }
-            Token::Word(word) if word == "bbox" && self.peek() == Some(&Token::LParen) => {
-                self.bbox(column)
+            Token::Word(word) if word == "bbox" && self.peek() == Some(&Token::LParen) => self.bbox(column),
+            Token::Word(word) if matches!(word.as_str(), "AND" | "OR" | "NOT") => {
+                error(column, format!("expected a restriction, found the keyword {word}"))
             }
-            Token::Word(word) if matches!(word.as_str(), "AND" | "OR" | "NOT") => error(
-                column,
-                format!("expected a restriction, found the keyword {word}"),
-            ),
             Token::Word(field) => {
                 let (cmp_column, cmp) = match self.next("a comparator (=, !=, <, <=, >, >=, :)")? {
                     (c, Token::Cmp(cmp)) => (c, cmp),
                     (c, t) => {
-                        return error(
-                            c,
-                            format!("expected a comparator after {field:?}, found {t}"),
-                        );
+                        return error(c, format!("expected a comparator after {field:?}, found {t}"));
                     }
                 };
                 let (value_column, value) = match self.next("a value")? {
@@ -312,10 +300,7 @@ impl Parser {
                 match self.next("','")? {
                     (_, Token::Comma) => {}
                     (c, t) => {
-                        return error(
-                            c,
-                            format!("expected ',' in bbox(west, south, east, north), found {t}"),
-                        );
+                        return error(c, format!("expected ',' in bbox(west, south, east, north), found {t}"));
                     }
                 }
             }
@@ -334,8 +319,7 @@ impl Parser {
         let [(_, west), (_, south), (_, east), (_, north)] = numbers[..] else {
             return error(column, "bbox takes four numbers");
         };
-        let corner =
-            |lat, lon| LatLng::new(lat, lon).or_else(|e| error(column, format!("bbox: {e}")));
+        let corner = |lat, lon| LatLng::new(lat, lon).or_else(|e| error(column, format!("bbox: {e}")));
         let (south_west, north_east) = (corner(south, west)?, corner(north, east)?);
         if south > north || west > east {
             return error(
@@ -343,10 +327,7 @@ impl Parser {
                 "bbox(west, south, east, north) needs west <= east and south <= north",
             );
         }
-        Ok(Expr::Test(Test::BBox(BoundingBox {
-            south_west,
-            north_east,
-        })))
+        Ok(Expr::Test(Test::BBox(BoundingBox { south_west, north_east })))
     }
 }
 
@@ -367,12 +348,7 @@ fn restriction(
         column: value_column,
         message: format!("{field}: {rule}"),
     };
-    fn named<T: Copy>(
-        found: Option<T>,
-        all: &[T],
-        name: fn(T) -> &'static str,
-        value: &str,
-    ) -> Result<T, String> {
+    fn named<T: Copy>(found: Option<T>, all: &[T], name: fn(T) -> &'static str, value: &str) -> Result<T, String> {
         found.ok_or_else(|| {
             let names: Vec<&str> = all.iter().map(|v| name(*v)).collect();
             format!("unknown value {value:?}; one of {}", names.join(", "))
@@ -383,8 +359,7 @@ fn restriction(
         Ok(n) => Ok(Test::Count(f, cmp, n)),
         Err(_) => Err(bad_value(format!("{value:?} is not a whole number"))),
     };
-    let time =
-        || Timestamp::parse_rfc3339(value).map_err(|e| bad_value(format!("{e} (in quotes)")));
+    let time = || Timestamp::parse_rfc3339(value).map_err(|e| bad_value(format!("{e} (in quotes)")));
     match field {
         "id" | "incident_id" => Ok(Test::Id(
             equality(field)?,
@@ -402,13 +377,7 @@ fn restriction(
         )),
         "category" => Ok(Test::Category(
             equality(field)?,
-            named(
-                Category::from_name(value),
-                Category::ALL,
-                Category::name,
-                value,
-            )
-            .map_err(bad_value)?,
+            named(Category::from_name(value), Category::ALL, Category::name, value).map_err(bad_value)?,
         )),
         "zone" => Ok(Test::Zone(
             equality(field)?,
@@ -427,9 +396,7 @@ fn restriction(
         "updated" => Ok(Test::Updated(cmp, time()?)),
         _ => error(
             column,
-            format!(
-                "unknown field {field:?}; fields are {FIELDS}, and bbox(west, south, east, north)"
-            ),
+            format!("unknown field {field:?}; fields are {FIELDS}, and bbox(west, south, east, north)"),
         ),
     }
 }

@@ -25,10 +25,7 @@ fn the_documented_examples_parse_and_match() {
     ));
     assert!(matches("area = \"Rafah\"", &strike));
     assert!(matches("area = 'rafah'", &strike));
-    assert!(matches(
-        "reporter = \"idf\" OR responsible = \"hamas\"",
-        &strike
-    ));
+    assert!(matches("reporter = \"idf\" OR responsible = \"hamas\"", &strike));
     assert!(matches(
         "bbox(34.2, 31.2, 34.4, 31.4) AND occurred >= \"2025-11-22T00:00:00Z\"",
         &strike
@@ -72,11 +69,7 @@ fn errors_say_where_and_why() {
         ("killed_high >= ten", 16, "not a whole number"),
         ("category < AIR_STRIKE", 10, "takes only =, != or :"),
         ("area = \"Rafah", 8, "unterminated string"),
-        (
-            "category = AIR_STRIKE AND",
-            26,
-            "found the end of the filter",
-        ),
+        ("category = AIR_STRIKE AND", 26, "found the end of the filter"),
         ("(area = x", 10, "expected ')'"),
         ("area = x area = y", 10, "join restrictions with AND or OR"),
         ("occurred >= yesterday", 13, "RFC 3339"),
@@ -96,17 +89,7 @@ fn errors_say_where_and_why() {
 #[test]
 fn nesting_and_length_are_bounded() {
     let deep = format!("{}area = x{}", "(".repeat(40), ")".repeat(40));
-    assert!(
-        Filter::parse(&deep)
-            .unwrap_err()
-            .message
-            .contains("nested deeper")
-    );
+    assert!(Filter::parse(&deep).unwrap_err().message.contains("nested deeper"));
     let long = "area = x OR ".repeat(500) + "area = y";
-    assert!(
-        Filter::parse(&long)
-            .unwrap_err()
-            .message
-            .contains("longer than")
-    );
+    assert!(Filter::parse(&long).unwrap_err().message.contains("longer than"));
 }

@@ -1,0 +1,169 @@
+//! The ingest service: accepts reports and acknowledges each only once it
+//! is durable.
+//!
+//! Flow: [`service`] validates each request at the border into domain
+//! types; [`sequencer`] (one thread) groups reports into incidents, assigns
+//! positions and appends whole batches with one fsync; [`log_service`]
+//! streams the log to followers such as the query service. [`IngestNode`]
+//! wires them together; [`run`] serves them.
+
+pub mod log_service;
+pub mod sequencer;
+pub mod service;
+
+use std::{
+    future::Future,
+    path::{Path, PathBuf},
+    thread,
+};
+
+use anyhow::Context;
+use tokio::{net::TcpListener, sync::watch};
+use tonic::service::RoutesBuilder;
+use truce_domain::{geo::Demarcation, grouping::GroupingPolicy};
+use truce_log::{LogReader, LogStore};
+use truce_proto::v1::{ingest_service_server::IngestServiceServer, log_service_server::LogServiceServer};
+use truce_serve::{MAX_MESSAGE_BYTES, Stopping};
+
+pub use sequencer::Submitter;
+
+/// Default address of the ingest service.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "truce-data";
+
+/// What the ingest service needs to start.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Where the log lives.
+    pub data_dir: PathBuf,
+    /// When reports group into one incident.
+    pub grouping: GroupingPolicy,
+    /// A GeoJSON file with the demarcation line, sides and corridors.
+    pub demarcation: Option<PathBuf>,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            grouping: GroupingPolicy::default(),
+            demarcation: None,
+        }
+    }
+}
+
+impl IngestConfig {
+    /// Checks the settings before anything starts.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.grouping.max_distance_m.is_finite() && self.grouping.max_distance_m >= 0.0,
+            "grouping distance must be a non-negative number of metres"
+        );
+        Ok(())
+    }
+}
+
+fn load_demarcation(path: &Path) -> anyhow::Result<Demarcation> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Demarcation::from_geojson(&text)
+        .map_err(|e| anyhow::anyhow!(e))
+        .with_context(|| format!("demarcation geometry {}", path.display()))
+}
+
+/// A running ingest node: the sequencer and a reader of its log.
+#[derive(Debug)]
+pub struct IngestNode {
+    submitter: Submitter,
+    reader: LogReader,
+    sequencer: Option<thread::JoinHandle<()>>,
+}
+
+impl IngestNode {
+    /// Opens the log in `config.data_dir`, rebuilds the grouping state from
+    /// it and starts the sequencer.
+    pub fn open(config: &IngestConfig) -> anyhow::Result<IngestNode> {
+        config.validate()?;
+        let demarcation = config.demarcation.as_deref().map(load_demarcation).transpose()?;
+        let store = LogStore::open(&config.data_dir)
+            .with_context(|| format!("opening the log in {}", config.data_dir.display()))?;
+        let (head_tx, head_rx) = watch::channel(store.head());
+        let reader = LogReader::new(store.path(), store.incarnation().clone(), head_rx);
+        let rules = sequencer::Rules {
+            grouping: config.grouping,
+            demarcation,
+        };
+        let (submitter, thread) = sequencer::start(store, rules, head_tx).context("starting the sequencer")?;
+        Ok(IngestNode {
+            submitter,
+            reader,
+            sequencer: Some(thread),
+        })
+    }
+
+    /// A reader of this node's log, for an in-process follower.
+    pub fn reader(&self) -> LogReader {
+        self.reader.clone()
+    }
+
+    /// Adds the ingest and log services to `routes`.
+    pub fn add_services(
+        &self,
+        routes: &mut RoutesBuilder,
+        health: &tonic_health::server::HealthReporter,
+        stopping: Stopping,
+    ) -> impl Future<Output = ()> + use<> {
+        routes.add_service(
+            IngestServiceServer::new(service::Ingest::new(self.submitter.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        );
+        routes.add_service(LogServiceServer::new(log_service::LogFeed::new(
+            self.reader.clone(),
+            stopping,
+        )));
+        let health = health.clone();
+        async move {
+            health.set_serving::<IngestServiceServer<service::Ingest>>().await;
+            health.set_serving::<LogServiceServer<log_service::LogFeed>>().await;
+        }
+    }
+
+    /// Stops the sequencer once every submitter is gone, and waits for it,
+    /// so the last batch is durable before the process exits.
+    pub fn close(self) {
+        let IngestNode {
+            submitter,
+            reader: _,
+            sequencer,
+        } = self;
+        drop(submitter);
+        if let Some(thread) = sequencer
+            && thread.join().is_err()
+        {
+            tracing::error!("the sequencer panicked");
+        }
+    }
+}
+
+/// Serves the ingest service on `listener` until `shutdown`.
+pub async fn run(
+    config: IngestConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let node = IngestNode::open(&config)?;
+    let (stopping_tx, stopping) = Stopping::new();
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let mut routes = RoutesBuilder::default();
+    routes.add_service(health_service);
+    truce_serve::add_reflection(&mut routes)?;
+    node.add_services(&mut routes, &health, stopping).await;
+    truce_serve::serve("ingest", routes, listener, shutdown, stopping_tx).await?;
+    // Calls still in flight after the drain hold submitters; do not wait
+    // for them forever.
+    let closing = tokio::task::spawn_blocking(move || node.close());
+    if tokio::time::timeout(truce_serve::DRAIN_TIMEOUT, closing).await.is_err() {
+        tracing::warn!("sequencer still busy after the drain timeout; exiting");
+    }
+    Ok(())
+}

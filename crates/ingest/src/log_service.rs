@@ -1,0 +1,90 @@
+//! `truce.v1.LogService`: the log, for followers on other machines.
+
+use std::{pin::Pin, time::Duration};
+
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status};
+use truce_log::LogReader;
+use truce_proto::{
+    ServiceError,
+    v1::{self, log_service_server::LogService, read_log_response::Kind},
+};
+use truce_serve::Stopping;
+
+/// How often an idle follower hears the head, so it can tell a quiet log
+/// from a dead connection.
+pub const HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// Serves the log to followers.
+#[derive(Debug, Clone)]
+pub struct LogFeed {
+    reader: LogReader,
+    stopping: Stopping,
+}
+
+impl LogFeed {
+    /// Serves `reader`'s log until `stopping`.
+    pub fn new(reader: LogReader, stopping: Stopping) -> LogFeed {
+        LogFeed { reader, stopping }
+    }
+
+    fn info(&self) -> v1::LogInfo {
+        v1::LogInfo {
+            incarnation: self.reader.incarnation().to_string(),
+            head_position: self.reader.head().position,
+        }
+    }
+}
+
+type EntryStream = Pin<Box<dyn Stream<Item = Result<v1::ReadLogResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl LogService for LogFeed {
+    type ReadLogStream = EntryStream;
+
+    async fn read_log(&self, request: Request<v1::ReadLogRequest>) -> Result<Response<EntryStream>, Status> {
+        let request = request.into_inner();
+        if !request.incarnation.is_empty() && request.incarnation != self.reader.incarnation().as_str() {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "this log is incarnation {}, not {}",
+                self.reader.incarnation(),
+                request.incarnation
+            ))
+            .into());
+        }
+        let (tx, rx) = mpsc::channel(64);
+        let mut entries = truce_log::follow(self.reader.clone(), request.from_position);
+        let feed = self.clone();
+        tokio::spawn(async move {
+            let message = |kind| Ok(v1::ReadLogResponse { kind: Some(kind) });
+            if tx.send(message(Kind::Info(feed.info()))).await.is_err() {
+                return;
+            }
+            loop {
+                let next = tokio::select! {
+                    next = tokio::time::timeout(HEARTBEAT, entries.next()) => next,
+                    () = feed.stopping.wait() => {
+                        let _ = tx.send(Err(Status::unavailable("the ingest service is shutting down"))).await;
+                        return;
+                    }
+                };
+                let out = match next {
+                    Err(_idle) => message(Kind::Heartbeat(feed.info())),
+                    Ok(None) => Err(Status::unavailable("the log closed")),
+                    Ok(Some(Ok(entry))) => message(Kind::Entry(v1::LogEntry {
+                        position: entry.position,
+                        hash: entry.hash.to_vec(),
+                        event: entry.payload,
+                    })),
+                    Ok(Some(Err(error))) => Err(ServiceError::Internal(error.to_string()).into()),
+                };
+                let last = out.is_err();
+                if tx.send(out).await.is_err() || last {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

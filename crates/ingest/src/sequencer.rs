@@ -1,0 +1,363 @@
+//! The sequencer: the single thread that decides where each report goes
+//! and appends it.
+//!
+//! Reports arrive validated on a bounded channel. The sequencer takes
+//! whatever has queued up (up to [`MAX_BATCH`]), and for each: resolves an
+//! idempotent retry, chooses or opens its incident, derives its zone and
+//! encodes its event at the next position. The whole batch is then one
+//! transaction and one fsync, and only then is anyone answered: this is the
+//! group commit that lets hundreds of concurrent submitters share a sync.
+//! Grouping is sequential by construction, so two reports of the same
+//! event arriving together cannot both open an incident.
+
+use std::{collections::HashMap, thread};
+
+use tokio::sync::{mpsc, oneshot, watch};
+use truce_domain::{
+    IncidentId, Position, ReportId, Timestamp,
+    event::{EventBody, RecordedEvent, ReportRecorded},
+    geo::Demarcation,
+    grouping::{GroupingPolicy, IncidentIndex},
+    ids::ClientReportId,
+    incident::IncidentSummary,
+    report::{Report, StoredReport},
+};
+use truce_log::{Head, LogError, LogStore, NewEntry};
+use truce_proto::{
+    ServiceError,
+    convert::{event_from_wire, event_to_wire},
+};
+
+/// Most reports in one transaction.
+pub const MAX_BATCH: usize = 1024;
+/// Submissions waiting for the sequencer before submitters wait.
+const QUEUE: usize = 4096;
+
+/// A validated report to record.
+#[derive(Debug)]
+pub struct Submission {
+    /// The client's idempotency key, if any.
+    pub client_report_id: Option<ClientReportId>,
+    /// The report.
+    pub report: Report,
+    /// SHA-256 of its canonical encoding.
+    pub digest: [u8; 32],
+    /// When it arrived.
+    pub received_at: Timestamp,
+}
+
+/// Where a report was recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accepted {
+    /// Its id.
+    pub report_id: ReportId,
+    /// Its incident.
+    pub incident_id: IncidentId,
+    /// True when it opened the incident.
+    pub opened_incident: bool,
+    /// When it was received.
+    pub received_at: Timestamp,
+    /// True when this answers an earlier submission with the same key.
+    pub replayed: bool,
+}
+
+type Reply = oneshot::Sender<Result<Accepted, ServiceError>>;
+
+/// Hands submissions to the sequencer. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Submitter {
+    tx: mpsc::Sender<(Submission, Reply)>,
+}
+
+impl Submitter {
+    /// Records `submission`, returning once it is durable.
+    pub async fn submit(&self, submission: Submission) -> Result<Accepted, ServiceError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send((submission, reply))
+            .await
+            .map_err(|_| ServiceError::Unavailable("the ingest service is shutting down".into()))?;
+        answer
+            .await
+            .map_err(|_| ServiceError::Unavailable("the ingest service is shutting down".into()))?
+    }
+}
+
+/// What the sequencer needs to decide.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    /// When reports are near enough to group.
+    pub grouping: GroupingPolicy,
+    /// The demarcation geometry, if configured.
+    pub demarcation: Option<Demarcation>,
+}
+
+struct Sequencer {
+    store: LogStore,
+    index: IncidentIndex,
+    rules: Rules,
+    head: watch::Sender<Head>,
+    /// Set when a failed append left the state unknown and rebuilding it
+    /// failed too: every submission is then refused as unavailable.
+    broken: Option<String>,
+}
+
+/// Starts the sequencer on its own thread. It stops when every
+/// [`Submitter`] is dropped.
+pub fn start(
+    store: LogStore,
+    rules: Rules,
+    head: watch::Sender<Head>,
+) -> Result<(Submitter, thread::JoinHandle<()>), LogError> {
+    let index = rebuild_index(&store)?;
+    tracing::info!(incidents = index.len(), head = store.head().position, "sequencer ready");
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let mut sequencer = Sequencer {
+        store,
+        index,
+        rules,
+        head,
+        broken: None,
+    };
+    let thread = thread::Builder::new()
+        .name("truce-sequencer".into())
+        .spawn(move || sequencer.run(rx))?;
+    Ok((Submitter { tx }, thread))
+}
+
+fn corrupt(position: u64, what: String) -> LogError {
+    LogError::Corrupt { position, what }
+}
+
+/// Replays the log into the grouping index.
+fn rebuild_index(store: &LogStore) -> Result<IncidentIndex, LogError> {
+    let mut index = IncidentIndex::default();
+    let mut next = 1;
+    loop {
+        let entries = store.read(next, 4096)?;
+        if entries.is_empty() {
+            return Ok(index);
+        }
+        for entry in entries {
+            let event = event_from_wire(entry.position, &entry.payload).map_err(|e| corrupt(entry.position, e))?;
+            index.upsert(event.incident().clone());
+            next = entry.position + 1;
+        }
+    }
+}
+
+/// A report admitted to the current batch.
+struct Admitted {
+    entry: NewEntry,
+    accepted: Accepted,
+    digest: [u8; 32],
+}
+
+/// What the sequencer decided for one submission.
+enum Decision {
+    /// Recorded as `admitted[i]` of the batch.
+    New(usize),
+    /// A retry: the earlier answer, nothing new stored.
+    Replay(Accepted),
+}
+
+impl Sequencer {
+    fn run(&mut self, mut rx: mpsc::Receiver<(Submission, Reply)>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            self.commit(&mut batch);
+        }
+        tracing::info!("sequencer stopped");
+    }
+
+    fn commit(&mut self, batch: &mut Vec<(Submission, Reply)>) {
+        if let Some(reason) = &self.broken {
+            for (_, reply) in batch.drain(..) {
+                let _ = reply.send(Err(ServiceError::Unavailable(reason.clone())));
+            }
+            return;
+        }
+        let recorded_at = Timestamp::from_system(std::time::SystemTime::now());
+        let mut admitted: Vec<Admitted> = Vec::with_capacity(batch.len());
+        let mut keys_in_batch: HashMap<String, usize> = HashMap::new();
+        let mut outcomes: Vec<(Reply, Result<Decision, ServiceError>)> = Vec::with_capacity(batch.len());
+        for (submission, reply) in batch.drain(..) {
+            let outcome = self.admit(submission, recorded_at, &mut admitted, &mut keys_in_batch);
+            outcomes.push((reply, outcome));
+        }
+        let entries: Vec<NewEntry> = admitted.iter().map(|a| a.entry.clone()).collect();
+        let appended = if entries.is_empty() {
+            Ok(self.store.head())
+        } else {
+            self.store.append(&entries)
+        };
+        match appended {
+            Ok(head) => {
+                let _ = self.head.send(head);
+                for (reply, outcome) in outcomes {
+                    let answer = outcome.map(|decision| match decision {
+                        Decision::New(i) => admitted[i].accepted.clone(),
+                        Decision::Replay(accepted) => accepted,
+                    });
+                    let _ = reply.send(answer);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, reports = entries.len(), "append failed; nothing of the batch was stored");
+                let answer = ServiceError::Unavailable("storage failed; the report was not stored, retry".into());
+                for (reply, outcome) in outcomes {
+                    // Rejections stand; everything else was not stored.
+                    let _ = reply.send(outcome.and(Err(answer.clone())));
+                }
+                // Grouping decisions of the failed batch are in the index;
+                // put it back as the log has it.
+                match rebuild_index(&self.store) {
+                    Ok(index) => self.index = index,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot rebuild state after a failed append; refusing reports");
+                        self.broken = Some("storage is failing; see the server log".into());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decides one submission: a new report admitted to the batch, the
+    /// answer to an idempotent retry, or a rejection.
+    fn admit(
+        &mut self,
+        submission: Submission,
+        recorded_at: Timestamp,
+        admitted: &mut Vec<Admitted>,
+        keys_in_batch: &mut HashMap<String, usize>,
+    ) -> Result<Decision, ServiceError> {
+        let key = submission
+            .client_report_id
+            .as_ref()
+            .map(|k| format!("{}/{}", submission.report.reporting_party, k.as_str()));
+        if let Some(key) = &key {
+            if let Some(&i) = keys_in_batch.get(key) {
+                let earlier = &admitted[i];
+                if earlier.digest != submission.digest {
+                    return Err(key_reused());
+                }
+                return Ok(Decision::Replay(Accepted {
+                    replayed: true,
+                    ..earlier.accepted.clone()
+                }));
+            }
+            if let Some(position) = self.store.find_key(key).map_err(internal)? {
+                return self.replay(position, &submission).map(Decision::Replay);
+            }
+        }
+        let position = Position(self.store.next_position() + admitted.len() as u64);
+        let report_id = ReportId(position);
+        let (incident_id, opened) = match submission.report.incident_id {
+            Some(id) => {
+                if self.index.get(id).is_none() {
+                    return Err(ServiceError::NotFound {
+                        kind: "incident",
+                        id: id.to_string(),
+                    });
+                }
+                (id, false)
+            }
+            None => match self.index.find_match(&submission.report, &self.rules.grouping) {
+                Some(id) => (id, false),
+                None => (IncidentId(position), true),
+            },
+        };
+        let derived_zone = match (&self.rules.demarcation, submission.report.location.point) {
+            (Some(demarcation), Some(point)) => demarcation.zone_of(point),
+            _ => None,
+        };
+        let stored = StoredReport {
+            report_id,
+            incident_id,
+            received_at: submission.received_at,
+            report: submission.report,
+            derived_zone,
+            client_report_id: submission.client_report_id,
+        };
+        let summary = if opened {
+            IncidentSummary::open(&stored, recorded_at)
+        } else {
+            let mut summary = self
+                .index
+                .get(incident_id)
+                .cloned()
+                .ok_or_else(|| internal("incident vanished"))?;
+            summary.absorb(&stored, recorded_at);
+            summary
+        };
+        let accepted = Accepted {
+            report_id,
+            incident_id,
+            opened_incident: opened,
+            received_at: stored.received_at,
+            replayed: false,
+        };
+        let event = RecordedEvent {
+            position,
+            recorded_at,
+            body: EventBody::ReportRecorded(ReportRecorded {
+                report: stored,
+                opened_incident: opened,
+                incident: summary.clone(),
+                content_digest: submission.digest,
+            }),
+        };
+        self.index.upsert(summary);
+        if let Some(key) = &key {
+            keys_in_batch.insert(key.clone(), admitted.len());
+        }
+        admitted.push(Admitted {
+            entry: NewEntry {
+                position: position.0,
+                payload: event_to_wire(&event),
+                idempotency_key: key,
+            },
+            accepted,
+            digest: submission.digest,
+        });
+        Ok(Decision::New(admitted.len() - 1))
+    }
+
+    /// The original answer for a key seen in an earlier batch.
+    fn replay(&self, position: u64, submission: &Submission) -> Result<Accepted, ServiceError> {
+        let payload = self
+            .store
+            .payload(position)
+            .map_err(internal)?
+            .ok_or_else(|| internal(format!("idempotency key points at missing position {position}")))?;
+        let event = event_from_wire(position, &payload).map_err(internal)?;
+        let EventBody::ReportRecorded(recorded) = event.body;
+        if recorded.content_digest != submission.digest {
+            return Err(key_reused());
+        }
+        Ok(Accepted {
+            report_id: recorded.report.report_id,
+            incident_id: recorded.report.incident_id,
+            opened_incident: recorded.opened_incident,
+            received_at: recorded.report.received_at,
+            replayed: true,
+        })
+    }
+}
+
+fn key_reused() -> ServiceError {
+    ServiceError::AlreadyExists(
+        "client_report_id was already used by this party for a different report; use a new key for new content".into(),
+    )
+}
+
+fn internal(error: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Internal(error.to_string())
+}

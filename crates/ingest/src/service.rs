@@ -1,0 +1,164 @@
+//! `truce.v1.IngestService`: validation at the border, then the sequencer.
+
+use std::{pin::Pin, time::SystemTime};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status, Streaming};
+use truce_domain::Timestamp;
+use truce_proto::{
+    ServiceError,
+    convert::{Received, report_digest, report_from_wire, timestamp_to_wire},
+    v1::{self, ingest_service_server::IngestService},
+};
+
+use crate::sequencer::{Accepted, Submission, Submitter};
+
+/// How many bulk results may be outstanding on one stream: enough to
+/// pipeline a fast importer, small enough to bound its memory.
+const BULK_WINDOW: usize = 1024;
+
+/// The gRPC face of ingest.
+#[derive(Debug, Clone)]
+pub struct Ingest {
+    submitter: Submitter,
+}
+
+impl Ingest {
+    /// A service handing reports to `submitter`.
+    pub fn new(submitter: Submitter) -> Ingest {
+        Ingest { submitter }
+    }
+}
+
+/// Validates a request into a submission, naming every invalid field.
+fn validate(request: v1::SubmitReportRequest, received_at: Timestamp) -> Result<Submission, ServiceError> {
+    let mut violations = Vec::new();
+    let client_report_id = if request.client_report_id.is_empty() {
+        None
+    } else {
+        match request.client_report_id.parse() {
+            Ok(key) => Some(key),
+            Err(rule) => {
+                violations.push(truce_domain::FieldViolation::new("client_report_id", rule));
+                None
+            }
+        }
+    };
+    let Some(wire) = request.report else {
+        violations.push(truce_domain::FieldViolation::new("report", "is required"));
+        return Err(ServiceError::InvalidArgument(violations));
+    };
+    match report_from_wire(&wire, "report", Received::At(received_at)) {
+        Ok(report) if violations.is_empty() => Ok(Submission {
+            client_report_id,
+            report,
+            digest: report_digest(&wire),
+            received_at,
+        }),
+        Ok(_) => Err(ServiceError::InvalidArgument(violations)),
+        Err(more) => {
+            violations.extend(more);
+            Err(ServiceError::InvalidArgument(violations))
+        }
+    }
+}
+
+fn to_response(a: Accepted) -> v1::SubmitReportResponse {
+    v1::SubmitReportResponse {
+        report_id: a.report_id.to_string(),
+        incident_id: a.incident_id.to_string(),
+        opened_incident: a.opened_incident,
+        position: a.report_id.0.0,
+        received_at: Some(timestamp_to_wire(a.received_at)),
+        replayed: a.replayed,
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_system(SystemTime::now())
+}
+
+type ResultStream = Pin<Box<dyn Stream<Item = Result<v1::SubmitReportsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl IngestService for Ingest {
+    async fn submit_report(
+        &self,
+        request: Request<v1::SubmitReportRequest>,
+    ) -> Result<Response<v1::SubmitReportResponse>, Status> {
+        let submission = validate(request.into_inner(), now())?;
+        let accepted = self.submitter.submit(submission).await?;
+        Ok(Response::new(to_response(accepted)))
+    }
+
+    type SubmitReportsStream = ResultStream;
+
+    async fn submit_reports(
+        &self,
+        request: Request<Streaming<v1::SubmitReportsRequest>>,
+    ) -> Result<Response<Self::SubmitReportsStream>, Status> {
+        let mut inbound = request.into_inner();
+        // Results are awaited in the order requests arrived, while later
+        // requests are already with the sequencer: pipelining without
+        // reordering. The pending queue bounds how far ahead a client gets.
+        let (pending_tx, mut pending_rx) =
+            mpsc::channel::<oneshot::Receiver<Result<Accepted, ServiceError>>>(BULK_WINDOW);
+        let (out_tx, out_rx) = mpsc::channel(BULK_WINDOW);
+        let submitter = self.submitter.clone();
+        let reader_out = out_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                let request = match inbound.next().await {
+                    None => break,
+                    Some(Ok(request)) => request,
+                    Some(Err(status)) => {
+                        tracing::debug!(%status, "bulk stream ended by the client");
+                        break;
+                    }
+                };
+                let (answer_tx, answer_rx) = oneshot::channel();
+                if pending_tx.send(answer_rx).await.is_err() {
+                    break;
+                }
+                let outcome = match request.request {
+                    None => Err(ServiceError::invalid("request", "is required")),
+                    Some(request) => validate(request, now()),
+                };
+                match outcome {
+                    Err(error) => {
+                        let _ = answer_tx.send(Err(error));
+                    }
+                    Ok(submission) => {
+                        let submitter = submitter.clone();
+                        tokio::spawn(async move {
+                            let _ = answer_tx.send(submitter.submit(submission).await);
+                        });
+                    }
+                }
+            }
+            drop(reader_out);
+        });
+        tokio::spawn(async move {
+            let mut index = 0u64;
+            while let Some(answer) = pending_rx.recv().await {
+                let result = match answer.await {
+                    Ok(Ok(accepted)) => v1::submit_reports_response::Result::Accepted(to_response(accepted)),
+                    Ok(Err(error)) => v1::submit_reports_response::Result::Rejected(error.to_rejection()),
+                    Err(_) => v1::submit_reports_response::Result::Rejected(
+                        ServiceError::Unavailable("the ingest service is shutting down".into()).to_rejection(),
+                    ),
+                };
+                let message = v1::SubmitReportsResponse {
+                    index,
+                    result: Some(result),
+                };
+                if out_tx.send(Ok(message)).await.is_err() {
+                    break;
+                }
+                index += 1;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+    }
+}

@@ -1,0 +1,77 @@
+//! Log events: their encoding is what the log stores and the hash chain
+//! covers.
+
+use prost::Message;
+use truce_domain::{
+    FieldViolation, Position,
+    event::{EventBody, RecordedEvent, ReportRecorded},
+};
+
+use super::{
+    incident::summary_from_wire,
+    report::stored_report_from_wire,
+    time::{timestamp_from_wire, timestamp_to_wire},
+};
+use crate::v1;
+
+/// The canonical encoding of an event.
+pub fn event_to_wire(event: &RecordedEvent) -> Vec<u8> {
+    let body = match &event.body {
+        EventBody::ReportRecorded(r) => v1::log_event::Body::ReportRecorded(v1::ReportRecorded {
+            report: Some(v1::StoredReport::from(&r.report)),
+            opened_incident: r.opened_incident,
+            incident: Some(v1::IncidentSummary::from(&r.incident)),
+            content_digest: r.content_digest.to_vec(),
+        }),
+    };
+    v1::LogEvent {
+        position: event.position.0,
+        recorded_at: Some(timestamp_to_wire(event.recorded_at)),
+        body: Some(body),
+    }
+    .encode_to_vec()
+}
+
+fn prefixed(prefix: &str, violations: Vec<FieldViolation>) -> String {
+    violations
+        .into_iter()
+        .map(|v| format!("{prefix}.{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Decodes an event read from the log at `position`. An error means the
+/// stored bytes are not an event this version understands.
+pub fn event_from_wire(position: u64, bytes: &[u8]) -> Result<RecordedEvent, String> {
+    let wire = v1::LogEvent::decode(bytes).map_err(|e| format!("undecodable event: {e}"))?;
+    if wire.position != position {
+        return Err(format!(
+            "event says position {} but is stored at {position}",
+            wire.position
+        ));
+    }
+    let recorded_at = timestamp_from_wire(&wire.recorded_at.unwrap_or_default())?;
+    let body = match wire.body {
+        Some(v1::log_event::Body::ReportRecorded(r)) => {
+            let report = stored_report_from_wire(&r.report.unwrap_or_default()).map_err(|v| prefixed("report", v))?;
+            let incident = summary_from_wire(&r.incident.unwrap_or_default()).map_err(|v| prefixed("incident", v))?;
+            let content_digest = r
+                .content_digest
+                .as_slice()
+                .try_into()
+                .map_err(|_| "content_digest is not 32 bytes".to_owned())?;
+            EventBody::ReportRecorded(ReportRecorded {
+                report,
+                opened_incident: r.opened_incident,
+                incident,
+                content_digest,
+            })
+        }
+        None => return Err("event has no body (written by a newer version?)".to_owned()),
+    };
+    Ok(RecordedEvent {
+        position: Position(position),
+        recorded_at,
+        body,
+    })
+}

@@ -1,0 +1,13 @@
+//! Conversions between wire messages and domain types.
+//!
+//! Wire to domain validates (`*_from_wire`, returning every field violation
+//! with its full path); domain to wire cannot fail (`From`).
+
+mod event;
+mod incident;
+mod report;
+mod time;
+
+pub use event::{event_from_wire, event_to_wire};
+pub use report::{Received, report_digest, report_from_wire, stored_report_from_wire};
+pub use time::{timestamp_from_wire, timestamp_to_wire};

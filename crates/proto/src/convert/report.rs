@@ -1,0 +1,411 @@
+//! Reports: the strictest border, since every field comes from a party.
+
+use prost::Message;
+use sha2::{Digest, Sha256};
+use truce_domain::{
+    FieldViolation, IncidentId, PartyId, ReportId, Timestamp, Violations,
+    geo::LatLng,
+    ids::ClientReportId,
+    report::{
+        AttributionClaim, CasualtyClaim, CasualtyGroup, Category, CountRange, EvidenceRef, Location, LocationPrecision,
+        Report, Source, StoredReport, TimePrecision, Zone, bounded_text, http_url, limits,
+    },
+};
+
+use super::time::{timestamp_from_wire, timestamp_to_wire};
+use crate::v1;
+
+/// When the clock rule applies: on receipt, an occurrence time may not lie
+/// beyond `now` plus the allowed skew; stored reports are not re-judged.
+#[derive(Debug, Clone, Copy)]
+pub enum Received {
+    /// Just received at this instant.
+    At(Timestamp),
+    /// Read back from the log.
+    Stored,
+}
+
+/// SHA-256 of a report's canonical encoding: what an idempotent retry must
+/// repeat exactly.
+pub fn report_digest(report: &v1::Report) -> [u8; 32] {
+    Sha256::digest(report.encode_to_vec()).into()
+}
+
+fn enum_field<T>(v: &mut Violations, field: String, number: i32, from: fn(i32) -> Option<T>) -> Option<T> {
+    let rule = if number == 0 {
+        "is required (UNSPECIFIED is not allowed)".to_owned()
+    } else {
+        format!("{number} is not a known value")
+    };
+    v.check(field, from(number).ok_or(rule))
+}
+
+fn party(v: &mut Violations, field: String, text: &str) -> Option<PartyId> {
+    v.check(field, text.parse())
+}
+
+fn too_many(v: &mut Violations, field: String, len: usize, max: usize) -> bool {
+    if len > max {
+        v.add(field, format!("must have at most {max} items (has {len})"));
+        return true;
+    }
+    false
+}
+
+fn range(v: &mut Violations, field: String, wire: &Option<v1::CountRange>) -> Option<Option<CountRange>> {
+    match wire {
+        None => Some(None),
+        Some(r) => v.check(field, CountRange::new(r.low, r.best, r.high)).map(Some),
+    }
+}
+
+/// Validates a submitted report; `path` prefixes every field name.
+pub fn report_from_wire(wire: &v1::Report, path: &str, received: Received) -> Result<Report, Vec<FieldViolation>> {
+    let mut v = Violations::default();
+    let f = |name: &str| format!("{path}.{name}");
+
+    let reporting_party = party(&mut v, f("reporting_party"), &wire.reporting_party);
+
+    let mut sources = Vec::new();
+    if !too_many(&mut v, f("sources"), wire.sources.len(), limits::ITEMS) {
+        for (i, s) in wire.sources.iter().enumerate() {
+            let outlet = v.check(
+                f(&format!("sources[{i}].outlet")),
+                bounded_text(&s.outlet, limits::SHORT_TEXT_CHARS, true),
+            );
+            let url = if s.url.is_empty() {
+                Some(None)
+            } else {
+                v.check(f(&format!("sources[{i}].url")), http_url(&s.url)).map(Some)
+            };
+            let published_at = match &s.published_at {
+                None => Some(None),
+                Some(t) => v
+                    .check(f(&format!("sources[{i}].published_at")), timestamp_from_wire(t))
+                    .map(Some),
+            };
+            if let (Some(outlet), Some(url), Some(published_at)) = (outlet, url, published_at) {
+                sources.push(Source {
+                    outlet,
+                    url,
+                    published_at,
+                });
+            }
+        }
+    }
+
+    let occurred_at = match &wire.occurred_at {
+        None => {
+            v.add(f("occurred_at"), "is required");
+            None
+        }
+        Some(t) => v
+            .check(f("occurred_at"), timestamp_from_wire(t))
+            .and_then(|t| match received {
+                Received::At(now) if t > now.saturating_add(limits::CLOCK_SKEW) => {
+                    v.add(
+                        f("occurred_at"),
+                        format!(
+                            "must not be in the future (now is {now}; {}s of clock skew allowed)",
+                            limits::CLOCK_SKEW.as_secs()
+                        ),
+                    );
+                    None
+                }
+                _ => Some(t),
+            }),
+    };
+    let occurred_precision = enum_field(
+        &mut v,
+        f("occurred_precision"),
+        wire.occurred_precision,
+        TimePrecision::from_number,
+    );
+
+    let location = match &wire.location {
+        None => {
+            v.add(f("location"), "is required");
+            None
+        }
+        Some(l) => location(&mut v, &f("location"), l),
+    };
+    let category = enum_field(&mut v, f("category"), wire.category, Category::from_number);
+    let summary = v.check(f("summary"), bounded_text(&wire.summary, limits::SUMMARY_CHARS, true));
+
+    let mut alleged_responsible = Vec::new();
+    if !too_many(
+        &mut v,
+        f("alleged_responsible"),
+        wire.alleged_responsible.len(),
+        limits::RESPONSIBLE,
+    ) {
+        for (i, p) in wire.alleged_responsible.iter().enumerate() {
+            alleged_responsible.extend(party(&mut v, f(&format!("alleged_responsible[{i}]")), p));
+        }
+    }
+
+    let mut attributions = Vec::new();
+    if !too_many(&mut v, f("attributions"), wire.attributions.len(), limits::ITEMS) {
+        for (i, a) in wire.attributions.iter().enumerate() {
+            let at = |name: &str| f(&format!("attributions[{i}].{name}"));
+            let actor = v.check(at("actor"), bounded_text(&a.actor, limits::SHORT_TEXT_CHARS, true));
+            let affiliation = v.check(
+                at("affiliation"),
+                bounded_text(&a.affiliation, limits::SHORT_TEXT_CHARS, true),
+            );
+            let claimed_by = party(&mut v, at("claimed_by"), &a.claimed_by);
+            if let (Some(actor), Some(affiliation), Some(claimed_by)) = (actor, affiliation, claimed_by) {
+                attributions.push(AttributionClaim {
+                    actor,
+                    affiliation,
+                    claimed_by,
+                });
+            }
+        }
+    }
+
+    let mut casualties = Vec::new();
+    if !too_many(&mut v, f("casualties"), wire.casualties.len(), limits::ITEMS) {
+        for (i, c) in wire.casualties.iter().enumerate() {
+            let at = |name: &str| f(&format!("casualties[{i}].{name}"));
+            let group = enum_field(&mut v, at("group"), c.group, CasualtyGroup::from_number);
+            let killed = range(&mut v, at("killed"), &c.killed);
+            let injured = range(&mut v, at("injured"), &c.injured);
+            if matches!((&c.killed, &c.injured), (None, None)) {
+                v.add(at("killed"), "a casualty claim needs killed or injured figures");
+            }
+            let claimed_by = party(&mut v, at("claimed_by"), &c.claimed_by);
+            if let (Some(group), Some(killed), Some(injured), Some(claimed_by)) = (group, killed, injured, claimed_by) {
+                casualties.push(CasualtyClaim {
+                    group,
+                    killed,
+                    injured,
+                    claimed_by,
+                });
+            }
+        }
+    }
+
+    let mut evidence = Vec::new();
+    if !too_many(&mut v, f("evidence"), wire.evidence.len(), limits::ITEMS) {
+        for (i, e) in wire.evidence.iter().enumerate() {
+            let at = |name: &str| f(&format!("evidence[{i}].{name}"));
+            let uri = v.check(at("uri"), EvidenceRef::uri(&e.uri));
+            let sha256 = v.check(at("sha256"), EvidenceRef::sha256(&e.sha256));
+            let media_type = v.check(at("media_type"), EvidenceRef::media_type(&e.media_type));
+            if let (Some(uri), Some(sha256), Some(media_type)) = (uri, sha256, media_type) {
+                evidence.push(EvidenceRef {
+                    uri,
+                    sha256,
+                    media_type,
+                });
+            }
+        }
+    }
+
+    let incident_id = if wire.incident_id.is_empty() {
+        Some(None)
+    } else {
+        v.check(f("incident_id"), wire.incident_id.parse::<IncidentId>())
+            .map(Some)
+    };
+
+    match (
+        reporting_party,
+        occurred_at,
+        occurred_precision,
+        location,
+        category,
+        summary,
+        incident_id,
+    ) {
+        (
+            Some(reporting_party),
+            Some(occurred_at),
+            Some(occurred_precision),
+            Some(location),
+            Some(category),
+            Some(summary),
+            Some(incident_id),
+        ) if v.is_empty() => Ok(Report {
+            reporting_party,
+            sources,
+            occurred_at,
+            occurred_precision,
+            location,
+            category,
+            summary,
+            alleged_responsible,
+            attributions,
+            casualties,
+            evidence,
+            incident_id,
+        }),
+        _ => Err(v.into_vec()),
+    }
+}
+
+fn location(v: &mut Violations, path: &str, wire: &v1::Location) -> Option<Location> {
+    let f = |name: &str| format!("{path}.{name}");
+    let point = match &wire.point {
+        None => Some(None),
+        Some(p) => {
+            let lat = v.check(f("point.latitude"), LatLng::latitude(p.latitude));
+            let lon = v.check(f("point.longitude"), LatLng::longitude(p.longitude));
+            lat.zip(lon).and_then(|(lat, lon)| LatLng::new(lat, lon).ok()).map(Some)
+        }
+    };
+    let area = if wire.area.is_empty() {
+        Some(None)
+    } else {
+        v.check(f("area"), bounded_text(&wire.area, limits::SHORT_TEXT_CHARS, true))
+            .map(Some)
+    };
+    if wire.point.is_none() && wire.area.is_empty() {
+        v.add(f("area"), "a location needs a point or a named area");
+    }
+    let zone = enum_field(v, f("zone"), wire.zone, Zone::from_number);
+    let precision = enum_field(v, f("precision"), wire.precision, LocationPrecision::from_number);
+    Some(Location {
+        point: point?,
+        area: area?,
+        zone: zone?,
+        precision: precision?,
+    })
+}
+
+fn range_to_wire(r: CountRange) -> v1::CountRange {
+    v1::CountRange {
+        low: r.low(),
+        best: r.best(),
+        high: r.high(),
+    }
+}
+
+pub(super) fn optional_range_to_wire(r: Option<CountRange>) -> Option<v1::CountRange> {
+    r.map(range_to_wire)
+}
+
+pub(super) fn latlng_to_wire(p: LatLng) -> v1::LatLng {
+    v1::LatLng {
+        latitude: p.lat(),
+        longitude: p.lon(),
+    }
+}
+
+impl From<&Report> for v1::Report {
+    fn from(r: &Report) -> Self {
+        v1::Report {
+            reporting_party: r.reporting_party.to_string(),
+            sources: r
+                .sources
+                .iter()
+                .map(|s| v1::Source {
+                    outlet: s.outlet.clone(),
+                    url: s.url.clone().unwrap_or_default(),
+                    published_at: s.published_at.map(timestamp_to_wire),
+                })
+                .collect(),
+            occurred_at: Some(timestamp_to_wire(r.occurred_at)),
+            occurred_precision: r.occurred_precision.number(),
+            location: Some(v1::Location {
+                point: r.location.point.map(latlng_to_wire),
+                area: r.location.area.clone().unwrap_or_default(),
+                zone: r.location.zone.number(),
+                precision: r.location.precision.number(),
+            }),
+            category: r.category.number(),
+            summary: r.summary.clone(),
+            alleged_responsible: r.alleged_responsible.iter().map(ToString::to_string).collect(),
+            attributions: r.attributions.iter().map(attribution_to_wire).collect(),
+            casualties: r.casualties.iter().map(casualty_to_wire).collect(),
+            evidence: r
+                .evidence
+                .iter()
+                .map(|e| v1::EvidenceRef {
+                    uri: e.uri.clone(),
+                    sha256: e.sha256.clone(),
+                    media_type: e.media_type.clone(),
+                })
+                .collect(),
+            incident_id: r.incident_id.map(|i| i.to_string()).unwrap_or_default(),
+        }
+    }
+}
+
+pub(super) fn attribution_to_wire(a: &AttributionClaim) -> v1::AttributionClaim {
+    v1::AttributionClaim {
+        actor: a.actor.clone(),
+        affiliation: a.affiliation.clone(),
+        claimed_by: a.claimed_by.to_string(),
+    }
+}
+
+pub(super) fn casualty_to_wire(c: &CasualtyClaim) -> v1::CasualtyClaim {
+    v1::CasualtyClaim {
+        group: c.group.number(),
+        killed: optional_range_to_wire(c.killed),
+        injured: optional_range_to_wire(c.injured),
+        claimed_by: c.claimed_by.to_string(),
+    }
+}
+
+impl From<&StoredReport> for v1::StoredReport {
+    fn from(s: &StoredReport) -> Self {
+        v1::StoredReport {
+            report_id: s.report_id.to_string(),
+            incident_id: s.incident_id.to_string(),
+            position: s.position().0,
+            received_at: Some(timestamp_to_wire(s.received_at)),
+            report: Some(v1::Report::from(&s.report)),
+            derived_zone: s.derived_zone.map_or(0, Zone::number),
+            zone_disputed: s.zone_disputed(),
+            client_report_id: s
+                .client_report_id
+                .as_ref()
+                .map(|k| k.as_str().to_owned())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Reads a stored report back from the log.
+pub fn stored_report_from_wire(wire: &v1::StoredReport) -> Result<StoredReport, Vec<FieldViolation>> {
+    let mut v = Violations::default();
+    let report_id = v.check("report_id", wire.report_id.parse::<ReportId>());
+    let incident_id = v.check("incident_id", wire.incident_id.parse::<IncidentId>());
+    let received_at = match &wire.received_at {
+        Some(t) => v.check("received_at", timestamp_from_wire(t)),
+        None => v.check("received_at", Err("is required".to_owned())),
+    };
+    let report = match &wire.report {
+        Some(r) => match report_from_wire(r, "report", Received::Stored) {
+            Ok(r) => Some(r),
+            Err(violations) => {
+                violations.into_iter().for_each(|fv| v.add(fv.field, fv.description));
+                None
+            }
+        },
+        None => v.check("report", Err("is required".to_owned())),
+    };
+    let derived_zone = Zone::from_number(wire.derived_zone);
+    let client_report_id = if wire.client_report_id.is_empty() {
+        Some(None)
+    } else {
+        v.check("client_report_id", wire.client_report_id.parse::<ClientReportId>())
+            .map(Some)
+    };
+    match (report_id, incident_id, received_at, report, client_report_id) {
+        (Some(report_id), Some(incident_id), Some(received_at), Some(report), Some(client_report_id)) => {
+            Ok(StoredReport {
+                report_id,
+                incident_id,
+                received_at,
+                report,
+                derived_zone,
+                client_report_id,
+            })
+        }
+        _ => Err(v.into_vec()),
+    }
+}

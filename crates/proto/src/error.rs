@@ -1,0 +1,188 @@
+//! The one place where failures become gRPC statuses.
+//!
+//! Services return [`ServiceError`]; `From<ServiceError> for Status` is an
+//! exhaustive match, so a new kind of failure cannot reach a client without
+//! a decision about its code. Internal details are logged, never sent.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+use truce_domain::FieldViolation;
+
+use crate::v1;
+
+/// The reason string of `ErrorInfo` details, and the domain they belong to.
+pub const ERROR_DOMAIN: &str = "truce.v1";
+
+/// Every way a request can fail, by what the caller should do about it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ServiceError {
+    /// Fields break rules: fix the request.
+    #[error("invalid request: {}", summarize(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+    /// The thing named does not exist.
+    #[error("{kind} {id} not found")]
+    NotFound {
+        /// "incident", "report".
+        kind: &'static str,
+        /// The id asked for.
+        id: String,
+    },
+    /// An idempotency key was reused with different content.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// A state the request depends on does not hold (e.g. another log).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A position that does not exist (any more, or in this log).
+    #[error("{0}")]
+    OutOfRange(String),
+    /// A limit was reached: retry later or ask for less.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// Shutting down, or storage or an upstream is down: retry.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or a fault the caller cannot fix; the details stay in the log.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn summarize(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ServiceError {
+    /// One invalid field.
+    pub fn invalid(field: impl Into<String>, rule: impl Into<String>) -> ServiceError {
+        ServiceError::InvalidArgument(vec![FieldViolation::new(field, rule)])
+    }
+
+    /// The gRPC code for this error.
+    pub fn code(&self) -> Code {
+        match self {
+            ServiceError::InvalidArgument(_) => Code::InvalidArgument,
+            ServiceError::NotFound { .. } => Code::NotFound,
+            ServiceError::AlreadyExists(_) => Code::AlreadyExists,
+            ServiceError::FailedPrecondition(_) => Code::FailedPrecondition,
+            ServiceError::OutOfRange(_) => Code::OutOfRange,
+            ServiceError::ResourceExhausted(_) => Code::ResourceExhausted,
+            ServiceError::Unavailable(_) => Code::Unavailable,
+            ServiceError::Internal(_) => Code::Internal,
+        }
+    }
+
+    /// The message a client sees.
+    fn client_message(&self) -> String {
+        match self {
+            ServiceError::Internal(_) => "internal error; the server log has the details".to_owned(),
+            other => other.to_string(),
+        }
+    }
+
+    /// As a rejection in the bulk stream.
+    pub fn to_rejection(&self) -> v1::RejectedReport {
+        let field_violations = match self {
+            ServiceError::InvalidArgument(violations) => violations
+                .iter()
+                .map(|v| v1::FieldViolation {
+                    field: v.field.clone(),
+                    description: v.description.clone(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        self.log();
+        v1::RejectedReport {
+            code: self.code() as i32,
+            message: self.client_message(),
+            field_violations,
+        }
+    }
+
+    /// Client errors at debug, server faults at warn or error.
+    fn log(&self) {
+        match self {
+            ServiceError::Internal(detail) => tracing::error!(%detail, "internal error"),
+            ServiceError::Unavailable(detail) => tracing::warn!(%detail, "unavailable"),
+            other => tracing::debug!(error = %other, "request rejected"),
+        }
+    }
+}
+
+impl From<ServiceError> for Status {
+    fn from(error: ServiceError) -> Status {
+        error.log();
+        let message = error.client_message();
+        match error {
+            ServiceError::InvalidArgument(violations) => {
+                let mut details = ErrorDetails::new();
+                for v in &violations {
+                    details.add_bad_request_violation(v.field.clone(), v.description.clone());
+                }
+                Status::with_error_details(Code::InvalidArgument, message, details)
+            }
+            ServiceError::NotFound { .. } => Status::not_found(message),
+            ServiceError::AlreadyExists(_) => Status::already_exists(message),
+            ServiceError::FailedPrecondition(_) => Status::failed_precondition(message),
+            ServiceError::OutOfRange(_) => Status::out_of_range(message),
+            ServiceError::ResourceExhausted(_) => Status::resource_exhausted(message),
+            ServiceError::Unavailable(_) => Status::unavailable(message),
+            ServiceError::Internal(_) => Status::internal(message),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_maps_to_its_code_and_internal_details_stay_home() {
+        let cases = [
+            (
+                ServiceError::invalid("report.summary", "is required"),
+                Code::InvalidArgument,
+            ),
+            (
+                ServiceError::NotFound {
+                    kind: "incident",
+                    id: "inc-9".into(),
+                },
+                Code::NotFound,
+            ),
+            (ServiceError::AlreadyExists("key reused".into()), Code::AlreadyExists),
+            (
+                ServiceError::FailedPrecondition("other log".into()),
+                Code::FailedPrecondition,
+            ),
+            (ServiceError::OutOfRange("gone".into()), Code::OutOfRange),
+            (
+                ServiceError::ResourceExhausted("too many".into()),
+                Code::ResourceExhausted,
+            ),
+            (ServiceError::Unavailable("disk".into()), Code::Unavailable),
+            (ServiceError::Internal("secret path /var/x".into()), Code::Internal),
+        ];
+        for (error, code) in cases {
+            let status = Status::from(error);
+            assert_eq!(status.code(), code);
+            assert!(!status.message().contains("secret"));
+        }
+    }
+
+    #[test]
+    fn invalid_argument_carries_bad_request_details() {
+        let status = Status::from(ServiceError::invalid(
+            "report.location.point.latitude",
+            "must be between -90 and 90 degrees",
+        ));
+        let details = status.get_error_details();
+        let bad = details.bad_request().expect("bad request details");
+        assert_eq!(bad.field_violations[0].field, "report.location.point.latitude");
+        assert!(status.message().contains("latitude"));
+    }
+}

@@ -1,0 +1,368 @@
+//! Following the log into the view.
+//!
+//! In one process with the ingest service, the follower reads the ingest
+//! log directly. On its own, it keeps a replica of the log in its data
+//! directory, fed by `LogService.ReadLog` and checked link by link against
+//! the hash chain; the replica is what subscribers catch up from and what a
+//! restart replays, so a restarted query service serves at once and then
+//! continues from where its replica ends.
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_stream::StreamExt;
+use truce_domain::{Position, event::RecordedEvent};
+use truce_log::{Head, Incarnation, LogEntry, LogError, LogReader, LogStore};
+use truce_proto::{
+    convert::event_from_wire,
+    v1::{self, log_service_client::LogServiceClient, read_log_response::Kind},
+};
+use truce_serve::Stopping;
+
+use crate::view::View;
+
+/// Changes kept for live subscribers; one that falls further behind reads
+/// the log instead.
+pub const LIVE_BUFFER: usize = 1024;
+
+/// A follower that hears nothing from the upstream, not even a heartbeat
+/// (sent every 2 s), for this long treats the connection as dead.
+const UPSTREAM_SILENCE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Entries appended to the replica in one transaction at most.
+const REPLICA_BATCH: usize = 1024;
+
+/// The query side's state, shared by the follower and every call.
+#[derive(Debug)]
+pub struct QueryState {
+    /// Incidents and reports as of some position.
+    pub view: RwLock<View>,
+    /// Each applied event, for live subscribers.
+    pub live: broadcast::Sender<Arc<RecordedEvent>>,
+    /// The log, for history.
+    pub history: LogReader,
+    /// The position of the last applied event.
+    pub applied: watch::Sender<Position>,
+}
+
+impl QueryState {
+    fn new(history: LogReader) -> Arc<QueryState> {
+        Arc::new(QueryState {
+            view: RwLock::new(View::default()),
+            live: broadcast::channel(LIVE_BUFFER).0,
+            history,
+            applied: watch::channel(Position::ZERO).0,
+        })
+    }
+
+    /// Which log the view follows.
+    pub fn incarnation(&self) -> &Incarnation {
+        self.history.incarnation()
+    }
+
+    /// Reads the view. Poisoning is not possible in practice (the writer
+    /// does not panic while holding it), and a poisoned view is still whole
+    /// since each event is applied before the lock is released.
+    pub fn read_view(&self) -> std::sync::RwLockReadGuard<'_, View> {
+        self.view.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies decoded events in order, then tells live subscribers.
+    fn apply(&self, events: Vec<RecordedEvent>) {
+        let Some(last) = events.last().map(|e| e.position) else {
+            return;
+        };
+        let events: Vec<Arc<RecordedEvent>> = events.into_iter().map(Arc::new).collect();
+        {
+            let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+            for event in &events {
+                view.apply(event);
+            }
+        }
+        for event in events {
+            // No receivers is fine: nobody is subscribed.
+            let _ = self.live.send(event);
+        }
+        self.applied.send_replace(last);
+    }
+
+    /// Replays the history from the view's position to the history's head.
+    async fn catch_up(&self) -> Result<(), LogError> {
+        loop {
+            let from = self.read_view().position().next();
+            let entries = self.history.read(from.0, 4096).await?;
+            if entries.is_empty() {
+                return Ok(());
+            }
+            self.apply(decode(&entries)?);
+        }
+    }
+}
+
+fn decode(entries: &[LogEntry]) -> Result<Vec<RecordedEvent>, LogError> {
+    entries
+        .iter()
+        .map(|e| {
+            event_from_wire(e.position, &e.payload).map_err(|what| LogError::Corrupt {
+                position: e.position,
+                what,
+            })
+        })
+        .collect()
+}
+
+/// Builds the view from `reader` (the ingest service's own log) and keeps
+/// following it.
+pub async fn follow_local(reader: LogReader, stopping: Stopping) -> Result<Arc<QueryState>, LogError> {
+    let state = QueryState::new(reader.clone());
+    state.catch_up().await?;
+    tracing::info!(position = %state.read_view().position(), "view built from the local log");
+    let from = state.read_view().position().next();
+    let mut entries = truce_log::follow(reader, from.0);
+    let follower = Arc::clone(&state);
+    tokio::spawn(async move {
+        loop {
+            let entry = tokio::select! {
+                entry = entries.next() => entry,
+                () = stopping.wait() => return,
+            };
+            match entry {
+                Some(Ok(entry)) => match decode(std::slice::from_ref(&entry)) {
+                    Ok(events) => follower.apply(events),
+                    Err(error) => {
+                        tracing::error!(%error, "cannot apply the log; the view stops here");
+                        return;
+                    }
+                },
+                Some(Err(error)) => {
+                    tracing::error!(%error, "cannot read the log; the view stops here");
+                    return;
+                }
+                None => return,
+            }
+        }
+    });
+    Ok(state)
+}
+
+/// Where a standalone query service gets the log from.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// The ingest service, e.g. `http://127.0.0.1:50051`.
+    pub endpoint: String,
+    /// Where the replica lives.
+    pub replica_dir: PathBuf,
+}
+
+/// Opens the replica (waiting for the upstream to learn the log's identity
+/// if there is none yet), builds the view from it and keeps it following
+/// the upstream, reconnecting as needed.
+pub async fn follow_remote(upstream: Upstream, stopping: Stopping) -> anyhow::Result<Arc<QueryState>> {
+    let replica_file = upstream.replica_dir.join("log.sqlite3");
+    let store = if replica_file.exists() {
+        LogStore::open(&upstream.replica_dir)?
+    } else {
+        let incarnation = loop {
+            match upstream_incarnation(&upstream.endpoint).await {
+                Ok(incarnation) => break incarnation,
+                Err(error) => {
+                    tracing::warn!(endpoint = %upstream.endpoint, %error, "waiting for the ingest service to create the replica");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = stopping.wait() => anyhow::bail!("stopped before the replica existed"),
+                    }
+                }
+            }
+        };
+        LogStore::open_replica(&upstream.replica_dir, &incarnation)?
+    };
+    let (head_tx, head_rx) = watch::channel(store.head());
+    let history = LogReader::new(store.path(), store.incarnation().clone(), head_rx);
+    let state = QueryState::new(history);
+    state.catch_up().await?;
+    tracing::info!(position = %state.read_view().position(), "view built from the replica");
+    tokio::spawn(replicate(
+        upstream.endpoint,
+        store,
+        head_tx,
+        Arc::clone(&state),
+        stopping,
+    ));
+    Ok(state)
+}
+
+async fn connect(endpoint: &str) -> Result<LogServiceClient<tonic::transport::Channel>, tonic::transport::Error> {
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())?
+        .connect_timeout(Duration::from_secs(3))
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .connect()
+        .await?;
+    Ok(LogServiceClient::new(channel).max_decoding_message_size(truce_serve::MAX_MESSAGE_BYTES * 4))
+}
+
+async fn upstream_incarnation(endpoint: &str) -> anyhow::Result<Incarnation> {
+    let mut client = connect(endpoint).await?;
+    let mut stream = client
+        .read_log(v1::ReadLogRequest {
+            from_position: u64::MAX,
+            incarnation: String::new(),
+        })
+        .await?
+        .into_inner();
+    match stream.message().await? {
+        Some(v1::ReadLogResponse {
+            kind: Some(Kind::Info(info)),
+        }) => Ok(Incarnation::from_text(&info.incarnation)),
+        _ => anyhow::bail!("the ingest service did not describe its log"),
+    }
+}
+
+/// Copies the upstream log into the replica and the view, forever.
+async fn replicate(
+    endpoint: String,
+    mut store: LogStore,
+    head: watch::Sender<Head>,
+    state: Arc<QueryState>,
+    stopping: Stopping,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let (tx, mut rx) = mpsc::channel::<LogEntry>(REPLICA_BATCH);
+        let from = store.head().position + 1;
+        let incarnation = store.incarnation().to_string();
+        let pump = tokio::spawn(pump_upstream(endpoint.clone(), from, incarnation, tx));
+        let mut batch = Vec::with_capacity(REPLICA_BATCH);
+        loop {
+            batch.clear();
+            let received = tokio::select! {
+                n = rx.recv_many(&mut batch, REPLICA_BATCH) => n,
+                () = stopping.wait() => {
+                    pump.abort();
+                    return;
+                }
+            };
+            if received == 0 {
+                break;
+            }
+            backoff = Duration::from_millis(100);
+            let entries = std::mem::take(&mut batch);
+            let appended = tokio::task::spawn_blocking(move || {
+                let result = store.append_replicated(&entries).map(|_| ());
+                (store, entries, result)
+            })
+            .await;
+            let (returned, entries, result) = match appended {
+                Ok(parts) => parts,
+                Err(error) => {
+                    tracing::error!(%error, "replica writer failed; the view stops here");
+                    return;
+                }
+            };
+            store = returned;
+            if let Err(error) = result.and_then(|()| decode(&entries).map(|events| state.apply(events))) {
+                tracing::error!(%error, "cannot apply the upstream log; the view stops here");
+                pump.abort();
+                return;
+            }
+            head.send_replace(store.head());
+        }
+        match pump.await {
+            Ok(Err(Fatal(reason))) => {
+                tracing::error!(%reason, "cannot follow the upstream log; the view stops here");
+                return;
+            }
+            _ => {
+                tracing::warn!(%endpoint, retry_in = ?backoff, "lost the upstream log; reconnecting");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = stopping.wait() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// A failure that retrying cannot fix.
+#[derive(Debug)]
+struct Fatal(String);
+
+/// Reads the upstream log from `from` into `tx` until the stream breaks.
+/// `Ok` means "reconnect"; `Err` means the upstream is another log.
+async fn pump_upstream(
+    endpoint: String,
+    from: u64,
+    incarnation: String,
+    tx: mpsc::Sender<LogEntry>,
+) -> Result<(), Fatal> {
+    let mut client = match connect(&endpoint).await {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::debug!(%error, "cannot reach the ingest service");
+            return Ok(());
+        }
+    };
+    let request = v1::ReadLogRequest {
+        from_position: from,
+        incarnation,
+    };
+    let mut stream = match client.read_log(request).await {
+        Ok(response) => response.into_inner(),
+        Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+            return Err(Fatal(format!(
+                "{} (delete the query data directory to follow the new log)",
+                status.message()
+            )));
+        }
+        Err(status) => {
+            tracing::debug!(%status, "ReadLog refused");
+            return Ok(());
+        }
+    };
+    let mut expected = from;
+    loop {
+        let message = match tokio::time::timeout(UPSTREAM_SILENCE_LIMIT, stream.message()).await {
+            Ok(Ok(Some(message))) => message,
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Err(status)) => {
+                tracing::debug!(%status, "upstream log stream ended");
+                return Ok(());
+            }
+            Err(_) => {
+                tracing::warn!(%endpoint, "upstream log silent; reconnecting");
+                return Ok(());
+            }
+        };
+        match message.kind {
+            Some(Kind::Entry(entry)) => {
+                if entry.position != expected {
+                    tracing::warn!(
+                        expected,
+                        got = entry.position,
+                        "upstream skipped a position; reconnecting"
+                    );
+                    return Ok(());
+                }
+                let Ok(hash) = entry.hash.as_slice().try_into() else {
+                    tracing::warn!(position = entry.position, "upstream hash is not 32 bytes; reconnecting");
+                    return Ok(());
+                };
+                expected += 1;
+                let entry = LogEntry {
+                    position: entry.position,
+                    hash,
+                    payload: entry.event,
+                };
+                if tx.send(entry).await.is_err() {
+                    return Ok(());
+                }
+            }
+            Some(Kind::Info(_)) | Some(Kind::Heartbeat(_)) | None => {}
+        }
+    }
+}

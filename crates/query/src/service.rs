@@ -1,0 +1,246 @@
+//! `truce.v1.QueryService`.
+
+use std::{pin::Pin, sync::Arc};
+
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status};
+use truce_domain::{
+    IncidentId, ReportId, Timestamp,
+    filter::Filter,
+    incident::{Incident, IncidentSummary},
+    tally::{Breakdown, Tally},
+};
+use truce_proto::{
+    ServiceError,
+    convert::timestamp_from_wire,
+    v1::{self, query_service_server::QueryService},
+};
+use truce_serve::Stopping;
+
+use crate::{
+    follower::QueryState,
+    subscribe::{self, OUTPUT_QUEUE, Subscription},
+    token::{PageToken, query_digest},
+};
+
+/// Page size when none is asked for.
+pub const DEFAULT_PAGE_SIZE: usize = 50;
+/// Largest page.
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// The gRPC face of the query side.
+#[derive(Debug, Clone)]
+pub struct Queries {
+    state: Arc<QueryState>,
+    stopping: Stopping,
+}
+
+impl Queries {
+    /// Serves `state` until `stopping`.
+    pub fn new(state: Arc<QueryState>, stopping: Stopping) -> Queries {
+        Queries { state, stopping }
+    }
+}
+
+/// The orders `ListIncidents` offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Order {
+    Opened,
+    OpenedDesc,
+    UpdatedDesc,
+    OccurredDesc,
+    KilledHighDesc,
+}
+
+impl Order {
+    fn parse(text: &str) -> Result<Order, ServiceError> {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        match words.as_slice() {
+            [] | ["opened"] | ["opened", "asc"] => Ok(Order::Opened),
+            ["opened", "desc"] => Ok(Order::OpenedDesc),
+            ["updated", "desc"] => Ok(Order::UpdatedDesc),
+            ["occurred", "desc"] => Ok(Order::OccurredDesc),
+            ["killed_high", "desc"] => Ok(Order::KilledHighDesc),
+            _ => Err(ServiceError::invalid(
+                "order_by",
+                "must be one of \"opened\", \"opened desc\", \"updated desc\", \"occurred desc\", \"killed_high desc\"",
+            )),
+        }
+    }
+
+    /// Ascending sort key; the incident id breaks ties, so keys are unique.
+    fn key(self, s: &IncidentSummary) -> (i128, u64) {
+        let id = s.id.0.0;
+        let primary = match self {
+            Order::Opened => i128::from(id),
+            Order::OpenedDesc => -i128::from(id),
+            Order::UpdatedDesc => -i128::from(s.updated_position.0),
+            Order::OccurredDesc => -i128::from(s.occurred_to.0),
+            Order::KilledHighDesc => -i128::from(s.killed.map_or(0, |k| k.high())),
+        };
+        (primary, id)
+    }
+}
+
+fn parse_filter(text: &str) -> Result<Filter, ServiceError> {
+    Filter::parse(text).map_err(|e| ServiceError::invalid("filter", e.to_string()))
+}
+
+fn tally_to_wire(t: &Tally) -> v1::Tally {
+    let range = |r: Option<truce_domain::report::CountRange>| {
+        r.map(|r| v1::CountRange {
+            low: r.low(),
+            best: r.best(),
+            high: r.high(),
+        })
+    };
+    v1::Tally {
+        incidents: t.incidents,
+        killed: range(t.killed),
+        injured: range(t.injured),
+    }
+}
+
+fn keyed<K: ToString>(map: &std::collections::BTreeMap<K, Tally>) -> Vec<v1::KeyedTally> {
+    map.iter()
+        .map(|(key, tally)| v1::KeyedTally {
+            key: key.to_string(),
+            tally: Some(tally_to_wire(tally)),
+        })
+        .collect()
+}
+
+type ChangeStream = Pin<Box<dyn Stream<Item = Result<v1::SubscribeResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl QueryService for Queries {
+    async fn get_incident(
+        &self,
+        request: Request<v1::GetIncidentRequest>,
+    ) -> Result<Response<v1::GetIncidentResponse>, Status> {
+        let text = request.into_inner().incident_id;
+        let id: IncidentId = text
+            .parse()
+            .map_err(|rule| ServiceError::invalid("incident_id", rule))?;
+        let view = self.state.read_view();
+        let incident: &Incident = view.incident(id).ok_or(ServiceError::NotFound {
+            kind: "incident",
+            id: text,
+        })?;
+        Ok(Response::new(v1::GetIncidentResponse {
+            incident: Some(v1::Incident::from(incident)),
+            position: view.position().0,
+        }))
+    }
+
+    async fn get_report(
+        &self,
+        request: Request<v1::GetReportRequest>,
+    ) -> Result<Response<v1::GetReportResponse>, Status> {
+        let text = request.into_inner().report_id;
+        let id: ReportId = text.parse().map_err(|rule| ServiceError::invalid("report_id", rule))?;
+        let view = self.state.read_view();
+        let report = view.report(id).ok_or(ServiceError::NotFound {
+            kind: "report",
+            id: text,
+        })?;
+        Ok(Response::new(v1::GetReportResponse {
+            report: Some(v1::StoredReport::from(report.as_ref())),
+            position: view.position().0,
+        }))
+    }
+
+    async fn list_incidents(
+        &self,
+        request: Request<v1::ListIncidentsRequest>,
+    ) -> Result<Response<v1::ListIncidentsResponse>, Status> {
+        let request = request.into_inner();
+        let filter = parse_filter(&request.filter)?;
+        let order = Order::parse(&request.order_by)?;
+        let page_size = match request.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n < 0 => return Err(ServiceError::invalid("page_size", "must not be negative").into()),
+            n => (n as usize).min(MAX_PAGE_SIZE),
+        };
+        let digest = query_digest(filter.text(), &request.order_by);
+        let after = if request.page_token.is_empty() {
+            None
+        } else {
+            Some(PageToken::decode(&request.page_token, &digest)?.after)
+        };
+        let view = self.state.read_view();
+        let mut page: Vec<((i128, u64), &IncidentSummary)> = view
+            .incidents()
+            .map(|i| &i.summary)
+            .filter(|s| filter.matches(s))
+            .map(|s| (order.key(s), s))
+            .filter(|(key, _)| after.is_none_or(|after| *key > after))
+            .collect();
+        page.sort_unstable_by_key(|(key, _)| *key);
+        let more = page.len() > page_size;
+        page.truncate(page_size);
+        let next_page_token = match (more, page.last()) {
+            (true, Some((key, _))) => PageToken {
+                query: digest,
+                after: *key,
+            }
+            .encode(),
+            _ => String::new(),
+        };
+        Ok(Response::new(v1::ListIncidentsResponse {
+            incidents: page.into_iter().map(|(_, s)| v1::IncidentSummary::from(s)).collect(),
+            next_page_token,
+            position: view.position().0,
+        }))
+    }
+
+    type SubscribeStream = ChangeStream;
+
+    async fn subscribe(&self, request: Request<v1::SubscribeRequest>) -> Result<Response<ChangeStream>, Status> {
+        let subscription = Subscription::from_request(request.get_ref(), &self.state)?;
+        let (tx, rx) = mpsc::channel(OUTPUT_QUEUE);
+        tokio::spawn(subscribe::run(
+            Arc::clone(&self.state),
+            subscription,
+            tx,
+            self.stopping.clone(),
+        ));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn summarize(
+        &self,
+        request: Request<v1::SummarizeRequest>,
+    ) -> Result<Response<v1::SummarizeResponse>, Status> {
+        let request = request.into_inner();
+        let filter = parse_filter(&request.filter)?;
+        let bound = |field: &str, t: &Option<prost_types::Timestamp>| {
+            t.as_ref()
+                .map(|t| timestamp_from_wire(t).map_err(|rule| ServiceError::invalid(field, rule)))
+                .transpose()
+        };
+        let start = bound("occurred_start", &request.occurred_start)?.unwrap_or(Timestamp(i64::MIN));
+        let end = bound("occurred_end", &request.occurred_end)?.unwrap_or(Timestamp(i64::MAX));
+        if end <= start {
+            return Err(ServiceError::invalid("occurred_end", "must be after occurred_start").into());
+        }
+        let view = self.state.read_view();
+        let mut breakdown = Breakdown::default();
+        for incident in view.incidents() {
+            let s = &incident.summary;
+            if s.occurred_to >= start && s.occurred_from < end && filter.matches(s) {
+                breakdown.add(s);
+            }
+        }
+        Ok(Response::new(v1::SummarizeResponse {
+            total: Some(tally_to_wire(&breakdown.total)),
+            by_category: keyed(&breakdown.by_category),
+            by_zone: keyed(&breakdown.by_zone),
+            by_reporter: keyed(&breakdown.by_reporter),
+            by_responsible: keyed(&breakdown.by_responsible),
+            by_status: keyed(&breakdown.by_status),
+            position: view.position().0,
+        }))
+    }
+}

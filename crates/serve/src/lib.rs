@@ -1,0 +1,131 @@
+//! What every truce server shares: structured logging controlled by
+//! `RUST_LOG`, the shutdown signal, server reflection, and serving a router
+//! until shutdown with a bounded drain.
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use tokio::{net::TcpListener, sync::watch};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{service::RoutesBuilder, transport::Server};
+
+/// How long in-flight calls may take to finish after shutdown begins.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest request message accepted, in bytes: a report is a few KB at most;
+/// anything far larger is a mistake or an attack.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// Starts `tracing` output on stderr, filtered by `RUST_LOG` (default
+/// `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn termination() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("ctrl-c received; shutting down"),
+        () = term => tracing::info!("SIGTERM received; shutting down"),
+    }
+}
+
+/// A signal that shutdown has begun, for streams to end themselves: a
+/// server waits for open streams, so a stream that never ends would hold
+/// shutdown until the drain timeout.
+#[derive(Debug, Clone)]
+pub struct Stopping(watch::Receiver<bool>);
+
+impl Stopping {
+    /// A signal and the sender that raises it.
+    pub fn new() -> (watch::Sender<bool>, Stopping) {
+        let (tx, rx) = watch::channel(false);
+        (tx, Stopping(rx))
+    }
+
+    /// A signal that is never raised.
+    pub fn never() -> Stopping {
+        let (tx, rx) = watch::channel(false);
+        // Keep the sender alive forever so `wait` pends rather than returns.
+        std::mem::forget(tx);
+        Stopping(rx)
+    }
+
+    /// Resolves once shutdown has begun (or its sender is gone).
+    pub async fn wait(&self) {
+        let mut rx = self.0.clone();
+        let _ = rx.wait_for(|stopping| *stopping).await;
+    }
+}
+
+/// The reflection services (v1 and v1alpha, for older clients) over the
+/// truce and health descriptor sets.
+pub fn add_reflection(routes: &mut RoutesBuilder) -> Result<(), tonic_reflection::server::Error> {
+    let v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(truce_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(truce_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    routes.add_service(v1);
+    routes.add_service(v1alpha);
+    Ok(())
+}
+
+/// Serves `routes` on `listener` until `shutdown` resolves, then raises
+/// `stopping` so streams end, lets in-flight calls finish for up to
+/// [`DRAIN_TIMEOUT`], and returns.
+pub async fn serve(
+    name: &'static str,
+    routes: RoutesBuilder,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    stopping: watch::Sender<bool>,
+) -> Result<(), tonic::transport::Error> {
+    let local: Option<SocketAddr> = listener.local_addr().ok();
+    tracing::info!(service = name, address = ?local, "listening");
+    let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        let _ = stopping.send(true);
+        let _ = drained_tx.send(());
+    };
+    let server = Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_routes(routes.routes())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result?,
+        () = async {
+            let _ = drained_rx.await;
+            tokio::time::sleep(DRAIN_TIMEOUT).await;
+        } => tracing::warn!(service = name, "drain timed out; closing remaining calls"),
+    }
+    tracing::info!(service = name, "stopped");
+    Ok(())
+}

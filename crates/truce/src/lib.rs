@@ -1,0 +1,8 @@
+//! The `truce` command: [`up`] runs the ingest and query services in one
+//! process on the embedded log, the query side reading the log directly
+//! (no network hop); [`demo`] loads the incidents of the source article
+//! through the public API. [`cli`] parses the command line.
+
+pub mod cli;
+pub mod demo;
+pub mod up;

@@ -1,0 +1,5 @@
+//! `truce`: see `truce --help`.
+
+fn main() -> anyhow::Result<()> {
+    truce::cli::main()
+}
