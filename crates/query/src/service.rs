@@ -83,6 +83,27 @@ impl Order {
     }
 }
 
+/// Longest wait for the view to reach a requested position.
+pub const MAX_POSITION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Queries {
+    /// Waits until the view has applied `min_position` (0: no wait).
+    async fn reach(&self, min_position: u64) -> Result<(), ServiceError> {
+        if min_position == 0 {
+            return Ok(());
+        }
+        let mut applied = self.state.applied.subscribe();
+        let reached = tokio::time::timeout(MAX_POSITION_WAIT, applied.wait_for(|p| p.0 >= min_position)).await;
+        match reached {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(ServiceError::Unavailable(format!(
+                "the view has not reached position {min_position} yet (it is at {}); retry",
+                self.state.applied.borrow().0
+            ))),
+        }
+    }
+}
+
 fn parse_filter(text: &str) -> Result<Filter, ServiceError> {
     Filter::parse(text).map_err(|e| ServiceError::invalid("filter", e.to_string()))
 }
@@ -119,7 +140,9 @@ impl QueryService for Queries {
         &self,
         request: Request<v1::GetIncidentRequest>,
     ) -> Result<Response<v1::GetIncidentResponse>, Status> {
-        let text = request.into_inner().incident_id;
+        let request = request.into_inner();
+        self.reach(request.min_position).await?;
+        let text = request.incident_id;
         let id: IncidentId = text
             .parse()
             .map_err(|rule| ServiceError::invalid("incident_id", rule))?;
@@ -138,7 +161,9 @@ impl QueryService for Queries {
         &self,
         request: Request<v1::GetReportRequest>,
     ) -> Result<Response<v1::GetReportResponse>, Status> {
-        let text = request.into_inner().report_id;
+        let request = request.into_inner();
+        self.reach(request.min_position).await?;
+        let text = request.report_id;
         let id: ReportId = text.parse().map_err(|rule| ServiceError::invalid("report_id", rule))?;
         let view = self.state.read_view();
         let report = view.report(id).ok_or(ServiceError::NotFound {
@@ -163,6 +188,7 @@ impl QueryService for Queries {
             n if n < 0 => return Err(ServiceError::invalid("page_size", "must not be negative").into()),
             n => (n as usize).min(MAX_PAGE_SIZE),
         };
+        self.reach(request.min_position).await?;
         let digest = query_digest(filter.text(), &request.order_by);
         let after = if request.page_token.is_empty() {
             None
@@ -225,6 +251,7 @@ impl QueryService for Queries {
         if end <= start {
             return Err(ServiceError::invalid("occurred_end", "must be after occurred_start").into());
         }
+        self.reach(request.min_position).await?;
         let view = self.state.read_view();
         let mut breakdown = Breakdown::default();
         for incident in view.incidents() {

@@ -1,0 +1,253 @@
+//! Harness for black-box tests: real servers on ephemeral loopback ports,
+//! real gRPC clients, and reports shaped like the source article's.
+
+use std::{net::SocketAddr, path::Path, str::FromStr, time::Duration};
+
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tonic::transport::Channel;
+use truce_ingest::IngestConfig;
+use truce_proto::v1::{self, ingest_service_client::IngestServiceClient, query_service_client::QueryServiceClient};
+
+/// Every wait in a test is bounded by this.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A server started by a test, stopped by [`Running::stop`] or on drop.
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    /// Stops it gracefully and waits until it has.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(PATIENCE, task)
+                .await
+                .expect("server did not stop in time")
+                .expect("server task panicked")
+                .expect("server failed");
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn listener() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    (listener, addr)
+}
+
+/// `truce up` in this process: both services over one embedded log.
+pub struct Pair {
+    /// The ingest service's address.
+    pub ingest: SocketAddr,
+    /// The query service's address.
+    pub query: SocketAddr,
+    running: Running,
+}
+
+impl Pair {
+    /// Starts the pair on the log in `dir`.
+    pub async fn start(dir: &Path) -> Pair {
+        Self::start_with(IngestConfig {
+            data_dir: dir.to_owned(),
+            ..IngestConfig::default()
+        })
+        .await
+    }
+
+    /// Starts the pair with `config`.
+    pub async fn start_with(config: IngestConfig) -> Pair {
+        let (ingest_listener, ingest) = listener().await;
+        let (query_listener, query) = listener().await;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(truce::up::run(config, ingest_listener, query_listener, async move {
+            let _ = stopped.await;
+        }));
+        Pair {
+            ingest,
+            query,
+            running: Running {
+                addr: ingest,
+                stop: Some(stop),
+                task: Some(task),
+            },
+        }
+    }
+
+    /// A client of the ingest service.
+    pub async fn ingest_client(&self) -> IngestServiceClient<Channel> {
+        ingest_client(self.ingest).await
+    }
+
+    /// A client of the query service.
+    pub async fn query_client(&self) -> QueryServiceClient<Channel> {
+        query_client(self.query).await
+    }
+
+    /// Stops both services gracefully.
+    pub async fn stop(self) {
+        self.running.stop().await;
+    }
+}
+
+/// A standalone ingest service on the log in `dir`.
+pub async fn start_ingest(dir: &Path) -> Running {
+    let (listener, addr) = listener().await;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let config = IngestConfig {
+        data_dir: dir.to_owned(),
+        ..IngestConfig::default()
+    };
+    let task = tokio::spawn(truce_ingest::run(config, listener, async move {
+        let _ = stopped.await;
+    }));
+    Running {
+        addr,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+/// A standalone query service following the ingest service at `upstream`,
+/// with its replica in `dir`.
+pub async fn start_query(upstream: SocketAddr, dir: &Path) -> Running {
+    let (listener, addr) = listener().await;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let upstream = truce_query::Upstream {
+        endpoint: format!("http://{upstream}"),
+        replica_dir: dir.to_owned(),
+    };
+    let task = tokio::spawn(truce_query::run(upstream, listener, async move {
+        let _ = stopped.await;
+    }));
+    Running {
+        addr,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+async fn channel(addr: SocketAddr) -> Channel {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).expect("endpoint");
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            match endpoint.connect().await {
+                Ok(channel) => return channel,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await
+    .expect("server did not come up")
+}
+
+/// A client of the ingest service at `addr`, once it accepts connections.
+pub async fn ingest_client(addr: SocketAddr) -> IngestServiceClient<Channel> {
+    IngestServiceClient::new(channel(addr).await)
+}
+
+/// A client of the query service at `addr`, once it accepts connections.
+pub async fn query_client(addr: SocketAddr) -> QueryServiceClient<Channel> {
+    QueryServiceClient::new(channel(addr).await)
+}
+
+/// A timestamp from RFC 3339 text.
+pub fn time(text: &str) -> prost_types::Timestamp {
+    prost_types::Timestamp::from_str(text).expect("valid test timestamp")
+}
+
+/// A valid report: an IDF report of a line crossing near Rafah on the
+/// morning of 22 November 2025, with a casualty claim and a source.
+pub fn crossing_report() -> v1::Report {
+    v1::Report {
+        reporting_party: "idf".into(),
+        sources: vec![v1::Source {
+            outlet: "Reuters".into(),
+            url: "https://www.reuters.com/world/middle-east/".into(),
+            published_at: Some(time("2025-11-22T18:00:00Z")),
+        }],
+        occurred_at: Some(time("2025-11-22T10:30:00Z")),
+        occurred_precision: v1::TimePrecision::Hour as i32,
+        location: Some(v1::Location {
+            point: Some(v1::LatLng {
+                latitude: 31.2969,
+                longitude: 34.2436,
+            }),
+            area: "Rafah".into(),
+            zone: v1::Zone::IsraeliControlled as i32,
+            precision: v1::LocationPrecision::Near as i32,
+        }),
+        category: v1::Category::LineCrossing as i32,
+        summary: "A gunman crossed the yellow line and opened fire on troops.".into(),
+        alleged_responsible: vec!["hamas".into()],
+        attributions: vec![v1::AttributionClaim {
+            actor: "the gunman".into(),
+            affiliation: "hamas".into(),
+            claimed_by: "idf".into(),
+        }],
+        casualties: vec![v1::CasualtyClaim {
+            group: v1::CasualtyGroup::Combatants as i32,
+            killed: Some(v1::CountRange {
+                low: 1,
+                best: Some(1),
+                high: 1,
+            }),
+            injured: None,
+            claimed_by: "idf".into(),
+        }],
+        evidence: vec![v1::EvidenceRef {
+            uri: "https://example.org/evidence/1.jpg".into(),
+            sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+            media_type: "image/jpeg".into(),
+        }],
+        incident_id: String::new(),
+    }
+}
+
+/// A request for `report` with idempotency key `key` (empty for none).
+pub fn request(key: &str, report: v1::Report) -> v1::SubmitReportRequest {
+    v1::SubmitReportRequest {
+        client_report_id: key.into(),
+        report: Some(report),
+    }
+}
+
+/// A distinct valid report, far from every other `numbered_report(n)` in
+/// time so that each opens its own incident.
+pub fn numbered_report(n: u32) -> v1::Report {
+    let mut report = crossing_report();
+    report.summary = format!("report number {n}");
+    report.occurred_at = Some(prost_types::Timestamp {
+        seconds: 1_700_000_000 - i64::from(n) * 86_400,
+        nanos: 0,
+    });
+    report
+}
+
+/// The field violations of an INVALID_ARGUMENT status.
+pub fn violations(status: &tonic::Status) -> Vec<(String, String)> {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| {
+            b.field_violations
+                .iter()
+                .map(|v| (v.field.clone(), v.description.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
