@@ -2,7 +2,7 @@
 //! `RUST_LOG`, the shutdown signal, server reflection, and serving a router
 //! until shutdown with a bounded drain.
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{future::Future, time::Duration};
 
 use tokio::{net::TcpListener, sync::watch};
 use tokio_stream::wrappers::TcpListenerStream;
@@ -23,6 +23,7 @@ pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -105,8 +106,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     stopping: watch::Sender<bool>,
 ) -> Result<(), tonic::transport::Error> {
-    let local: Option<SocketAddr> = listener.local_addr().ok();
-    tracing::info!(service = name, address = ?local, "listening");
+    match listener.local_addr() {
+        Ok(address) => tracing::info!(service = name, %address, "listening"),
+        Err(error) => tracing::warn!(service = name, %error, "listening on an unknown address"),
+    }
     let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;

@@ -1,0 +1,248 @@
+//! Durability: restarts, kill -9 during a burst, and a query service that
+//! restarts and catches up.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::Path,
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+use tokio_stream::StreamExt;
+use truce_proto::v1::{self, read_log_response::Kind as LogKind, subscribe_request::Start, subscribe_response::Kind};
+use truce_tests::{
+    PATIENCE, Pair, ingest_client, numbered_report, query_client, request, start_ingest, start_query,
+};
+
+async fn list_all(query: &mut v1::query_service_client::QueryServiceClient<tonic::transport::Channel>, min_position: u64) -> Vec<v1::IncidentSummary> {
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = query
+            .list_incidents(v1::ListIncidentsRequest {
+                page_size: 100,
+                page_token,
+                min_position,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        all.extend(page.incidents);
+        if page.next_page_token.is_empty() {
+            return all;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_pair_keeps_every_report_and_every_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = Pair::start(dir.path()).await;
+    let mut ingest = pair.ingest_client().await;
+    for n in 0..120 {
+        ingest.submit_report(request(&format!("k{n}"), numbered_report(n))).await.unwrap();
+    }
+    pair.stop().await;
+
+    let pair = Pair::start(dir.path()).await;
+    let mut ingest = pair.ingest_client().await;
+    let mut query = pair.query_client().await;
+    let listed = list_all(&mut query, 120).await;
+    assert_eq!(listed.len(), 120);
+    assert_eq!(
+        listed.iter().map(|i| i.updated_position).collect::<Vec<_>>(),
+        (1..=120).collect::<Vec<_>>()
+    );
+    let retry = ingest.submit_report(request("k5", numbered_report(5))).await.unwrap().into_inner();
+    assert!(retry.replayed);
+    assert_eq!(retry.report_id, "rpt-6");
+    let next = ingest.submit_report(request("k120", numbered_report(120))).await.unwrap().into_inner();
+    assert_eq!(next.position, 121);
+    pair.stop().await;
+}
+
+/// A `truce up` process of its own, so it can be killed.
+struct Process {
+    child: Child,
+    ingest: SocketAddr,
+    query: SocketAddr,
+}
+
+async fn spawn_up(dir: &Path) -> Process {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_truce-testbed"))
+        .args(["up", "--ingest-listen", "127.0.0.1:0", "--query-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start truce-testbed");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut addresses = HashMap::new();
+    tokio::time::timeout(PATIENCE, async {
+        while addresses.len() < 2 {
+            let line = lines.next_line().await.unwrap().expect("server exited before listening");
+            if let (Some(service), Some(address)) = (field(&line, "service"), field(&line, "address"))
+                && line.contains("listening")
+            {
+                addresses.insert(service.trim_matches('"').to_owned(), address.parse::<SocketAddr>().unwrap());
+            }
+        }
+    })
+    .await
+    .expect("server did not report its addresses");
+    // Keep draining its log so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Process {
+        child,
+        ingest: addresses["ingest"],
+        query: addresses["query"],
+    }
+}
+
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let start = line.find(&format!(" {name}="))? + name.len() + 2;
+    line[start..].split_whitespace().next()
+}
+
+#[tokio::test]
+async fn kill_9_during_a_burst_loses_no_acknowledged_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut process = spawn_up(dir.path()).await;
+    let acknowledged: Arc<Mutex<Vec<(String, String, v1::Report)>>> = Arc::default();
+    let mut submitters = Vec::new();
+    for task in 0..16u32 {
+        let mut client = ingest_client(process.ingest).await;
+        let acknowledged = Arc::clone(&acknowledged);
+        submitters.push(tokio::spawn(async move {
+            for n in 0.. {
+                let key = format!("burst-{task}-{n}");
+                let report = numbered_report(task * 100_000 + n);
+                match client.submit_report(request(&key, report.clone())).await {
+                    Ok(response) => acknowledged.lock().unwrap().push((key, response.into_inner().report_id, report)),
+                    Err(_) => return, // the server is gone
+                }
+            }
+        }));
+    }
+    // Let the burst build up, then kill -9 mid-flight.
+    tokio::time::timeout(PATIENCE, async {
+        while acknowledged.lock().unwrap().len() < 300 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("too few reports acknowledged before the kill");
+    process.child.start_kill().unwrap();
+    process.child.wait().await.unwrap();
+    for submitter in submitters {
+        tokio::time::timeout(PATIENCE, submitter).await.unwrap().unwrap();
+    }
+    let acknowledged = std::mem::take(&mut *acknowledged.lock().unwrap());
+
+    let process = spawn_up(dir.path()).await;
+    let mut ingest = ingest_client(process.ingest).await;
+    let mut query = query_client(process.query).await;
+    let mut log = v1::log_service_client::LogServiceClient::new(
+        tonic::transport::Channel::from_shared(format!("http://{}", process.ingest)).unwrap().connect().await.unwrap(),
+    );
+    // The log is whole: gapless positions, every hash link intact.
+    let mut entries = log
+        .read_log(v1::ReadLogRequest { from_position: 1, incarnation: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(LogKind::Info(info)) = entries.next().await.unwrap().unwrap().kind else {
+        panic!("no log info");
+    };
+    let head = info.head_position;
+    assert!(head >= acknowledged.len() as u64, "head {head} < {} acknowledged", acknowledged.len());
+    let mut previous = truce_log::GENESIS_HASH;
+    let mut position = 0;
+    while position < head {
+        let Some(LogKind::Entry(entry)) = entries.next().await.unwrap().unwrap().kind else {
+            continue;
+        };
+        position += 1;
+        assert_eq!(entry.position, position);
+        let hash = truce_log::chain_hash(&previous, &entry.event);
+        assert_eq!(entry.hash, hash.to_vec(), "broken link at {position}");
+        previous = hash;
+    }
+    // Every acknowledged report is there, exactly as submitted, and its
+    // key still answers with the same report.
+    for (key, report_id, report) in &acknowledged {
+        let stored = query
+            .get_report(v1::GetReportRequest {
+                report_id: report_id.clone(),
+                min_position: head,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .report
+            .unwrap();
+        assert_eq!(stored.report.as_ref(), Some(report), "{report_id}");
+        assert_eq!(&stored.client_report_id, key);
+    }
+    for (key, report_id, report) in acknowledged.iter().step_by(25) {
+        let retry = ingest.submit_report(request(key, report.clone())).await.unwrap().into_inner();
+        assert!(retry.replayed && &retry.report_id == report_id, "{key}");
+    }
+    eprintln!("{} reports acknowledged before kill -9, all recovered; log head {head}", acknowledged.len());
+}
+
+#[tokio::test]
+async fn a_restarted_query_service_catches_up_from_its_replica_and_the_upstream() {
+    let ingest_dir = tempfile::tempdir().unwrap();
+    let query_dir = tempfile::tempdir().unwrap();
+    let ingest_server = start_ingest(ingest_dir.path()).await;
+    let mut ingest = ingest_client(ingest_server.addr).await;
+    for n in 0..50 {
+        ingest.submit_report(request("", numbered_report(n))).await.unwrap();
+    }
+    let query_server = start_query(ingest_server.addr, query_dir.path()).await;
+    let mut query = query_client(query_server.addr).await;
+    assert_eq!(list_all(&mut query, 50).await.len(), 50);
+    query_server.stop().await;
+
+    for n in 50..100 {
+        ingest.submit_report(request("", numbered_report(n))).await.unwrap();
+    }
+    let query_server = start_query(ingest_server.addr, query_dir.path()).await;
+    let mut query = query_client(query_server.addr).await;
+    assert_eq!(list_all(&mut query, 100).await.len(), 100);
+
+    // A subscriber from the beginning sees every change once, in order,
+    // then live ones.
+    let mut stream = query
+        .subscribe(v1::SubscribeRequest {
+            start: Some(Start::FromBeginning(true)),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    ingest.submit_report(request("", numbered_report(100))).await.unwrap();
+    let mut positions = Vec::new();
+    while positions.len() < 101 {
+        let message = tokio::time::timeout(PATIENCE, stream.next()).await.unwrap().unwrap().unwrap();
+        if let Some(Kind::Change(change)) = message.kind {
+            positions.push(change.position);
+        }
+    }
+    assert_eq!(positions, (1..=101).collect::<Vec<_>>());
+    drop(stream);
+    query_server.stop().await;
+    ingest_server.stop().await;
+}
