@@ -5,8 +5,10 @@
 use std::{future::Future, time::Duration};
 
 use tokio::{net::TcpListener, sync::watch};
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{service::RoutesBuilder, transport::Server};
+use tonic::{
+    service::RoutesBuilder,
+    transport::{Server, server::TcpIncoming},
+};
 
 /// How long in-flight calls may take to finish after shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -117,10 +119,15 @@ pub async fn serve(
         let _ = drained_tx.send(());
     };
     let server = Server::builder()
-        .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_routes(routes.routes())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        .serve_with_incoming_shutdown(
+            // Settings on the builder apply only to listeners tonic binds
+            // itself; without nodelay every small response waits out the
+            // peer's delayed ACK (~40 ms).
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            signal,
+        );
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => result?,
