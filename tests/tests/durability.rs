@@ -16,11 +16,12 @@ use tokio::{
 };
 use tokio_stream::StreamExt;
 use truce_proto::v1::{self, read_log_response::Kind as LogKind, subscribe_request::Start, subscribe_response::Kind};
-use truce_tests::{
-    PATIENCE, Pair, ingest_client, numbered_report, query_client, request, start_ingest, start_query,
-};
+use truce_tests::{PATIENCE, Pair, ingest_client, numbered_report, query_client, request, start_ingest, start_query};
 
-async fn list_all(query: &mut v1::query_service_client::QueryServiceClient<tonic::transport::Channel>, min_position: u64) -> Vec<v1::IncidentSummary> {
+async fn list_all(
+    query: &mut v1::query_service_client::QueryServiceClient<tonic::transport::Channel>,
+    min_position: u64,
+) -> Vec<v1::IncidentSummary> {
     let mut all = Vec::new();
     let mut page_token = String::new();
     loop {
@@ -32,7 +33,7 @@ async fn list_all(query: &mut v1::query_service_client::QueryServiceClient<tonic
                 ..Default::default()
             })
             .await
-            .unwrap()
+            .expect("list incidents")
             .into_inner();
         all.extend(page.incidents);
         if page.next_page_token.is_empty() {
@@ -48,7 +49,10 @@ async fn a_restarted_pair_keeps_every_report_and_every_key() {
     let pair = Pair::start(dir.path()).await;
     let mut ingest = pair.ingest_client().await;
     for n in 0..120 {
-        ingest.submit_report(request(&format!("k{n}"), numbered_report(n))).await.unwrap();
+        ingest
+            .submit_report(request(&format!("k{n}"), numbered_report(n)))
+            .await
+            .unwrap();
     }
     pair.stop().await;
 
@@ -61,10 +65,18 @@ async fn a_restarted_pair_keeps_every_report_and_every_key() {
         listed.iter().map(|i| i.updated_position).collect::<Vec<_>>(),
         (1..=120).collect::<Vec<_>>()
     );
-    let retry = ingest.submit_report(request("k5", numbered_report(5))).await.unwrap().into_inner();
+    let retry = ingest
+        .submit_report(request("k5", numbered_report(5)))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(retry.replayed);
     assert_eq!(retry.report_id, "rpt-6");
-    let next = ingest.submit_report(request("k120", numbered_report(120))).await.unwrap().into_inner();
+    let next = ingest
+        .submit_report(request("k120", numbered_report(120)))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(next.position, 121);
     pair.stop().await;
 }
@@ -78,7 +90,14 @@ struct Process {
 
 async fn spawn_up(dir: &Path) -> Process {
     let mut child = Command::new(env!("CARGO_BIN_EXE_truce-testbed"))
-        .args(["up", "--ingest-listen", "127.0.0.1:0", "--query-listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "up",
+            "--ingest-listen",
+            "127.0.0.1:0",
+            "--query-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
@@ -87,15 +106,22 @@ async fn spawn_up(dir: &Path) -> Process {
         .kill_on_drop(true)
         .spawn()
         .expect("start truce-testbed");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr is piped")).lines();
     let mut addresses = HashMap::new();
     tokio::time::timeout(PATIENCE, async {
         while addresses.len() < 2 {
-            let line = lines.next_line().await.unwrap().expect("server exited before listening");
+            let line = lines
+                .next_line()
+                .await
+                .expect("read server log")
+                .expect("server exited before listening");
             if let (Some(service), Some(address)) = (field(&line, "service"), field(&line, "address"))
                 && line.contains("listening")
             {
-                addresses.insert(service.trim_matches('"').to_owned(), address.parse::<SocketAddr>().unwrap());
+                addresses.insert(
+                    service.trim_matches('"').to_owned(),
+                    address.parse::<SocketAddr>().expect("a socket address"),
+                );
             }
         }
     })
@@ -129,7 +155,10 @@ async fn kill_9_during_a_burst_loses_no_acknowledged_report() {
                 let key = format!("burst-{task}-{n}");
                 let report = numbered_report(task * 100_000 + n);
                 match client.submit_report(request(&key, report.clone())).await {
-                    Ok(response) => acknowledged.lock().unwrap().push((key, response.into_inner().report_id, report)),
+                    Ok(response) => acknowledged
+                        .lock()
+                        .unwrap()
+                        .push((key, response.into_inner().report_id, report)),
                     Err(_) => return, // the server is gone
                 }
             }
@@ -154,11 +183,18 @@ async fn kill_9_during_a_burst_loses_no_acknowledged_report() {
     let mut ingest = ingest_client(process.ingest).await;
     let mut query = query_client(process.query).await;
     let mut log = v1::log_service_client::LogServiceClient::new(
-        tonic::transport::Channel::from_shared(format!("http://{}", process.ingest)).unwrap().connect().await.unwrap(),
+        tonic::transport::Channel::from_shared(format!("http://{}", process.ingest))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
     );
     // The log is whole: gapless positions, every hash link intact.
     let mut entries = log
-        .read_log(v1::ReadLogRequest { from_position: 1, incarnation: String::new() })
+        .read_log(v1::ReadLogRequest {
+            from_position: 1,
+            incarnation: String::new(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -166,7 +202,11 @@ async fn kill_9_during_a_burst_loses_no_acknowledged_report() {
         panic!("no log info");
     };
     let head = info.head_position;
-    assert!(head >= acknowledged.len() as u64, "head {head} < {} acknowledged", acknowledged.len());
+    assert!(
+        head >= acknowledged.len() as u64,
+        "head {head} < {} acknowledged",
+        acknowledged.len()
+    );
     let mut previous = truce_log::GENESIS_HASH;
     let mut position = 0;
     while position < head {
@@ -196,10 +236,17 @@ async fn kill_9_during_a_burst_loses_no_acknowledged_report() {
         assert_eq!(&stored.client_report_id, key);
     }
     for (key, report_id, report) in acknowledged.iter().step_by(25) {
-        let retry = ingest.submit_report(request(key, report.clone())).await.unwrap().into_inner();
+        let retry = ingest
+            .submit_report(request(key, report.clone()))
+            .await
+            .unwrap()
+            .into_inner();
         assert!(retry.replayed && &retry.report_id == report_id, "{key}");
     }
-    eprintln!("{} reports acknowledged before kill -9, all recovered; log head {head}", acknowledged.len());
+    eprintln!(
+        "{} reports acknowledged before kill -9, all recovered; log head {head}",
+        acknowledged.len()
+    );
 }
 
 #[tokio::test]
@@ -236,7 +283,11 @@ async fn a_restarted_query_service_catches_up_from_its_replica_and_the_upstream(
     ingest.submit_report(request("", numbered_report(100))).await.unwrap();
     let mut positions = Vec::new();
     while positions.len() < 101 {
-        let message = tokio::time::timeout(PATIENCE, stream.next()).await.unwrap().unwrap().unwrap();
+        let message = tokio::time::timeout(PATIENCE, stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         if let Some(Kind::Change(change)) = message.kind {
             positions.push(change.position);
         }

@@ -30,12 +30,22 @@ async fn grpcurl_lists_describes_submits_and_queries() {
 
     for address in [&ingest, &query] {
         let services = grpcurl(&["-plaintext", address, "list"]).await;
-        for service in ["truce.v1.IngestService", "truce.v1.QueryService", "grpc.health.v1.Health"] {
-            assert!(services.lines().any(|l| l == service), "{service} missing from {services}");
+        for service in [
+            "truce.v1.IngestService",
+            "truce.v1.QueryService",
+            "grpc.health.v1.Health",
+        ] {
+            assert!(
+                services.lines().any(|l| l == service),
+                "{service} missing from {services}"
+            );
         }
     }
     let described = grpcurl(&["-plaintext", &ingest, "describe", "truce.v1.Report"]).await;
-    assert!(described.contains("client") || described.contains("reporting_party"), "{described}");
+    assert!(
+        described.contains("client") || described.contains("reporting_party"),
+        "{described}"
+    );
 
     let report = r#"{"client_report_id":"shell-1","report":{
         "reporting_party":"hamas","occurred_at":"2025-11-22T14:00:00Z",
@@ -44,7 +54,14 @@ async fn grpcurl_lists_describes_submits_and_queries() {
         "category":"CATEGORY_AIR_STRIKE","summary":"Air strike on a residential building",
         "alleged_responsible":["idf"],
         "casualties":[{"group":"CASUALTY_GROUP_CIVILIANS","killed":{"low":3,"high":4},"claimed_by":"gaza-health-ministry"}]}}"#;
-    let submitted = grpcurl(&["-plaintext", "-d", report, &ingest, "truce.v1.IngestService/SubmitReport"]).await;
+    let submitted = grpcurl(&[
+        "-plaintext",
+        "-d",
+        report,
+        &ingest,
+        "truce.v1.IngestService/SubmitReport",
+    ])
+    .await;
     let submitted: serde_json::Value = serde_json::from_str(&submitted).unwrap();
     assert_eq!(submitted["reportId"], "rpt-1");
     assert_eq!(submitted["incidentId"], "inc-1");
@@ -61,7 +78,14 @@ async fn grpcurl_lists_describes_submits_and_queries() {
     assert_eq!(listed["incidents"][0]["incidentId"], "inc-1");
     assert_eq!(listed["incidents"][0]["killed"]["high"], 4);
 
-    let health = grpcurl(&["-plaintext", "-d", r#"{"service":"truce.v1.QueryService"}"#, &query, "grpc.health.v1.Health/Check"]).await;
+    let health = grpcurl(&[
+        "-plaintext",
+        "-d",
+        r#"{"service":"truce.v1.QueryService"}"#,
+        &query,
+        "grpc.health.v1.Health/Check",
+    ])
+    .await;
     assert!(health.contains("SERVING"), "{health}");
     pair.stop().await;
 }
