@@ -13,6 +13,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "truce/v1/ingest_service.proto",
         "truce/v1/query_service.proto",
         "truce/v1/log_service.proto",
+        // Only for the descriptor set: tonic-types supplies the Rust types.
+        "google/rpc/error_details.proto",
     ];
     let fds = protox::compile(files, [&root])?;
     let out = PathBuf::from(env::var("OUT_DIR")?);

@@ -297,3 +297,44 @@ async fn a_restarted_query_service_catches_up_from_its_replica_and_the_upstream(
     query_server.stop().await;
     ingest_server.stop().await;
 }
+
+#[tokio::test]
+async fn sigterm_ends_streams_cleanly_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut process = spawn_up(dir.path()).await;
+    let mut ingest = ingest_client(process.ingest).await;
+    let mut query = query_client(process.query).await;
+    let mut stream = query
+        .subscribe(v1::SubscribeRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let first = tokio::time::timeout(PATIENCE, stream.next()).await.unwrap().unwrap().unwrap();
+    assert!(matches!(first.kind, Some(Kind::Subscribed(_))));
+    ingest.submit_report(request("", numbered_report(1))).await.unwrap();
+
+    let pid = process.child.id().expect("running").to_string();
+    let signalled = tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+    assert!(signalled.success());
+    // The stream delivers what it had, then ends with a retryable status.
+    let status = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match stream.next().await {
+                Some(Ok(_)) => continue,
+                Some(Err(status)) => return Some(status),
+                None => return None,
+            }
+        }
+    })
+    .await
+    .expect("stream did not end after SIGTERM");
+    if let Some(status) = status {
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    }
+    let exit = tokio::time::timeout(PATIENCE, process.child.wait()).await.unwrap().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    // What was acknowledged before the signal is there after a restart.
+    let process = spawn_up(dir.path()).await;
+    let mut query = query_client(process.query).await;
+    assert_eq!(list_all(&mut query, 1).await.len(), 1);
+}
