@@ -309,12 +309,20 @@ async fn sigterm_ends_streams_cleanly_and_exits() {
         .await
         .unwrap()
         .into_inner();
-    let first = tokio::time::timeout(PATIENCE, stream.next()).await.unwrap().unwrap().unwrap();
+    let first = tokio::time::timeout(PATIENCE, stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(matches!(first.kind, Some(Kind::Subscribed(_))));
     ingest.submit_report(request("", numbered_report(1))).await.unwrap();
 
     let pid = process.child.id().expect("running").to_string();
-    let signalled = tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+    let signalled = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
     assert!(signalled.success());
     // The stream delivers what it had, then ends with a retryable status.
     let status = tokio::time::timeout(PATIENCE, async {
@@ -331,7 +339,10 @@ async fn sigterm_ends_streams_cleanly_and_exits() {
     if let Some(status) = status {
         assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     }
-    let exit = tokio::time::timeout(PATIENCE, process.child.wait()).await.unwrap().unwrap();
+    let exit = tokio::time::timeout(PATIENCE, process.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(exit.success(), "{exit:?}");
     // What was acknowledged before the signal is there after a restart.
     let process = spawn_up(dir.path()).await;

@@ -606,3 +606,66 @@ async fn subscriptions_resume_from_a_position_and_heartbeat_when_idle() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     pair.stop().await;
 }
+
+#[tokio::test]
+async fn the_zone_is_derived_from_the_point_and_disagreement_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let geometry = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/demarcation.example.geojson");
+    let pair = Pair::start_with(truce_ingest::IngestConfig {
+        data_dir: dir.path().to_owned(),
+        demarcation: Some(geometry),
+        ..Default::default()
+    })
+    .await;
+    let mut ingest = pair.ingest_client().await;
+    let mut query = pair.query_client().await;
+    let cases = [
+        // (latitude, longitude, stated zone, derived zone)
+        (
+            31.405,
+            34.38,
+            v1::Zone::IsraeliControlled,
+            v1::Zone::HumanitarianCorridor,
+        ),
+        (31.315, 34.35, v1::Zone::AtLine, v1::Zone::AtLine),
+        (
+            31.40,
+            34.33,
+            v1::Zone::IsraeliControlled,
+            v1::Zone::PalestinianControlled,
+        ),
+        (31.38, 34.43, v1::Zone::IsraeliControlled, v1::Zone::IsraeliControlled),
+        (40.0, 40.0, v1::Zone::AtLine, v1::Zone::Unspecified),
+    ];
+    for (n, (latitude, longitude, stated, derived)) in cases.into_iter().enumerate() {
+        let mut report = numbered_report(n as u32);
+        let location = report.location.as_mut().unwrap();
+        location.point = Some(v1::LatLng { latitude, longitude });
+        location.zone = stated as i32;
+        let accepted = ingest.submit_report(request("", report)).await.unwrap().into_inner();
+        let stored = query
+            .get_report(v1::GetReportRequest {
+                report_id: accepted.report_id,
+                min_position: accepted.position,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .report
+            .unwrap();
+        assert_eq!(stored.derived_zone, derived as i32, "{latitude},{longitude}");
+        let disputed = derived != v1::Zone::Unspecified && derived != stated;
+        assert_eq!(stored.zone_disputed, disputed, "{latitude},{longitude}");
+    }
+    // Both the stated and the derived zone are searchable.
+    let listed = query
+        .list_incidents(v1::ListIncidentsRequest {
+            filter: "zone = HUMANITARIAN_CORRIDOR".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.incidents.len(), 1);
+    pair.stop().await;
+}
