@@ -7,6 +7,7 @@
 //! streams the log to followers such as the query service. [`IngestNode`]
 //! wires them together; [`run`] serves them.
 
+pub mod args;
 pub mod log_service;
 pub mod sequencer;
 pub mod service;
@@ -128,19 +129,23 @@ impl IngestNode {
         }
     }
 
-    /// Stops the sequencer once every submitter is gone, and waits for it,
-    /// so the last batch is durable before the process exits.
-    pub fn close(self) {
+    /// Stops the sequencer and waits for it, so the last batch is durable
+    /// before the process exits. Calls still in flight after the drain hold
+    /// submitters and keep it running; it is not waited for longer than
+    /// the drain timeout.
+    pub async fn close(self) {
         let IngestNode {
             submitter,
             reader: _,
             sequencer,
         } = self;
         drop(submitter);
-        if let Some(thread) = sequencer
-            && thread.join().is_err()
-        {
-            tracing::error!("the sequencer panicked");
+        let Some(thread) = sequencer else { return };
+        let joined = tokio::task::spawn_blocking(move || thread.join());
+        match tokio::time::timeout(truce_serve::DRAIN_TIMEOUT, joined).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(_) => tracing::error!("the sequencer panicked"),
+            Err(_) => tracing::warn!("sequencer still busy after the drain timeout; exiting"),
         }
     }
 }
@@ -153,17 +158,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let node = IngestNode::open(&config)?;
     let (stopping_tx, stopping) = Stopping::new();
-    let (health, health_service) = tonic_health::server::health_reporter();
-    let mut routes = RoutesBuilder::default();
-    routes.add_service(health_service);
-    truce_serve::add_reflection(&mut routes)?;
+    let (health, mut routes) = truce_serve::base_routes()?;
     node.add_services(&mut routes, &health, stopping).await;
     truce_serve::serve("ingest", routes, listener, shutdown, stopping_tx).await?;
-    // Calls still in flight after the drain hold submitters; do not wait
-    // for them forever.
-    let closing = tokio::task::spawn_blocking(move || node.close());
-    if tokio::time::timeout(truce_serve::DRAIN_TIMEOUT, closing).await.is_err() {
-        tracing::warn!("sequencer still busy after the drain timeout; exiting");
-    }
+    node.close().await;
     Ok(())
 }

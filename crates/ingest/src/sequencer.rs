@@ -361,3 +361,120 @@ fn key_reused() -> ServiceError {
 fn internal(error: impl std::fmt::Display) -> ServiceError {
     ServiceError::Internal(error.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use truce_proto::{
+        convert::{Received, report_digest, report_from_wire},
+        v1,
+    };
+
+    use super::*;
+
+    fn wire_report(summary: &str) -> v1::Report {
+        v1::Report {
+            reporting_party: "idf".into(),
+            occurred_at: Some(prost_types::Timestamp {
+                seconds: 1_763_807_400,
+                nanos: 0,
+            }),
+            occurred_precision: v1::TimePrecision::Hour as i32,
+            location: Some(v1::Location {
+                area: "Rafah".into(),
+                zone: v1::Zone::AtLine as i32,
+                precision: v1::LocationPrecision::Area as i32,
+                point: None,
+            }),
+            category: v1::Category::LineCrossing as i32,
+            summary: summary.into(),
+            ..Default::default()
+        }
+    }
+
+    fn submission(key: Option<&str>, wire: &v1::Report) -> Submission {
+        Submission {
+            client_report_id: key.map(|k| k.parse().unwrap()),
+            report: report_from_wire(wire, "report", Received::Stored).unwrap(),
+            digest: report_digest(wire),
+            received_at: Timestamp(0),
+        }
+    }
+
+    fn started(dir: &std::path::Path) -> (Submitter, watch::Receiver<Head>) {
+        let store = LogStore::open(dir).unwrap();
+        let (head_tx, head_rx) = watch::channel(store.head());
+        let (submitter, _thread) = start(store, Rules::default(), head_tx).unwrap();
+        (submitter, head_rx)
+    }
+
+    #[tokio::test]
+    async fn concurrent_duplicates_store_once_and_group_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let (submitter, head) = started(dir.path());
+        let first = wire_report("a gunman crossed");
+        let second = wire_report("shots at the line");
+        // Submitted together, these most likely share one batch; the
+        // answers must be the same whether they do or not.
+        let (a, b, c) = tokio::join!(
+            submitter.submit(submission(Some("k1"), &first)),
+            submitter.submit(submission(Some("k1"), &first)),
+            submitter.submit(submission(Some("k2"), &second)),
+        );
+        let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
+        assert_eq!(a.report_id, b.report_id);
+        assert!(a.replayed != b.replayed, "exactly one of the two is the original");
+        assert_eq!(
+            c.incident_id, a.incident_id,
+            "same category, area and time: one incident"
+        );
+        assert_eq!(head.borrow().position, 2);
+
+        let conflict = submitter.submit(submission(Some("k1"), &second)).await.unwrap_err();
+        assert!(matches!(conflict, ServiceError::AlreadyExists(_)));
+        assert_eq!(head.borrow().position, 2);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_incident_is_not_found_and_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (submitter, head) = started(dir.path());
+        let mut wire = wire_report("about an incident that does not exist");
+        wire.incident_id = "inc-7".into();
+        let error = submitter.submit(submission(None, &wire)).await.unwrap_err();
+        assert!(matches!(error, ServiceError::NotFound { kind: "incident", .. }));
+        assert_eq!(head.borrow().position, 0);
+    }
+
+    #[tokio::test]
+    async fn state_is_rebuilt_from_the_log_on_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = {
+            let (submitter, _) = started(dir.path());
+            submitter
+                .submit(submission(Some("k1"), &wire_report("first")))
+                .await
+                .unwrap()
+        };
+        // The first sequencer stops once its submitter is dropped; wait for
+        // it to release the log.
+        let store = loop {
+            match LogStore::open(dir.path()) {
+                Ok(store) => break store,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        };
+        let (head_tx, _head) = watch::channel(store.head());
+        let (submitter, _thread) = start(store, Rules::default(), head_tx).unwrap();
+        let joined = submitter
+            .submit(submission(None, &wire_report("second")))
+            .await
+            .unwrap();
+        assert_eq!(joined.incident_id, opened.incident_id);
+        let replay = submitter
+            .submit(submission(Some("k1"), &wire_report("first")))
+            .await
+            .unwrap();
+        assert!(replay.replayed);
+        assert_eq!(replay.report_id, opened.report_id);
+    }
+}

@@ -56,10 +56,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let (stopping_tx, stopping) = Stopping::new();
     let state = follower::follow_remote(upstream, stopping.clone()).await?;
-    let (health, health_service) = tonic_health::server::health_reporter();
-    let mut routes = RoutesBuilder::default();
-    routes.add_service(health_service);
-    truce_serve::add_reflection(&mut routes)?;
+    let (health, mut routes) = truce_serve::base_routes()?;
     add_services(&mut routes, state, &health, stopping).await;
     truce_serve::serve("query", routes, listener, shutdown, stopping_tx).await?;
     Ok(())

@@ -67,14 +67,6 @@ impl Stopping {
         (tx, Stopping(rx))
     }
 
-    /// A signal that is never raised.
-    pub fn never() -> Stopping {
-        let (tx, rx) = watch::channel(false);
-        // Keep the sender alive forever so `wait` pends rather than returns.
-        std::mem::forget(tx);
-        Stopping(rx)
-    }
-
     /// Resolves once shutdown has begun (or its sender is gone).
     pub async fn wait(&self) {
         let mut rx = self.0.clone();
@@ -82,9 +74,13 @@ impl Stopping {
     }
 }
 
-/// The reflection services (v1 and v1alpha, for older clients) over the
-/// truce and health descriptor sets.
-pub fn add_reflection(routes: &mut RoutesBuilder) -> Result<(), tonic_reflection::server::Error> {
+/// The routes every truce server starts with: `grpc.health.v1` (the
+/// reporter marks each service as it is added) and server reflection (v1,
+/// and v1alpha for older clients) over the truce and health descriptors.
+pub fn base_routes() -> Result<(tonic_health::server::HealthReporter, RoutesBuilder), tonic_reflection::server::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let mut routes = RoutesBuilder::default();
+    routes.add_service(health_service);
     let v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(truce_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -95,7 +91,7 @@ pub fn add_reflection(routes: &mut RoutesBuilder) -> Result<(), tonic_reflection
         .build_v1alpha()?;
     routes.add_service(v1);
     routes.add_service(v1alpha);
-    Ok(())
+    Ok((health, routes))
 }
 
 /// Serves `routes` on `listener` until `shutdown` resolves, then raises

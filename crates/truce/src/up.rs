@@ -3,7 +3,6 @@
 use std::future::Future;
 
 use tokio::net::TcpListener;
-use tonic::service::RoutesBuilder;
 use truce_ingest::{IngestConfig, IngestNode};
 use truce_serve::Stopping;
 
@@ -19,16 +18,12 @@ pub async fn run(
     let (stopping_tx, stopping) = Stopping::new();
     let state = truce_query::follower::follow_local(node.reader(), stopping.clone()).await?;
 
-    let (health, health_service) = tonic_health::server::health_reporter();
-    let mut ingest_routes = RoutesBuilder::default();
-    ingest_routes.add_service(health_service.clone());
-    truce_serve::add_reflection(&mut ingest_routes)?;
-    node.add_services(&mut ingest_routes, &health, stopping.clone()).await;
-
-    let mut query_routes = RoutesBuilder::default();
-    query_routes.add_service(health_service);
-    truce_serve::add_reflection(&mut query_routes)?;
-    truce_query::add_services(&mut query_routes, state, &health, stopping).await;
+    // Each port reports the health of the services it serves.
+    let (ingest_health, mut ingest_routes) = truce_serve::base_routes()?;
+    node.add_services(&mut ingest_routes, &ingest_health, stopping.clone())
+        .await;
+    let (query_health, mut query_routes) = truce_serve::base_routes()?;
+    truce_query::add_services(&mut query_routes, state, &query_health, stopping).await;
 
     // One signal stops both servers.
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
@@ -60,9 +55,6 @@ pub async fn run(
     let (ingest_result, query_result) = tokio::join!(ingest_server, query_server);
     ingest_result?;
     query_result?;
-    let closing = tokio::task::spawn_blocking(move || node.close());
-    if tokio::time::timeout(truce_serve::DRAIN_TIMEOUT, closing).await.is_err() {
-        tracing::warn!("sequencer still busy after the drain timeout; exiting");
-    }
+    node.close().await;
     Ok(())
 }

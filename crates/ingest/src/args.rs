@@ -1,0 +1,39 @@
+//! The ingest settings on the command line, shared by `truce-ingest` and
+//! `truce up`.
+
+use std::{path::PathBuf, time::Duration};
+
+use truce_domain::grouping::GroupingPolicy;
+
+use crate::{DEFAULT_DATA_DIR, IngestConfig};
+
+/// Flags (and environment variables) that configure the ingest side.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestArgs {
+    /// Directory of the event log.
+    #[arg(long, env = "TRUCE_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// GeoJSON with the demarcation line, its sides and the corridors.
+    #[arg(long, env = "TRUCE_DEMARCATION")]
+    pub demarcation: Option<PathBuf>,
+    /// Greatest distance in metres for a report to join an incident.
+    #[arg(long, env = "TRUCE_GROUP_DISTANCE_M", default_value_t = GroupingPolicy::DEFAULT_MAX_DISTANCE_M)]
+    pub group_distance_m: f64,
+    /// Greatest gap in minutes between a report and an incident's time.
+    #[arg(long, env = "TRUCE_GROUP_MINUTES", default_value_t = GroupingPolicy::DEFAULT_MAX_TIME_GAP.as_secs() / 60)]
+    pub group_minutes: u64,
+}
+
+impl IngestArgs {
+    /// The configuration these flags describe.
+    pub fn config(self) -> IngestConfig {
+        IngestConfig {
+            data_dir: self.data_dir,
+            grouping: GroupingPolicy {
+                max_distance_m: self.group_distance_m,
+                max_time_gap: Duration::from_secs(self.group_minutes.saturating_mul(60)),
+            },
+            demarcation: self.demarcation,
+        }
+    }
+}
