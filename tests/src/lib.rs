@@ -7,6 +7,7 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::transport::Channel;
 use truce_ingest::IngestConfig;
 use truce_proto::v1::{self, ingest_service_client::IngestServiceClient, query_service_client::QueryServiceClient};
+use truce_query::QuerySettings;
 
 /// Every wait in a test is bounded by this.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -70,12 +71,23 @@ impl Pair {
 
     /// Starts the pair with `config`.
     pub async fn start_with(config: IngestConfig) -> Pair {
+        Self::start_custom(config, QuerySettings::default()).await
+    }
+
+    /// Starts the pair with `config` and query `settings`.
+    pub async fn start_custom(config: IngestConfig, settings: QuerySettings) -> Pair {
         let (ingest_listener, ingest) = listener().await;
         let (query_listener, query) = listener().await;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(truce::up::run(config, ingest_listener, query_listener, async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(truce::up::run(
+            config,
+            settings,
+            ingest_listener,
+            query_listener,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         Pair {
             ingest,
             query,
@@ -130,9 +142,14 @@ pub async fn start_query(upstream: SocketAddr, dir: &Path) -> Running {
         endpoint: format!("http://{upstream}"),
         replica_dir: dir.to_owned(),
     };
-    let task = tokio::spawn(truce_query::run(upstream, listener, async move {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(truce_query::run(
+        upstream,
+        QuerySettings::default(),
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     Running {
         addr,
         stop: Some(stop),

@@ -17,12 +17,12 @@ async fn next_message(stream: &mut tonic::Streaming<v1::SubscribeResponse>) -> v
         .expect("subscription failed")
 }
 
-/// Skips heartbeats.
+/// Skips heartbeats and catch-up markers.
 async fn next_change(stream: &mut tonic::Streaming<v1::SubscribeResponse>) -> v1::IncidentChange {
     loop {
         match next_message(stream).await.kind {
             Some(Kind::Change(change)) => return change,
-            Some(Kind::Heartbeat(_)) => continue,
+            Some(Kind::Heartbeat(_) | Kind::CaughtUp(_) | Kind::FellBehind(_)) => continue,
             other => panic!("expected a change, got {other:?}"),
         }
     }
@@ -556,6 +556,7 @@ async fn subscriptions_resume_from_a_position_and_heartbeat_when_idle() {
                 seconds: 0,
                 nanos: 200_000_000,
             }),
+            snapshot: false,
         })
         .await
         .unwrap()
@@ -569,7 +570,12 @@ async fn subscriptions_resume_from_a_position_and_heartbeat_when_idle() {
         positions.push(next_change(&mut stream).await.position);
     }
     assert_eq!(positions, [6, 8, 10]);
-    // Idle now: a heartbeat carries the head and a token for position 10.
+    // Caught up, then idle: a heartbeat carries the head and a token for
+    // position 10.
+    let Some(Kind::CaughtUp(caught_up)) = next_message(&mut stream).await.kind else {
+        panic!("expected caught_up");
+    };
+    assert_eq!(caught_up.position, 10);
     let Some(Kind::Heartbeat(heartbeat)) = next_message(&mut stream).await.kind else {
         panic!("expected a heartbeat");
     };

@@ -34,6 +34,10 @@ pub struct ReportRecorded {
     /// SHA-256 of the submitted report's canonical encoding, to tell an
     /// idempotent retry from a conflicting reuse of its key.
     pub content_digest: [u8; 32],
+    /// The position of the incident's previous event (its summary before
+    /// this report), `None` when this report opened it. Lets a reader find
+    /// an incident's earlier state without keeping every version.
+    pub previous_position: Option<Position>,
 }
 
 impl RecordedEvent {
@@ -41,6 +45,13 @@ impl RecordedEvent {
     pub fn incident(&self) -> &IncidentSummary {
         match &self.body {
             EventBody::ReportRecorded(recorded) => &recorded.incident,
+        }
+    }
+
+    /// The position of the incident's previous event, if any.
+    pub fn previous_position(&self) -> Option<Position> {
+        match &self.body {
+            EventBody::ReportRecorded(recorded) => recorded.previous_position,
         }
     }
 }

@@ -194,7 +194,7 @@ impl IncidentSummary {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Incident {
     /// The summary.
-    pub summary: IncidentSummary,
+    pub summary: Arc<IncidentSummary>,
     /// Every report, oldest first.
     pub reports: Vec<Arc<StoredReport>>,
 }

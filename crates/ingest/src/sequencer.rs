@@ -286,16 +286,17 @@ impl Sequencer {
             derived_zone,
             client_report_id: submission.client_report_id,
         };
-        let summary = if opened {
-            IncidentSummary::open(&stored, recorded_at)
+        let (summary, previous_position) = if opened {
+            (IncidentSummary::open(&stored, recorded_at), None)
         } else {
             let mut summary = self
                 .index
                 .get(incident_id)
                 .cloned()
                 .ok_or_else(|| internal("incident vanished"))?;
+            let previous = summary.updated_position;
             summary.absorb(&stored, recorded_at);
-            summary
+            (summary, Some(previous))
         };
         let accepted = Accepted {
             report_id,
@@ -312,6 +313,7 @@ impl Sequencer {
                 opened_incident: opened,
                 incident: summary.clone(),
                 content_digest: submission.digest,
+                previous_position,
             }),
         };
         self.index.upsert(summary);

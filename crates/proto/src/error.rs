@@ -10,7 +10,7 @@ use truce_domain::FieldViolation;
 
 use crate::v1;
 
-/// The reason string of `ErrorInfo` details, and the domain they belong to.
+/// The domain of every `ErrorInfo` truce sends.
 pub const ERROR_DOMAIN: &str = "truce.v1";
 
 /// Every way a request can fail, by what the caller should do about it.
@@ -33,12 +33,29 @@ pub enum ServiceError {
     /// A state the request depends on does not hold (e.g. another log).
     #[error("{0}")]
     FailedPrecondition(String),
-    /// A position that does not exist (any more, or in this log).
-    #[error("{0}")]
-    OutOfRange(String),
-    /// A limit was reached: retry later or ask for less.
-    #[error("{0}")]
-    ResourceExhausted(String),
+    /// A position that does not exist (any more, or in this log). Details
+    /// carry `ErrorInfo{reason, metadata}`, e.g. the first position there
+    /// is.
+    #[error("{message}")]
+    OutOfRange {
+        /// For people.
+        message: String,
+        /// UPPER_SNAKE_CASE, for programs.
+        reason: &'static str,
+        /// What a client needs to recover, e.g. `first_available_position`.
+        metadata: Vec<(&'static str, String)>,
+    },
+    /// A limit was reached: retry later or ask for less. Details carry
+    /// `ErrorInfo{reason, metadata}`, e.g. a resume token.
+    #[error("{message}")]
+    ResourceExhausted {
+        /// For people.
+        message: String,
+        /// UPPER_SNAKE_CASE, for programs.
+        reason: &'static str,
+        /// What a client needs to recover, e.g. `resume_token`.
+        metadata: Vec<(&'static str, String)>,
+    },
     /// Shutting down, or storage or an upstream is down: retry.
     #[error("{0}")]
     Unavailable(String),
@@ -68,8 +85,8 @@ impl ServiceError {
             ServiceError::NotFound { .. } => Code::NotFound,
             ServiceError::AlreadyExists(_) => Code::AlreadyExists,
             ServiceError::FailedPrecondition(_) => Code::FailedPrecondition,
-            ServiceError::OutOfRange(_) => Code::OutOfRange,
-            ServiceError::ResourceExhausted(_) => Code::ResourceExhausted,
+            ServiceError::OutOfRange { .. } => Code::OutOfRange,
+            ServiceError::ResourceExhausted { .. } => Code::ResourceExhausted,
             ServiceError::Unavailable(_) => Code::Unavailable,
             ServiceError::Internal(_) => Code::Internal,
         }
@@ -113,6 +130,12 @@ impl ServiceError {
     }
 }
 
+fn error_info(reason: &str, metadata: Vec<(&'static str, String)>) -> ErrorDetails {
+    let metadata: std::collections::HashMap<String, String> =
+        metadata.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata)
+}
+
 impl From<ServiceError> for Status {
     fn from(error: ServiceError) -> Status {
         error.log();
@@ -128,8 +151,12 @@ impl From<ServiceError> for Status {
             ServiceError::NotFound { .. } => Status::not_found(message),
             ServiceError::AlreadyExists(_) => Status::already_exists(message),
             ServiceError::FailedPrecondition(_) => Status::failed_precondition(message),
-            ServiceError::OutOfRange(_) => Status::out_of_range(message),
-            ServiceError::ResourceExhausted(_) => Status::resource_exhausted(message),
+            ServiceError::OutOfRange { reason, metadata, .. } => {
+                Status::with_error_details(Code::OutOfRange, message, error_info(reason, metadata))
+            }
+            ServiceError::ResourceExhausted { reason, metadata, .. } => {
+                Status::with_error_details(Code::ResourceExhausted, message, error_info(reason, metadata))
+            }
             ServiceError::Unavailable(_) => Status::unavailable(message),
             ServiceError::Internal(_) => Status::internal(message),
         }
@@ -159,9 +186,20 @@ mod tests {
                 ServiceError::FailedPrecondition("other log".into()),
                 Code::FailedPrecondition,
             ),
-            (ServiceError::OutOfRange("gone".into()), Code::OutOfRange),
             (
-                ServiceError::ResourceExhausted("too many".into()),
+                ServiceError::OutOfRange {
+                    message: "gone".into(),
+                    reason: "RESUME_POINT_UNAVAILABLE",
+                    metadata: vec![("first_available_position", "1".into())],
+                },
+                Code::OutOfRange,
+            ),
+            (
+                ServiceError::ResourceExhausted {
+                    message: "too many".into(),
+                    reason: "SUBSCRIPTION_LIMIT",
+                    metadata: Vec::new(),
+                },
                 Code::ResourceExhausted,
             ),
             (ServiceError::Unavailable("disk".into()), Code::Unavailable),

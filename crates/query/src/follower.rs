@@ -13,9 +13,11 @@ use std::{
     time::Duration,
 };
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::StreamExt;
-use truce_domain::{Position, event::RecordedEvent};
+use truce_domain::{Position, Timestamp, event::RecordedEvent, incident::IncidentSummary};
 use truce_log::{Head, Incarnation, LogEntry, LogError, LogReader, LogStore};
 use truce_proto::{
     convert::event_from_wire,
@@ -36,26 +38,52 @@ const UPSTREAM_SILENCE_LIMIT: Duration = Duration::from_secs(10);
 /// Entries appended to the replica in one transaction at most.
 const REPLICA_BATCH: usize = 1024;
 
+/// An applied event, as live subscribers receive it: with the incident's
+/// summary before it, which the view had at hand, so a subscriber can tell
+/// an incident leaving its filter without reading the log.
+#[derive(Debug)]
+pub struct LiveChange {
+    /// The event.
+    pub event: RecordedEvent,
+    /// The incident's summary before the event; `None` if it opened it.
+    pub before: Option<Arc<IncidentSummary>>,
+}
+
+/// How fresh the view is.
+#[derive(Debug)]
+enum Freshness {
+    /// Reading the log in this process: never stale.
+    Local,
+    /// Following a remote log: when it was last heard from (Unix nanos).
+    Remote(AtomicI64),
+}
+
 /// The query side's state, shared by the follower and every call.
 #[derive(Debug)]
 pub struct QueryState {
     /// Incidents and reports as of some position.
     pub view: RwLock<View>,
     /// Each applied event, for live subscribers.
-    pub live: broadcast::Sender<Arc<RecordedEvent>>,
+    pub live: broadcast::Sender<Arc<LiveChange>>,
     /// The log, for history.
     pub history: LogReader,
     /// The position of the last applied event.
     pub applied: watch::Sender<Position>,
+    freshness: Freshness,
 }
 
 impl QueryState {
-    fn new(history: LogReader) -> Arc<QueryState> {
+    fn new(history: LogReader, remote: bool) -> Arc<QueryState> {
         Arc::new(QueryState {
             view: RwLock::new(View::default()),
             live: broadcast::channel(LIVE_BUFFER).0,
             history,
             applied: watch::channel(Position::ZERO).0,
+            freshness: if remote {
+                Freshness::Remote(AtomicI64::new(now().0))
+            } else {
+                Freshness::Local
+            },
         })
     }
 
@@ -71,21 +99,38 @@ impl QueryState {
         self.view.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// When the log was last heard from: now, for a log in this process.
+    pub fn log_heard_at(&self) -> Timestamp {
+        match &self.freshness {
+            Freshness::Local => now(),
+            Freshness::Remote(at) => Timestamp(at.load(Ordering::Relaxed)),
+        }
+    }
+
+    fn heard_from_log(&self) {
+        if let Freshness::Remote(at) = &self.freshness {
+            at.store(now().0, Ordering::Relaxed);
+        }
+    }
+
     /// Applies decoded events in order, then tells live subscribers.
     fn apply(&self, events: Vec<RecordedEvent>) {
         let Some(last) = events.last().map(|e| e.position) else {
             return;
         };
-        let events: Vec<Arc<RecordedEvent>> = events.into_iter().map(Arc::new).collect();
-        {
+        let changes: Vec<Arc<LiveChange>> = {
             let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
-            for event in &events {
-                view.apply(event);
-            }
-        }
-        for event in events {
+            events
+                .into_iter()
+                .map(|event| {
+                    let before = view.apply(&event);
+                    Arc::new(LiveChange { event, before })
+                })
+                .collect()
+        };
+        for change in changes {
             // No receivers is fine: nobody is subscribed.
-            let _ = self.live.send(event);
+            let _ = self.live.send(change);
         }
         self.applied.send_replace(last);
     }
@@ -101,6 +146,59 @@ impl QueryState {
             self.apply(decode(&entries)?);
         }
     }
+
+    /// The event at `position` of the log.
+    pub async fn event_at(&self, position: Position) -> Result<RecordedEvent, LogError> {
+        let entries = self.history.read(position.0, 1).await?;
+        match entries.first() {
+            Some(entry) if entry.position == position.0 => Ok(decode(std::slice::from_ref(entry))?.remove(0)),
+            _ => Err(LogError::Corrupt {
+                position: position.0,
+                what: "an event the view refers to is missing from the log".into(),
+            }),
+        }
+    }
+
+    /// `summary` as it stood at `position`: walks back through the
+    /// incident's earlier events in the log while they are later than
+    /// `position`. `None` when the incident did not exist yet. Costs one
+    /// log read per change since `position`, and no memory in between.
+    pub async fn as_of(
+        &self,
+        summary: Arc<IncidentSummary>,
+        position: Position,
+    ) -> Result<Option<Arc<IncidentSummary>>, LogError> {
+        let mut current = summary;
+        while current.updated_position > position {
+            let event = self.event_at(current.updated_position).await?;
+            match event.previous_position() {
+                None => return Ok(None),
+                Some(previous) => current = Arc::new(self.event_at(previous).await?.incident().clone()),
+            }
+        }
+        Ok(Some(current))
+    }
+
+    /// The last position recorded before `time` (0 if none): a binary
+    /// search over the log by recording time.
+    pub async fn position_before(&self, time: Timestamp) -> Result<Position, LogError> {
+        let (mut low, mut high) = (0u64, self.history.head().position);
+        // Invariant: everything at or before `low` was recorded before
+        // `time`; everything after `high` at or after it.
+        while low < high {
+            let middle = low + (high - low).div_ceil(2);
+            if self.event_at(Position(middle)).await?.recorded_at < time {
+                low = middle;
+            } else {
+                high = middle - 1;
+            }
+        }
+        Ok(Position(low))
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_system(std::time::SystemTime::now())
 }
 
 fn decode(entries: &[LogEntry]) -> Result<Vec<RecordedEvent>, LogError> {
@@ -118,7 +216,7 @@ fn decode(entries: &[LogEntry]) -> Result<Vec<RecordedEvent>, LogError> {
 /// Builds the view from `reader` (the ingest service's own log) and keeps
 /// following it.
 pub async fn follow_local(reader: LogReader, stopping: Stopping) -> Result<Arc<QueryState>, LogError> {
-    let state = QueryState::new(reader.clone());
+    let state = QueryState::new(reader.clone(), false);
     state.catch_up().await?;
     tracing::info!(position = %state.read_view().position(), "view built from the local log");
     let from = state.read_view().position().next();
@@ -182,7 +280,7 @@ pub async fn follow_remote(upstream: Upstream, stopping: Stopping) -> anyhow::Re
     };
     let (head_tx, head_rx) = watch::channel(store.head());
     let history = LogReader::new(store.path(), store.incarnation().clone(), head_rx);
-    let state = QueryState::new(history);
+    let state = QueryState::new(history, true);
     state.catch_up().await?;
     tracing::info!(position = %state.read_view().position(), "view built from the replica");
     tokio::spawn(replicate(
@@ -235,7 +333,13 @@ async fn replicate(
         let (tx, mut rx) = mpsc::channel::<LogEntry>(REPLICA_BATCH);
         let from = store.head().position + 1;
         let incarnation = store.incarnation().to_string();
-        let pump = tokio::spawn(pump_upstream(endpoint.clone(), from, incarnation, tx));
+        let pump = tokio::spawn(pump_upstream(
+            endpoint.clone(),
+            from,
+            incarnation,
+            tx,
+            Arc::clone(&state),
+        ));
         let mut batch = Vec::with_capacity(REPLICA_BATCH);
         loop {
             batch.clear();
@@ -299,6 +403,7 @@ async fn pump_upstream(
     from: u64,
     incarnation: String,
     tx: mpsc::Sender<LogEntry>,
+    state: Arc<QueryState>,
 ) -> Result<(), Fatal> {
     let mut client = match connect(&endpoint).await {
         Ok(client) => client,
@@ -338,6 +443,7 @@ async fn pump_upstream(
                 return Ok(());
             }
         };
+        state.heard_from_log();
         match message.kind {
             Some(Kind::Entry(entry)) => {
                 if entry.position != expected {

@@ -8,13 +8,16 @@
 //! each subscription as a catch-up subscription over the log and the
 //! broadcast.
 
+pub mod admission;
+pub mod args;
 pub mod follower;
+pub mod outbox;
 pub mod service;
 pub mod subscribe;
 pub mod token;
 pub mod view;
 
-use std::{future::Future, sync::Arc};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tonic::service::RoutesBuilder;
@@ -30,16 +33,48 @@ pub const DEFAULT_UPSTREAM: &str = "http://127.0.0.1:50051";
 /// Default data directory of a standalone query service.
 pub const DEFAULT_DATA_DIR: &str = "truce-query-data";
 
+/// How the query service treats its subscribers.
+#[derive(Debug, Clone, Copy)]
+pub struct QuerySettings {
+    /// Caps on concurrent subscriptions.
+    pub caps: admission::Caps,
+    /// A subscriber that takes nothing for this long is ended with
+    /// RESOURCE_EXHAUSTED and its resume token.
+    pub stall_timeout: Duration,
+    /// When the log has not been heard from for this long, subscriptions
+    /// end UNAVAILABLE (so clients move to a current replica).
+    pub stale_timeout: Duration,
+}
+
+impl QuerySettings {
+    /// Default stall timeout.
+    pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Default stale timeout.
+    pub const DEFAULT_STALE_TIMEOUT: Duration = Duration::from_secs(30);
+}
+
+impl Default for QuerySettings {
+    fn default() -> Self {
+        QuerySettings {
+            caps: admission::Caps::default(),
+            stall_timeout: Self::DEFAULT_STALL_TIMEOUT,
+            stale_timeout: Self::DEFAULT_STALE_TIMEOUT,
+        }
+    }
+}
+
 /// Adds the query service over `state` to `routes`; the returned future
 /// marks it serving in `health`.
 pub fn add_services(
     routes: &mut RoutesBuilder,
     state: Arc<QueryState>,
+    settings: &QuerySettings,
     health: &tonic_health::server::HealthReporter,
     stopping: Stopping,
 ) -> impl Future<Output = ()> + use<> {
     routes.add_service(
-        QueryServiceServer::new(service::Queries::new(state, stopping)).max_decoding_message_size(MAX_MESSAGE_BYTES),
+        QueryServiceServer::new(service::Queries::new(state, settings, stopping))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES),
     );
     let health = health.clone();
     async move {
@@ -51,13 +86,14 @@ pub fn add_services(
 /// `shutdown`.
 pub async fn run(
     upstream: Upstream,
+    settings: QuerySettings,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (stopping_tx, stopping) = Stopping::new();
     let state = follower::follow_remote(upstream, stopping.clone()).await?;
     let (health, mut routes) = truce_serve::base_routes()?;
-    add_services(&mut routes, state, &health, stopping).await;
+    add_services(&mut routes, state, &settings, &health, stopping).await;
     truce_serve::serve("query", routes, listener, shutdown, stopping_tx).await?;
     Ok(())
 }

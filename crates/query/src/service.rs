@@ -2,8 +2,7 @@
 
 use std::{pin::Pin, sync::Arc};
 
-use tokio::sync::mpsc;
-use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use truce_domain::{
     IncidentId, ReportId, Timestamp,
@@ -19,8 +18,11 @@ use truce_proto::{
 use truce_serve::Stopping;
 
 use crate::{
+    QuerySettings,
+    admission::Admission,
     follower::QueryState,
-    subscribe::{self, OUTPUT_QUEUE, Subscription},
+    outbox::outbox,
+    subscribe::{self, Subscription, Timeouts},
     token::{PageToken, query_digest},
 };
 
@@ -34,12 +36,22 @@ pub const MAX_PAGE_SIZE: usize = 1000;
 pub struct Queries {
     state: Arc<QueryState>,
     stopping: Stopping,
+    admission: Arc<Admission>,
+    timeouts: Timeouts,
 }
 
 impl Queries {
-    /// Serves `state` until `stopping`.
-    pub fn new(state: Arc<QueryState>, stopping: Stopping) -> Queries {
-        Queries { state, stopping }
+    /// Serves `state` with `settings` until `stopping`.
+    pub fn new(state: Arc<QueryState>, settings: &QuerySettings, stopping: Stopping) -> Queries {
+        Queries {
+            state,
+            stopping,
+            admission: Admission::new(settings.caps),
+            timeouts: Timeouts {
+                stall: settings.stall_timeout,
+                stale: settings.stale_timeout,
+            },
+        }
     }
 }
 
@@ -190,34 +202,57 @@ impl QueryService for Queries {
         };
         self.reach(request.min_position).await?;
         let digest = query_digest(filter.text(), &request.order_by);
-        let after = if request.page_token.is_empty() {
+        let token = if request.page_token.is_empty() {
             None
         } else {
-            Some(PageToken::decode(&request.page_token, &digest)?.after)
+            Some(PageToken::decode(&request.page_token, &digest)?)
         };
-        let view = self.state.read_view();
-        let mut page: Vec<((i128, u64), &IncidentSummary)> = view
-            .incidents()
-            .map(|i| &i.summary)
-            .filter(|s| filter.matches(s))
-            .map(|s| (order.key(s), s))
-            .filter(|(key, _)| after.is_none_or(|after| *key > after))
-            .collect();
+        // Every page reflects the position of the first: incidents changed
+        // since are read back as they stood then.
+        let (position, candidates) = {
+            let view = self.state.read_view();
+            let position = token.as_ref().map_or(view.position(), |t| t.position);
+            (position, view.summaries_up_to(position))
+        };
+        let mut page: Vec<((i128, u64), Arc<IncidentSummary>)> = Vec::new();
+        for current in candidates {
+            let summary = if current.updated_position > position {
+                match self
+                    .state
+                    .as_of(current, position)
+                    .await
+                    .map_err(|e| ServiceError::Internal(e.to_string()))?
+                {
+                    Some(summary) => summary,
+                    None => continue,
+                }
+            } else {
+                current
+            };
+            let key = order.key(&summary);
+            if filter.matches(&summary) && token.as_ref().is_none_or(|t| key > t.after) {
+                page.push((key, summary));
+            }
+        }
         page.sort_unstable_by_key(|(key, _)| *key);
         let more = page.len() > page_size;
         page.truncate(page_size);
         let next_page_token = match (more, page.last()) {
             (true, Some((key, _))) => PageToken {
                 query: digest,
+                position,
                 after: *key,
             }
             .encode(),
             _ => String::new(),
         };
         Ok(Response::new(v1::ListIncidentsResponse {
-            incidents: page.into_iter().map(|(_, s)| v1::IncidentSummary::from(s)).collect(),
+            incidents: page
+                .iter()
+                .map(|(_, s)| v1::IncidentSummary::from(s.as_ref()))
+                .collect(),
             next_page_token,
-            position: view.position().0,
+            position: position.0,
         }))
     }
 
@@ -225,14 +260,17 @@ impl QueryService for Queries {
 
     async fn subscribe(&self, request: Request<v1::SubscribeRequest>) -> Result<Response<ChangeStream>, Status> {
         let subscription = Subscription::from_request(request.get_ref(), &self.state)?;
-        let (tx, rx) = mpsc::channel(OUTPUT_QUEUE);
+        let permit = self.admission.admit(request.remote_addr().map(|a| a.ip()))?;
+        let (out, outgoing) = outbox();
         tokio::spawn(subscribe::run(
             Arc::clone(&self.state),
             subscription,
-            tx,
+            out,
+            self.timeouts,
             self.stopping.clone(),
+            permit,
         ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(outgoing)))
     }
 
     async fn summarize(

@@ -4,47 +4,53 @@
 //! the log after its start point until it reaches the end, then takes live
 //! events, skipping those history already gave it. The live buffer is
 //! bounded and shared; a subscriber that falls more than [`LIVE_BUFFER`]
-//! events behind (a slow reader) loses its place in it, and goes back to
+//! events behind (a slow reader) loses its place in it and goes back to
 //! reading history from exactly where it was: nothing is lost, nothing is
-//! repeated, and nobody else waits. Its own output queue is small, so its
-//! server memory stays bounded whatever its backlog.
+//! repeated, and nobody else waits. Its own output queue is small and holds
+//! boxed messages, so its server memory stays bounded whatever its backlog.
 //!
 //! [`LIVE_BUFFER`]: crate::follower::LIVE_BUFFER
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::{sync::broadcast, time::Instant};
 use tonic::Status;
 use truce_domain::{
-    Position,
+    Position, Timestamp,
     event::{EventBody, RecordedEvent},
     filter::Filter,
+    incident::IncidentSummary,
 };
 use truce_proto::{
     ServiceError,
-    convert::{event_from_wire, timestamp_to_wire},
+    convert::{event_from_wire, timestamp_from_wire, timestamp_to_wire},
     v1::{self, subscribe_response::Kind},
 };
 use truce_serve::Stopping;
 
-use crate::{follower::QueryState, token::ResumeToken};
+use crate::{
+    admission::Permit,
+    follower::QueryState,
+    outbox::{Outbox, Stop},
+    token::ResumeToken,
+};
 
 /// Events read from history per page.
 const HISTORY_PAGE: usize = 256;
-/// Messages queued for one subscriber's connection.
-pub const OUTPUT_QUEUE: usize = 32;
 /// Default heartbeat interval.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 /// Bounds of the heartbeat interval a client may ask for.
 pub const HEARTBEAT_BOUNDS: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(3600));
 
-/// Where a subscription starts: after this position.
+/// Where a subscription starts.
 #[derive(Debug, Clone, Copy)]
 pub enum Start {
     /// After the current position of the view.
     Now,
     /// After the given position.
     After(Position),
+    /// After the last position recorded before this time.
+    Time(Timestamp),
 }
 
 /// A validated subscription request.
@@ -54,6 +60,8 @@ pub struct Subscription {
     pub filter: Filter,
     /// From where.
     pub start: Start,
+    /// Send matching state as of the start first.
+    pub snapshot: bool,
     /// Heartbeat interval.
     pub heartbeat: Duration,
 }
@@ -61,19 +69,30 @@ pub struct Subscription {
 impl Subscription {
     /// Validates a request, before any stream opens.
     pub fn from_request(request: &v1::SubscribeRequest, state: &QueryState) -> Result<Subscription, ServiceError> {
+        use v1::subscribe_request::Start as Wire;
         let filter = Filter::parse(&request.filter).map_err(|e| ServiceError::invalid("filter", e.to_string()))?;
         let start = match &request.start {
-            None | Some(v1::subscribe_request::Start::FromNow(_)) => Start::Now,
-            Some(v1::subscribe_request::Start::FromBeginning(_)) => Start::After(Position::ZERO),
-            Some(v1::subscribe_request::Start::AfterPosition(p)) => Start::After(Position(*p)),
-            Some(v1::subscribe_request::Start::ResumeToken(text)) => {
+            None | Some(Wire::FromNow(_)) => Start::Now,
+            Some(Wire::FromBeginning(_)) => Start::After(Position::ZERO),
+            Some(Wire::AfterPosition(p)) => Start::After(Position(*p)),
+            Some(Wire::FromTime(t)) => {
+                Start::Time(timestamp_from_wire(t).map_err(|rule| ServiceError::invalid("from_time", rule))?)
+            }
+            Some(Wire::ResumeToken(text)) => {
                 let token = ResumeToken::decode(text)?;
                 if token.incarnation != *state.incarnation() {
-                    return Err(ServiceError::OutOfRange(format!(
-                        "the resume token is for log incarnation {}, but this service follows {}; list again and subscribe from its position",
-                        token.incarnation,
-                        state.incarnation()
-                    )));
+                    return Err(ServiceError::OutOfRange {
+                        message: format!(
+                            "the resume token is for log incarnation {}, but this service follows {}; list again and subscribe from the listing's position",
+                            token.incarnation,
+                            state.incarnation()
+                        ),
+                        reason: "OTHER_LOG_INCARNATION",
+                        metadata: vec![
+                            ("first_available_position", "1".into()),
+                            ("incarnation", state.incarnation().to_string()),
+                        ],
+                    });
                 }
                 Start::After(token.position)
             }
@@ -96,149 +115,280 @@ impl Subscription {
         Ok(Subscription {
             filter,
             start,
+            snapshot: request.snapshot,
             heartbeat,
         })
     }
 }
 
-/// Runs one subscription, sending into `out` until the client goes away,
-/// the service stops or the log fails.
+/// Timeouts that end a subscription.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// A reader that takes nothing for this long is ended.
+    pub stall: Duration,
+    /// A log not heard from for this long ends the stream.
+    pub stale: Duration,
+}
+
+/// Runs one subscription until the client goes away, the service stops,
+/// the reader stalls or the log fails. `permit` is held for its lifetime.
 pub async fn run(
     state: Arc<QueryState>,
     subscription: Subscription,
-    out: mpsc::Sender<Result<v1::SubscribeResponse, Status>>,
+    out: Outbox,
+    timeouts: Timeouts,
     stopping: Stopping,
+    permit: Permit,
 ) {
+    let mut delivery = Delivery {
+        state: &state,
+        subscription: &subscription,
+        out: &out,
+        timeouts,
+        delivered: Position::ZERO,
+        quiet_since: Instant::now(),
+    };
     let outcome = tokio::select! {
-        outcome = deliver(&state, &subscription, &out) => outcome,
-        () = stopping.wait() => Err(Status::unavailable("the query service is shutting down; resume from your last token")),
-        () = out.closed() => return,
+        outcome = delivery.run() => outcome,
+        () = stopping.wait() => Err(Stop::End(Status::unavailable(
+            "the query service is shutting down; resume from your last token elsewhere",
+        ))),
+        () = out.closed() => Err(Stop::Gone),
     };
-    if let Err(status) = outcome {
-        let _ = out.send(Err(status)).await;
+    drop(permit);
+    if let Err(Stop::End(status)) = outcome {
+        out.finish(status);
     }
 }
 
-fn token(state: &QueryState, position: Position) -> String {
-    ResumeToken {
-        incarnation: state.incarnation().clone(),
-        position,
-    }
-    .encode()
+/// One subscription's progress.
+struct Delivery<'a> {
+    state: &'a QueryState,
+    subscription: &'a Subscription,
+    out: &'a Outbox,
+    timeouts: Timeouts,
+    /// Everything up to here has been considered and, if it matched, sent.
+    delivered: Position,
+    /// When the last message was sent; heartbeats fill silences.
+    quiet_since: Instant,
 }
 
-fn change(state: &QueryState, event: &RecordedEvent) -> v1::SubscribeResponse {
-    let EventBody::ReportRecorded(recorded) = &event.body;
-    let kind = if recorded.opened_incident {
-        v1::ChangeKind::IncidentOpened
-    } else {
-        v1::ChangeKind::ReportAdded
-    };
-    v1::SubscribeResponse {
-        kind: Some(Kind::Change(v1::IncidentChange {
+fn internal(error: impl std::fmt::Display) -> Stop {
+    Stop::End(ServiceError::Internal(error.to_string()).into())
+}
+
+impl Delivery<'_> {
+    fn token(&self, position: Position) -> String {
+        ResumeToken {
+            incarnation: self.state.incarnation().clone(),
+            position,
+        }
+        .encode()
+    }
+
+    fn checkpoint(&self) -> v1::Checkpoint {
+        v1::Checkpoint {
+            position: self.delivered.0,
+            resume_token: self.token(self.delivered),
+        }
+    }
+
+    async fn send(&mut self, kind: Kind) -> Result<(), Stop> {
+        let message = v1::SubscribeResponse { kind: Some(kind) };
+        match self.out.send(message, self.timeouts.stall).await {
+            Ok(()) => {
+                self.quiet_since = Instant::now();
+                Ok(())
+            }
+            Err(Stop::Stalled) => Err(Stop::End(
+                ServiceError::ResourceExhausted {
+                    message: format!(
+                        "the subscriber took nothing for {:?}; resume from the token in the details",
+                        self.timeouts.stall
+                    ),
+                    reason: "SLOW_CONSUMER",
+                    metadata: vec![
+                        ("resume_token", self.token(self.delivered)),
+                        ("position", self.delivered.0.to_string()),
+                    ],
+                }
+                .into(),
+            )),
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn run(&mut self) -> Result<(), Stop> {
+        // Join live before reading anything, so no event can fall between
+        // history and live.
+        let mut live = self.state.live.subscribe();
+        let after = match self.subscription.start {
+            Start::Now => self.state.read_view().position(),
+            Start::After(position) => position,
+            Start::Time(time) => self.state.position_before(time).await.map_err(internal)?,
+        };
+        self.delivered = after;
+        let subscribed = v1::Subscribed {
+            position: after.0,
+            resume_token: self.token(after),
+        };
+        self.send(Kind::Subscribed(subscribed)).await?;
+        if self.subscription.snapshot {
+            self.snapshot(after).await?;
+        }
+        loop {
+            self.catch_up().await?;
+            let checkpoint = self.checkpoint();
+            self.send(Kind::CaughtUp(checkpoint)).await?;
+            self.live(&mut live).await?;
+            let checkpoint = self.checkpoint();
+            self.send(Kind::FellBehind(checkpoint)).await?;
+        }
+    }
+
+    /// Sends every matching incident as of `at`, then `snapshot_end`.
+    async fn snapshot(&mut self, at: Position) -> Result<(), Stop> {
+        // A start ahead of the view waits until the view gets there.
+        let mut applied = self.state.applied.subscribe();
+        applied
+            .wait_for(|position| *position >= at)
+            .await
+            .map_err(|_| Stop::End(Status::unavailable("the view stopped following the log")))?;
+        let candidates = self.state.read_view().summaries_up_to(at);
+        for current in candidates {
+            let Some(summary) = self.state.as_of(current, at).await.map_err(internal)? else {
+                continue;
+            };
+            if self.subscription.filter.matches(&summary) {
+                self.send(Kind::Snapshot(v1::IncidentSummary::from(summary.as_ref())))
+                    .await?;
+            }
+        }
+        let end = v1::Checkpoint {
+            position: at.0,
+            resume_token: self.token(at),
+        };
+        self.send(Kind::SnapshotEnd(end)).await
+    }
+
+    /// Reads history until it has nothing more.
+    async fn catch_up(&mut self) -> Result<(), Stop> {
+        loop {
+            let entries = self
+                .state
+                .history
+                .read(self.delivered.next().0, HISTORY_PAGE)
+                .await
+                .map_err(internal)?;
+            if entries.is_empty() {
+                return Ok(());
+            }
+            for entry in entries {
+                let event = event_from_wire(entry.position, &entry.payload).map_err(internal)?;
+                self.consider(&event, None).await?;
+            }
+            // A long stretch of history that does not match still shows
+            // progress.
+            if self.quiet_since.elapsed() >= self.subscription.heartbeat {
+                self.heartbeat().await?;
+            }
+        }
+    }
+
+    /// Takes live events until the buffer overflows (then returns, to read
+    /// history) or the stream ends.
+    async fn live(&mut self, live: &mut broadcast::Receiver<Arc<crate::follower::LiveChange>>) -> Result<(), Stop> {
+        loop {
+            let deadline = self.quiet_since + self.subscription.heartbeat;
+            let change = match tokio::time::timeout_at(deadline, live.recv()).await {
+                Err(_quiet) => {
+                    self.heartbeat().await?;
+                    continue;
+                }
+                Ok(Ok(change)) => change,
+                Ok(Err(broadcast::error::RecvError::Lagged(missed))) => {
+                    tracing::debug!(missed, at = %self.delivered, "subscriber fell behind live; reading history");
+                    return Ok(());
+                }
+                Ok(Err(broadcast::error::RecvError::Closed)) => {
+                    return Err(Stop::End(Status::unavailable(
+                        "the view stopped following the log; resume from your last token",
+                    )));
+                }
+            };
+            if change.event.position <= self.delivered {
+                continue; // history gave it already
+            }
+            if change.event.position != self.delivered.next() {
+                return Ok(()); // a gap: read it from history
+            }
+            self.consider(&change.event, Some(change.before.as_deref())).await?;
+        }
+    }
+
+    /// Sends `event` as a change if the incident matches after it, as a
+    /// departure if it matched only before it, and nothing otherwise.
+    /// `before` is the incident's previous summary when the caller has it
+    /// (`Some(None)`: the event opened the incident); otherwise it is read
+    /// from the log, and only when it can matter.
+    async fn consider(&mut self, event: &RecordedEvent, before: Option<Option<&IncidentSummary>>) -> Result<(), Stop> {
+        let filter = &self.subscription.filter;
+        if filter.matches(event.incident()) {
+            let change = self.change(event);
+            self.send(Kind::Change(change)).await?;
+        } else if filter.expr().is_some() {
+            let matched_before = match (before, event.previous_position()) {
+                (Some(before), _) => before.is_some_and(|b| filter.matches(b)),
+                (None, None) => false,
+                (None, Some(previous)) => {
+                    let earlier = self.state.event_at(previous).await.map_err(internal)?;
+                    filter.matches(earlier.incident())
+                }
+            };
+            if matched_before {
+                let change = self.change(event);
+                self.send(Kind::LeftFilter(change)).await?;
+            }
+        }
+        self.delivered = event.position;
+        Ok(())
+    }
+
+    fn change(&self, event: &RecordedEvent) -> v1::IncidentChange {
+        let EventBody::ReportRecorded(recorded) = &event.body;
+        let kind = if recorded.opened_incident {
+            v1::ChangeKind::IncidentOpened
+        } else {
+            v1::ChangeKind::ReportAdded
+        };
+        v1::IncidentChange {
             position: event.position.0,
-            resume_token: token(state, event.position),
+            resume_token: self.token(event.position),
             kind: kind as i32,
             incident: Some(v1::IncidentSummary::from(&recorded.incident)),
             report: Some(v1::StoredReport::from(&recorded.report)),
             recorded_at: Some(timestamp_to_wire(event.recorded_at)),
-        })),
+        }
     }
-}
 
-/// The delivery loop. Returns `Ok` when the client went away.
-async fn deliver(
-    state: &QueryState,
-    subscription: &Subscription,
-    out: &mpsc::Sender<Result<v1::SubscribeResponse, Status>>,
-) -> Result<(), Status> {
-    // Join live before reading anything, so no event can fall between
-    // history and live.
-    let mut live = state.live.subscribe();
-    let after = match subscription.start {
-        Start::Now => state.read_view().position(),
-        Start::After(position) => position,
-    };
-    let subscribed = v1::SubscribeResponse {
-        kind: Some(Kind::Subscribed(v1::Subscribed {
-            position: after.0,
-            resume_token: token(state, after),
-        })),
-    };
-    if out.send(Ok(subscribed)).await.is_err() {
-        return Ok(());
-    }
-    // Everything up to `delivered` has been considered and, if it matched,
-    // sent.
-    let mut delivered = after;
-    // Heartbeats come when no matching change was sent for the interval,
-    // however much non-matching traffic passes.
-    let mut quiet_since = tokio::time::Instant::now();
-    loop {
-        // Catch up from history until it has nothing more.
-        loop {
-            let entries = state
-                .history
-                .read(delivered.next().0, HISTORY_PAGE)
-                .await
-                .map_err(|e| Status::from(ServiceError::Internal(e.to_string())))?;
-            if entries.is_empty() {
-                break;
-            }
-            for entry in entries {
-                let event = event_from_wire(entry.position, &entry.payload)
-                    .map_err(|e| Status::from(ServiceError::Internal(e)))?;
-                if subscription.filter.matches(event.incident()) {
-                    if out.send(Ok(change(state, &event))).await.is_err() {
-                        return Ok(());
-                    }
-                    quiet_since = tokio::time::Instant::now();
-                }
-                delivered = event.position;
-            }
+    /// Says how far delivery has got, unless the log has gone quiet for
+    /// too long, which ends the stream: a subscriber must be able to tell a
+    /// quiet log from a dead one.
+    async fn heartbeat(&mut self) -> Result<(), Stop> {
+        let heard = self.state.log_heard_at();
+        let silent = Timestamp::from_system(std::time::SystemTime::now()).abs_diff(heard);
+        if silent > self.timeouts.stale {
+            return Err(Stop::End(Status::unavailable(format!(
+                "the log has not been heard from for {}s; resume from your last token on a service that is current",
+                silent.as_secs()
+            ))));
         }
-        // Live, until the buffer overflows.
-        loop {
-            let received = tokio::time::timeout_at(quiet_since + subscription.heartbeat, live.recv()).await;
-            let event = match received {
-                Err(_idle) => {
-                    let heartbeat = v1::SubscribeResponse {
-                        kind: Some(Kind::Heartbeat(v1::Heartbeat {
-                            position: delivered.0,
-                            resume_token: token(state, delivered),
-                            head_position: state.read_view().position().0,
-                        })),
-                    };
-                    if out.send(Ok(heartbeat)).await.is_err() {
-                        return Ok(());
-                    }
-                    quiet_since = tokio::time::Instant::now();
-                    continue;
-                }
-                Ok(Ok(event)) => event,
-                Ok(Err(broadcast::error::RecvError::Lagged(missed))) => {
-                    tracing::debug!(missed, at = %delivered, "subscriber fell behind live; reading history");
-                    break;
-                }
-                Ok(Err(broadcast::error::RecvError::Closed)) => {
-                    return Err(Status::unavailable(
-                        "the view stopped following the log; resume from your last token",
-                    ));
-                }
-            };
-            if event.position <= delivered {
-                continue; // history gave it already
-            }
-            if event.position != delivered.next() {
-                break; // a gap: read it from history
-            }
-            if subscription.filter.matches(event.incident()) {
-                if out.send(Ok(change(state, &event))).await.is_err() {
-                    return Ok(());
-                }
-                quiet_since = tokio::time::Instant::now();
-            }
-            delivered = event.position;
-        }
+        let heartbeat = v1::Heartbeat {
+            position: self.delivered.0,
+            resume_token: self.token(self.delivered),
+            head_position: self.state.read_view().position().0,
+            log_heard_at: Some(timestamp_to_wire(heard)),
+        };
+        self.send(Kind::Heartbeat(heartbeat)).await
     }
 }

@@ -37,11 +37,14 @@ impl ResumeToken {
     }
 }
 
-/// Where the next page of a listing starts, bound to the query that made it.
+/// Where the next page of a listing starts, bound to the query that made
+/// it and to the log position every page of it reflects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageToken {
     /// Digest of the filter and order the token belongs to.
     pub query: String,
+    /// The position the listing reflects.
+    pub position: Position,
     /// The sort key of the last incident returned.
     pub after: (i128, u64),
 }
@@ -51,14 +54,23 @@ impl PageToken {
 
     /// The token's text.
     pub fn encode(&self) -> String {
-        format!("{}{}.{}.{}", Self::PREFIX, self.query, self.after.0, self.after.1)
+        format!(
+            "{}{}.{}.{}.{}",
+            Self::PREFIX,
+            self.query,
+            self.position,
+            self.after.0,
+            self.after.1
+        )
     }
 
     /// Reads a token, checking it belongs to `query`.
     pub fn decode(text: &str, query: &str) -> Result<PageToken, ServiceError> {
         let malformed = || ServiceError::invalid("page_token", "is not a page token this service issued");
         let mut parts = text.strip_prefix(Self::PREFIX).ok_or_else(malformed)?.split('.');
-        let (Some(digest), Some(key), Some(id), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(digest), Some(position), Some(key), Some(id), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(malformed());
         };
         if digest != query {
@@ -69,6 +81,7 @@ impl PageToken {
         }
         Ok(PageToken {
             query: digest.to_owned(),
+            position: Position(position.parse().map_err(|_| malformed())?),
             after: (
                 key.parse().map_err(|_| malformed())?,
                 id.parse().map_err(|_| malformed())?,
@@ -109,6 +122,7 @@ mod tests {
         let q = query_digest("area = x", "opened");
         let token = PageToken {
             query: q.clone(),
+            position: Position(9),
             after: (-5, 7),
         };
         assert_eq!(PageToken::decode(&token.encode(), &q).unwrap(), token);

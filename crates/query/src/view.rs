@@ -1,4 +1,8 @@
 //! The view: every incident and report, folded from the log's events.
+//!
+//! Summaries are shared (`Arc`), so a listing or a snapshot takes a copy of
+//! the view's state in one pass under the lock without copying incidents,
+//! and a change can hand subscribers the summary it replaced.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -8,7 +12,7 @@ use std::{
 use truce_domain::{
     IncidentId, Position, ReportId,
     event::{EventBody, RecordedEvent},
-    incident::Incident,
+    incident::{Incident, IncidentSummary},
     report::StoredReport,
 };
 
@@ -41,6 +45,15 @@ impl View {
         self.incidents.values()
     }
 
+    /// The summaries of incidents opened at or before `position`, oldest
+    /// first: the candidates for a listing or snapshot as of `position`.
+    pub fn summaries_up_to(&self, position: Position) -> Vec<Arc<IncidentSummary>> {
+        self.incidents
+            .range(..=IncidentId(position))
+            .map(|(_, incident)| Arc::clone(&incident.summary))
+            .collect()
+    }
+
     /// How many incidents.
     pub fn len(&self) -> usize {
         self.incidents.len()
@@ -51,29 +64,41 @@ impl View {
         self.incidents.is_empty()
     }
 
-    /// Applies the next event. Events must come in order; one at or before
-    /// the current position was already applied and is ignored.
-    pub fn apply(&mut self, event: &RecordedEvent) {
+    /// Applies the next event and returns the incident's summary before it
+    /// (`None` when the event opened the incident). Events must come in
+    /// order; one at or before the current position is ignored.
+    pub fn apply(&mut self, event: &RecordedEvent) -> Option<Arc<IncidentSummary>> {
         if event.position <= self.position {
-            return;
+            return None;
         }
         debug_assert_eq!(
             event.position,
             self.position.next(),
             "events must be applied without gaps"
         );
+        self.position = event.position;
         match &event.body {
             EventBody::ReportRecorded(recorded) => {
                 let report = Arc::new(recorded.report.clone());
                 self.reports.insert(report.report_id, Arc::clone(&report));
-                let incident = self.incidents.entry(recorded.incident.id).or_insert_with(|| Incident {
-                    summary: recorded.incident.clone(),
-                    reports: Vec::new(),
-                });
-                incident.summary = recorded.incident.clone();
-                incident.reports.push(report);
+                let summary = Arc::new(recorded.incident.clone());
+                match self.incidents.get_mut(&recorded.incident.id) {
+                    Some(incident) => {
+                        incident.reports.push(report);
+                        Some(std::mem::replace(&mut incident.summary, summary))
+                    }
+                    None => {
+                        self.incidents.insert(
+                            recorded.incident.id,
+                            Incident {
+                                summary,
+                                reports: vec![report],
+                            },
+                        );
+                        None
+                    }
+                }
             }
         }
-        self.position = event.position;
     }
 }

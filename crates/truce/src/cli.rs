@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand};
 use truce_ingest::args::IngestArgs;
+use truce_query::args::QueryArgs;
 
 /// truce: a ceasefire incident record that no party can quietly rewrite.
 #[derive(Debug, Parser)]
@@ -32,6 +33,8 @@ struct UpArgs {
     query_listen: SocketAddr,
     #[command(flatten)]
     ingest: IngestArgs,
+    #[command(flatten)]
+    query: QueryArgs,
 }
 
 /// Settings of `truce demo`.
@@ -52,7 +55,14 @@ pub fn main() -> anyhow::Result<()> {
             Command::Up(args) => {
                 let ingest = tokio::net::TcpListener::bind(args.ingest_listen).await?;
                 let query = tokio::net::TcpListener::bind(args.query_listen).await?;
-                crate::up::run(args.ingest.config(), ingest, query, truce_serve::termination()).await
+                crate::up::run(
+                    args.ingest.config(),
+                    args.query.settings(),
+                    ingest,
+                    query,
+                    truce_serve::termination(),
+                )
+                .await
             }
             Command::Demo(args) => crate::demo::run(&args.ingest).await,
         }

@@ -4,12 +4,14 @@ use std::future::Future;
 
 use tokio::net::TcpListener;
 use truce_ingest::{IngestConfig, IngestNode};
+use truce_query::QuerySettings;
 use truce_serve::Stopping;
 
 /// Serves ingest on `ingest` and query on `query` over one embedded log
 /// until `shutdown`.
 pub async fn run(
     config: IngestConfig,
+    settings: QuerySettings,
     ingest: TcpListener,
     query: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -23,7 +25,7 @@ pub async fn run(
     node.add_services(&mut ingest_routes, &ingest_health, stopping.clone())
         .await;
     let (query_health, mut query_routes) = truce_serve::base_routes()?;
-    truce_query::add_services(&mut query_routes, state, &query_health, stopping).await;
+    truce_query::add_services(&mut query_routes, state, &settings, &query_health, stopping).await;
 
     // One signal stops both servers.
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);

@@ -22,6 +22,7 @@ pub fn event_to_wire(event: &RecordedEvent) -> Vec<u8> {
             opened_incident: r.opened_incident,
             incident: Some(v1::IncidentSummary::from(&r.incident)),
             content_digest: r.content_digest.to_vec(),
+            previous_position: r.previous_position.map_or(0, |p| p.0),
         }),
     };
     v1::LogEvent {
@@ -65,6 +66,7 @@ pub fn event_from_wire(position: u64, bytes: &[u8]) -> Result<RecordedEvent, Str
                 opened_incident: r.opened_incident,
                 incident,
                 content_digest,
+                previous_position: (r.previous_position != 0).then_some(Position(r.previous_position)),
             })
         }
         None => return Err("event has no body (written by a newer version?)".to_owned()),

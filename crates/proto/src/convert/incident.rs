@@ -146,7 +146,7 @@ impl From<&Incident> for v1::Incident {
             }));
         }
         v1::Incident {
-            summary: Some(v1::IncidentSummary::from(&incident.summary)),
+            summary: Some(v1::IncidentSummary::from(incident.summary.as_ref())),
             reports: incident
                 .reports
                 .iter()

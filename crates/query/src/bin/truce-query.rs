@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use clap::Parser;
-use truce_query::{DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_UPSTREAM, Upstream};
+use truce_query::{DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_UPSTREAM, Upstream, args::QueryArgs};
 
 /// Answers queries over ceasefire incidents and streams live changes,
 /// following an ingest service's log.
@@ -19,6 +19,8 @@ struct Args {
     /// Directory of the local replica of the log.
     #[arg(long, env = "TRUCE_QUERY_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
+    #[command(flatten)]
+    query: QueryArgs,
 }
 
 #[tokio::main]
@@ -30,5 +32,5 @@ async fn main() -> anyhow::Result<()> {
         replica_dir: args.data_dir,
     };
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    truce_query::run(upstream, listener, truce_serve::termination()).await
+    truce_query::run(upstream, args.query.settings(), listener, truce_serve::termination()).await
 }

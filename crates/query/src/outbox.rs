@@ -1,0 +1,106 @@
+//! A subscriber's outgoing queue, and the stream tonic sends from it.
+//!
+//! Messages are boxed so the queue's preallocated slots cost a pointer
+//! each, not a whole message: an idle subscription stays small. The final
+//! status travels apart from the messages, so it can always be delivered,
+//! even when the queue is full because the reader stopped reading.
+
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::Stream;
+use tonic::Status;
+use truce_proto::v1;
+
+/// Messages queued for one subscriber beyond what HTTP/2 flow control holds.
+pub const QUEUE: usize = 16;
+
+/// Why delivery stopped.
+#[derive(Debug)]
+pub enum Stop {
+    /// The client went away: nothing more to say.
+    Gone,
+    /// The client took nothing for the stall timeout.
+    Stalled,
+    /// End the stream with this status.
+    End(Status),
+}
+
+/// The sending side.
+#[derive(Debug)]
+pub struct Outbox {
+    messages: mpsc::Sender<Box<v1::SubscribeResponse>>,
+    end: oneshot::Sender<Status>,
+}
+
+/// The stream tonic sends: the queued messages, then the final status if
+/// there is one.
+#[derive(Debug)]
+pub struct Outgoing {
+    messages: mpsc::Receiver<Box<v1::SubscribeResponse>>,
+    end: Option<oneshot::Receiver<Status>>,
+}
+
+/// A connected outbox and stream.
+pub fn outbox() -> (Outbox, Outgoing) {
+    let (messages_tx, messages_rx) = mpsc::channel(QUEUE);
+    let (end_tx, end_rx) = oneshot::channel();
+    (
+        Outbox {
+            messages: messages_tx,
+            end: end_tx,
+        },
+        Outgoing {
+            messages: messages_rx,
+            end: Some(end_rx),
+        },
+    )
+}
+
+impl Outbox {
+    /// Queues `message`, waiting at most `stall` for room.
+    pub async fn send(&self, message: v1::SubscribeResponse, stall: Duration) -> Result<(), Stop> {
+        match tokio::time::timeout(stall, self.messages.send(Box::new(message))).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Stop::Gone),
+            Err(_) => Err(Stop::Stalled),
+        }
+    }
+
+    /// Resolves when the client has gone away.
+    pub async fn closed(&self) {
+        self.messages.closed().await;
+    }
+
+    /// Ends the stream with `status` once the queued messages are sent.
+    pub fn finish(self, status: Status) {
+        let _ = self.end.send(status);
+    }
+}
+
+impl Stream for Outgoing {
+    type Item = Result<v1::SubscribeResponse, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.messages.poll_recv(cx) {
+            Poll::Ready(Some(message)) => return Poll::Ready(Some(Ok(*message))),
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => {}
+        }
+        // Every sender is gone: the subscription is over.
+        let Some(end) = self.end.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(end).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(outcome) => {
+                self.end = None;
+                Poll::Ready(outcome.ok().map(Err))
+            }
+        }
+    }
+}
