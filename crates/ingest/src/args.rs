@@ -37,3 +37,23 @@ impl IngestArgs {
         }
     }
 }
+
+/// Everything a standalone ingest service is told: `truce-ingest` and
+/// `truce ingest`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StandaloneArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TRUCE_INGEST_LISTEN", default_value = crate::DEFAULT_LISTEN)]
+    pub listen: std::net::SocketAddr,
+    #[command(flatten)]
+    /// The ingest settings.
+    pub ingest: IngestArgs,
+}
+
+impl StandaloneArgs {
+    /// Serves until SIGTERM or Ctrl-C.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let listener = tokio::net::TcpListener::bind(self.listen).await?;
+        crate::run(self.ingest.config(), listener, truce_serve::termination()).await
+    }
+}

@@ -35,3 +35,33 @@ impl QueryArgs {
         }
     }
 }
+
+/// Everything a standalone query service is told: `truce-query` and
+/// `truce query`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StandaloneArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TRUCE_QUERY_LISTEN", default_value = crate::DEFAULT_LISTEN)]
+    pub listen: std::net::SocketAddr,
+    /// The ingest service whose log to follow.
+    #[arg(long, env = "TRUCE_UPSTREAM", default_value = crate::DEFAULT_UPSTREAM)]
+    pub upstream: String,
+    /// Directory of the local replica of the log.
+    #[arg(long, env = "TRUCE_QUERY_DATA_DIR", default_value = crate::DEFAULT_DATA_DIR)]
+    pub data_dir: std::path::PathBuf,
+    #[command(flatten)]
+    /// The query settings.
+    pub query: QueryArgs,
+}
+
+impl StandaloneArgs {
+    /// Serves until SIGTERM or Ctrl-C.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let upstream = crate::Upstream {
+            endpoint: self.upstream,
+            replica_dir: self.data_dir,
+        };
+        let listener = tokio::net::TcpListener::bind(self.listen).await?;
+        crate::run(upstream, self.query.settings(), listener, truce_serve::termination()).await
+    }
+}

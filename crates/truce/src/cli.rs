@@ -18,6 +18,11 @@ struct Cli {
 enum Command {
     /// Runs the ingest and query services in one process on the embedded log.
     Up(UpArgs),
+    /// Runs the ingest service alone (as `truce-ingest` does).
+    Ingest(truce_ingest::args::StandaloneArgs),
+    /// Runs a query service alone, following an ingest service (as
+    /// `truce-query` does).
+    Query(truce_query::args::StandaloneArgs),
     /// Loads the incidents of the source article into a running ingest service.
     Demo(DemoArgs),
 }
@@ -64,6 +69,8 @@ pub fn main() -> anyhow::Result<()> {
                 )
                 .await
             }
+            Command::Ingest(args) => args.run().await,
+            Command::Query(args) => args.run().await,
             Command::Demo(args) => crate::demo::run(&args.ingest).await,
         }
     })
