@@ -136,20 +136,20 @@ pub async fn start_ingest(dir: &Path) -> Running {
 /// A standalone query service following the ingest service at `upstream`,
 /// with its replica in `dir`.
 pub async fn start_query(upstream: SocketAddr, dir: &Path) -> Running {
+    start_query_with(upstream, dir, QuerySettings::default()).await
+}
+
+/// A standalone query service with `settings`.
+pub async fn start_query_with(upstream: SocketAddr, dir: &Path, settings: QuerySettings) -> Running {
     let (listener, addr) = listener().await;
     let (stop, stopped) = oneshot::channel::<()>();
     let upstream = truce_query::Upstream {
         endpoint: format!("http://{upstream}"),
         replica_dir: dir.to_owned(),
     };
-    let task = tokio::spawn(truce_query::run(
-        upstream,
-        QuerySettings::default(),
-        listener,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let task = tokio::spawn(truce_query::run(upstream, settings, listener, async move {
+        let _ = stopped.await;
+    }));
     Running {
         addr,
         stop: Some(stop),
@@ -267,4 +267,134 @@ pub fn violations(status: &tonic::Status) -> Vec<(String, String)> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A truce process of its own (the `truce` command line under the name
+/// `truce-testbed`), so a test can kill it.
+pub struct Process {
+    /// The process.
+    pub child: tokio::process::Child,
+    addresses: std::collections::HashMap<String, SocketAddr>,
+}
+
+impl Process {
+    /// Starts `exe` with `args` and waits until each of `services` has
+    /// logged the address it listens on.
+    pub async fn spawn(exe: &str, args: &[std::ffi::OsString], services: &[&str]) -> Process {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(exe)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the truce process");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        let mut addresses = std::collections::HashMap::new();
+        tokio::time::timeout(PATIENCE, async {
+            while addresses.len() < services.len() {
+                let line = lines
+                    .next_line()
+                    .await
+                    .expect("read the server log")
+                    .expect("the server exited before listening");
+                if let (Some(service), Some(address)) = (log_field(&line, "service"), log_field(&line, "address"))
+                    && line.contains("listening")
+                {
+                    let address = address.parse::<SocketAddr>().expect("a socket address");
+                    addresses.insert(service.trim_matches('"').to_owned(), address);
+                }
+            }
+        })
+        .await
+        .expect("the server did not report its addresses");
+        // Keep draining its log so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Process { child, addresses }
+    }
+
+    /// The address `service` listens on.
+    pub fn addr(&self, service: &str) -> SocketAddr {
+        self.addresses[service]
+    }
+
+    /// kill -9, and wait until it is gone.
+    pub async fn kill(&mut self) {
+        self.child.start_kill().expect("kill");
+        self.child.wait().await.expect("wait");
+    }
+}
+
+fn log_field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let start = line.find(&format!(" {name}="))? + name.len() + 2;
+    line[start..].split_whitespace().next()
+}
+
+/// Reading subscription streams in tests.
+pub mod stream {
+    use tokio_stream::StreamExt;
+    use tonic::Streaming;
+    use truce_proto::v1::{self, subscribe_response::Kind};
+
+    use super::PATIENCE;
+
+    /// A subscription stream.
+    pub type Changes = Streaming<v1::SubscribeResponse>;
+
+    /// The next message, which must come within [`PATIENCE`].
+    pub async fn next(stream: &mut Changes) -> Result<Kind, tonic::Status> {
+        match tokio::time::timeout(PATIENCE, stream.next())
+            .await
+            .expect("subscription stalled")
+        {
+            Some(Ok(message)) => Ok(message.kind.expect("a message with a kind")),
+            Some(Err(status)) => Err(status),
+            None => panic!("subscription ended without a status"),
+        }
+    }
+
+    /// The position and resume token a message carries, if any.
+    pub fn checkpoint(kind: &Kind) -> Option<(u64, &str)> {
+        match kind {
+            Kind::Subscribed(s) => Some((s.position, &s.resume_token)),
+            Kind::Change(c) | Kind::LeftFilter(c) => Some((c.position, &c.resume_token)),
+            Kind::Heartbeat(h) => Some((h.position, &h.resume_token)),
+            Kind::SnapshotEnd(c) | Kind::CaughtUp(c) | Kind::FellBehind(c) => Some((c.position, &c.resume_token)),
+            Kind::Snapshot(_) => None,
+        }
+    }
+
+    /// Changes (`true`) and departures (`false`) by position, read until
+    /// the stream has delivered everything up to `position`.
+    pub async fn changes_through(stream: &mut Changes, position: u64) -> Vec<(u64, bool)> {
+        let mut seen = Vec::new();
+        loop {
+            let kind = next(stream).await.expect("subscription failed");
+            match &kind {
+                Kind::Change(c) => seen.push((c.position, true)),
+                Kind::LeftFilter(c) => seen.push((c.position, false)),
+                _ => {}
+            }
+            if checkpoint(&kind).is_some_and(|(p, _)| p >= position) {
+                return seen;
+            }
+        }
+    }
+
+    /// A subscribe request, with heartbeats every 200 ms so that a test
+    /// learns quickly that a stream has delivered everything.
+    pub fn request(filter: &str, start: v1::subscribe_request::Start) -> v1::SubscribeRequest {
+        v1::SubscribeRequest {
+            filter: filter.into(),
+            start: Some(start),
+            heartbeat_interval: Some(prost_types::Duration {
+                seconds: 0,
+                nanos: 200_000_000,
+            }),
+            snapshot: false,
+        }
+    }
 }

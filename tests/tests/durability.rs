@@ -2,21 +2,17 @@
 //! restarts and catches up.
 
 use std::{
-    collections::HashMap,
     net::SocketAddr,
     path::Path,
-    process::Stdio,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
-};
 use tokio_stream::StreamExt;
 use truce_proto::v1::{self, read_log_response::Kind as LogKind, subscribe_request::Start, subscribe_response::Kind};
-use truce_tests::{PATIENCE, Pair, ingest_client, numbered_report, query_client, request, start_ingest, start_query};
+use truce_tests::{
+    PATIENCE, Pair, Process, ingest_client, numbered_report, query_client, request, start_ingest, start_query,
+};
 
 async fn list_all(
     query: &mut v1::query_service_client::QueryServiceClient<tonic::transport::Channel>,
@@ -82,63 +78,29 @@ async fn a_restarted_pair_keeps_every_report_and_every_key() {
 }
 
 /// A `truce up` process of its own, so it can be killed.
-struct Process {
-    child: Child,
+struct UpProcess {
+    child: tokio::process::Child,
     ingest: SocketAddr,
     query: SocketAddr,
 }
 
-async fn spawn_up(dir: &Path) -> Process {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_truce-testbed"))
-        .args([
-            "up",
-            "--ingest-listen",
-            "127.0.0.1:0",
-            "--query-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start truce-testbed");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr is piped")).lines();
-    let mut addresses = HashMap::new();
-    tokio::time::timeout(PATIENCE, async {
-        while addresses.len() < 2 {
-            let line = lines
-                .next_line()
-                .await
-                .expect("read server log")
-                .expect("server exited before listening");
-            if let (Some(service), Some(address)) = (field(&line, "service"), field(&line, "address"))
-                && line.contains("listening")
-            {
-                addresses.insert(
-                    service.trim_matches('"').to_owned(),
-                    address.parse::<SocketAddr>().expect("a socket address"),
-                );
-            }
-        }
-    })
-    .await
-    .expect("server did not report its addresses");
-    // Keep draining its log so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Process {
-        child,
-        ingest: addresses["ingest"],
-        query: addresses["query"],
+async fn spawn_up(dir: &Path) -> UpProcess {
+    let args = [
+        "up",
+        "--ingest-listen",
+        "127.0.0.1:0",
+        "--query-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+    ];
+    let mut args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+    args.push(dir.into());
+    let process = Process::spawn(env!("CARGO_BIN_EXE_truce-testbed"), &args, &["ingest", "query"]).await;
+    UpProcess {
+        ingest: process.addr("ingest"),
+        query: process.addr("query"),
+        child: process.child,
     }
-}
-
-fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
-    let start = line.find(&format!(" {name}="))? + name.len() + 2;
-    line[start..].split_whitespace().next()
 }
 
 #[tokio::test]

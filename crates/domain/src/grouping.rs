@@ -47,10 +47,14 @@ impl Default for GroupingPolicy {
 
 /// The summaries of every incident, indexed for grouping: by category and
 /// the end of the occurrence window, so finding candidates is a range scan.
+/// The scan is bounded on both sides by remembering the longest window any
+/// incident has: an incident ending later than the report's time plus the
+/// gap plus that length cannot start close enough to the report.
 #[derive(Debug, Default)]
 pub struct IncidentIndex {
     incidents: HashMap<IncidentId, IncidentSummary>,
     by_category_and_end: BTreeSet<(Category, Timestamp, IncidentId)>,
+    longest_window: Duration,
 }
 
 impl IncidentIndex {
@@ -77,6 +81,9 @@ impl IncidentIndex {
         }
         self.by_category_and_end
             .insert((summary.category, summary.occurred_to, summary.id));
+        self.longest_window = self
+            .longest_window
+            .max(summary.occurred_to.abs_diff(summary.occurred_from));
         self.incidents.insert(summary.id, summary);
     }
 
@@ -85,10 +92,11 @@ impl IncidentIndex {
         let at = report.occurred_at;
         let earliest_end = Timestamp(at.0.saturating_sub(duration_nanos(policy.max_time_gap)));
         let latest_start = at.saturating_add(policy.max_time_gap);
+        let latest_end = latest_start.saturating_add(self.longest_window);
         let lower = (report.category, earliest_end, IncidentId(crate::Position::ZERO));
+        let upper = (report.category, latest_end, IncidentId(crate::Position(u64::MAX)));
         self.by_category_and_end
-            .range(lower..)
-            .take_while(|(category, _, _)| *category == report.category)
+            .range(lower..=upper)
             .filter_map(|(_, _, id)| self.incidents.get(id))
             .filter(|incident| incident.status.is_open() && incident.occurred_from <= latest_start)
             .filter(|incident| is_near(report, incident, policy))
@@ -174,6 +182,31 @@ mod tests {
         assert_eq!(
             index.find_match(&report, &GroupingPolicy::default()),
             Some(IncidentId(Position(2)))
+        );
+    }
+
+    #[test]
+    fn a_long_running_incident_is_still_found_in_the_middle() {
+        let mut summary = IncidentSummary::open(&report_at(1, |r| r.in_area("Rafah").hours(0)), Timestamp(0));
+        for (i, hour) in (5..=40).step_by(5).enumerate() {
+            summary.absorb(
+                &report_at(2 + i as u64, |r| r.in_area("Rafah").hours(hour)),
+                Timestamp(0),
+            );
+        }
+        let mut index = IncidentIndex::default();
+        index.upsert(summary);
+        // Many later, unrelated incidents must not hide it.
+        for n in 0..100 {
+            index.upsert(IncidentSummary::open(
+                &report_at(100 + n, |r| r.in_area("Gaza").hours(100 + n as i64 * 24)),
+                Timestamp(0),
+            ));
+        }
+        let report = report_at(500, |r| r.in_area("Rafah").hours(20)).report;
+        assert_eq!(
+            index.find_match(&report, &GroupingPolicy::default()),
+            Some(IncidentId(Position(1)))
         );
     }
 
