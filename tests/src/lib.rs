@@ -254,6 +254,37 @@ pub fn numbered_report(n: u32) -> v1::Report {
     report
 }
 
+/// Submits `reports` through the bulk stream and returns the position of
+/// the last; every report must be accepted.
+pub async fn submit_many(
+    ingest: &mut IngestServiceClient<Channel>,
+    reports: impl IntoIterator<Item = v1::Report>,
+) -> u64 {
+    let requests: Vec<v1::SubmitReportsRequest> = reports
+        .into_iter()
+        .map(|r| v1::SubmitReportsRequest {
+            request: Some(request("", r)),
+        })
+        .collect();
+    let mut results = ingest
+        .submit_reports(tokio_stream::iter(requests))
+        .await
+        .expect("bulk stream opens")
+        .into_inner();
+    let mut last = 0;
+    while let Some(result) = tokio::time::timeout(PATIENCE, results.message())
+        .await
+        .expect("bulk results stalled")
+        .expect("bulk stream failed")
+    {
+        match result.result.expect("a result") {
+            v1::submit_reports_response::Result::Accepted(a) => last = a.position,
+            v1::submit_reports_response::Result::Rejected(r) => panic!("rejected: {r:?}"),
+        }
+    }
+    last
+}
+
 /// The field violations of an INVALID_ARGUMENT status.
 pub fn violations(status: &tonic::Status) -> Vec<(String, String)> {
     use tonic_types::StatusExt;

@@ -7,6 +7,7 @@ use truce_proto::v1::{self, subscribe_request::Start, subscribe_response::Kind};
 use truce_tests::{
     PATIENCE, Pair, crossing_report, ingest_client, numbered_report, query_client, request, start_ingest, start_query,
     stream::{self, changes_through, checkpoint, next},
+    submit_many,
 };
 
 /// A report in its own incident (far apart in time), in `category`.
@@ -14,35 +15,6 @@ fn report_in(n: u32, category: v1::Category) -> v1::Report {
     let mut report = numbered_report(n);
     report.category = category as i32;
     report
-}
-
-async fn submit_many(
-    ingest: &mut v1::ingest_service_client::IngestServiceClient<tonic::transport::Channel>,
-    reports: impl IntoIterator<Item = v1::Report>,
-) -> u64 {
-    let requests: Vec<v1::SubmitReportsRequest> = reports
-        .into_iter()
-        .map(|r| v1::SubmitReportsRequest {
-            request: Some(request("", r)),
-        })
-        .collect();
-    let mut results = ingest
-        .submit_reports(tokio_stream::iter(requests))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut last = 0;
-    while let Some(result) = tokio::time::timeout(PATIENCE, results.message())
-        .await
-        .unwrap()
-        .unwrap()
-    {
-        match result.result.unwrap() {
-            v1::submit_reports_response::Result::Accepted(a) => last = a.position,
-            v1::submit_reports_response::Result::Rejected(r) => panic!("rejected: {r:?}"),
-        }
-    }
-    last
 }
 
 #[tokio::test]
@@ -107,7 +79,7 @@ async fn resume_works_across_a_query_restart_and_on_another_query_process() {
         .await
         .unwrap()
         .into_inner();
-    let head = submit_many(&mut ingest, (0..100).map(|n| numbered_report(n))).await;
+    let head = submit_many(&mut ingest, (0..100).map(numbered_report)).await;
     let first: Vec<_> = changes_through(&mut sub, 40).await;
     let token = {
         // The token of the last change processed.
@@ -168,7 +140,7 @@ async fn snapshot_then_live_has_an_exact_seam_under_a_burst() {
     let mut query = pair.query_client().await;
     // Incidents that keep changing: reports grouped by area into a few
     // incidents, plus distinct ones.
-    submit_many(&mut ingest, (0..300).map(|n| numbered_report(n))).await;
+    submit_many(&mut ingest, (0..300).map(numbered_report)).await;
     let mut writer_client = ingest.clone();
     let writer = tokio::spawn(async move {
         let mut last = 0;
@@ -306,7 +278,7 @@ async fn progress_advances_past_changes_that_do_not_match() {
         .await
         .unwrap()
         .into_inner();
-    let head = submit_many(&mut ingest, (0..50).map(|n| numbered_report(n))).await;
+    let head = submit_many(&mut ingest, (0..50).map(numbered_report)).await;
     let token = loop {
         if let Kind::Heartbeat(h) = next(&mut sub).await.unwrap()
             && h.position == head
@@ -559,11 +531,11 @@ async fn a_subscription_can_start_from_a_time() {
     let pair = Pair::start(dir.path()).await;
     let mut ingest = pair.ingest_client().await;
     let mut query = pair.query_client().await;
-    submit_many(&mut ingest, (0..5).map(|n| numbered_report(n))).await;
+    submit_many(&mut ingest, (0..5).map(numbered_report)).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let cut = prost_types::Timestamp::from(std::time::SystemTime::now());
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let head = submit_many(&mut ingest, (5..8).map(|n| numbered_report(n))).await;
+    let head = submit_many(&mut ingest, (5..8).map(numbered_report)).await;
     let mut sub = query
         .subscribe(stream::request("", Start::FromTime(cut)))
         .await
