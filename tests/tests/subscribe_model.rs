@@ -138,9 +138,9 @@ async fn subscriber(seed: u64, addresses: Addresses, final_head: Arc<tokio::sync
     };
     let mut started = false;
     loop {
-        let address = *rng.pick(&addresses.lock().unwrap().clone());
+        let address = *rng.pick(&addresses.lock().expect("addresses").clone());
         let Ok(channel) = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-            .unwrap()
+            .expect("an endpoint")
             .connect()
             .await
         else {
@@ -160,7 +160,7 @@ async fn subscriber(seed: u64, addresses: Addresses, final_head: Arc<tokio::sync
                 .await
                 .expect("stream stalled")
             {
-                Some(Ok(message)) => message.kind.unwrap(),
+                Some(Ok(message)) => message.kind.expect("a message with a kind"),
                 // The process was killed or the stream ended: resume.
                 Some(Err(_)) | None => break,
             };
