@@ -671,3 +671,99 @@ async fn a_stale_upstream_shows_in_progress_and_ends_the_stream() {
     assert_eq!(listed.incidents.len(), 1);
     query_server.stop().await;
 }
+
+#[tokio::test]
+async fn list_then_subscribe_is_exact_and_pages_hold_still_while_writes_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = Pair::start(dir.path()).await;
+    let mut ingest = pair.ingest_client().await;
+    let mut query = pair.query_client().await;
+    let filter = "killed_high >= 3";
+    submit_many(&mut ingest, (0..200).map(numbered_report)).await;
+    // Writes go on while the client pages through the listing: each one
+    // changes an incident already listed, or opens a new one.
+    let mut writer_client = ingest.clone();
+    let writer = tokio::spawn(async move {
+        let reports = (0..400).map(|n| {
+            let mut r = numbered_report(if n % 2 == 0 { n % 200 } else { 1000 + n });
+            r.casualties[0].killed = Some(v1::CountRange {
+                low: 0,
+                best: None,
+                high: n % 7,
+            });
+            r
+        });
+        submit_many(&mut writer_client, reports).await
+    });
+    let mut view = std::collections::BTreeMap::new();
+    let mut page_token = String::new();
+    let mut listed_at = None;
+    loop {
+        let page = query
+            .list_incidents(v1::ListIncidentsRequest {
+                filter: filter.into(),
+                page_size: 7,
+                page_token,
+                order_by: "killed_high desc".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        // Every page reflects the first page's position.
+        assert_eq!(*listed_at.get_or_insert(page.position), page.position);
+        for s in page.incidents {
+            assert!(s.updated_position <= page.position);
+            assert!(
+                view.insert(s.incident_id.clone(), s).is_none(),
+                "an incident listed twice"
+            );
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let at = listed_at.unwrap();
+    let mut sub = query
+        .subscribe(stream::request(filter, Start::AfterPosition(at)))
+        .await
+        .unwrap()
+        .into_inner();
+    let head = writer.await.unwrap();
+    assert!(head > at, "the writes should go on past the listing's position");
+    loop {
+        let kind = next(&mut sub).await.unwrap();
+        match &kind {
+            Kind::Change(c) => {
+                let s = c.incident.clone().unwrap();
+                view.insert(s.incident_id.clone(), s);
+            }
+            Kind::LeftFilter(c) => {
+                view.remove(&c.incident.as_ref().unwrap().incident_id);
+            }
+            _ => {}
+        }
+        if checkpoint(&kind).is_some_and(|(p, _)| p >= head) {
+            break;
+        }
+    }
+    let fresh = query
+        .list_incidents(v1::ListIncidentsRequest {
+            filter: filter.into(),
+            page_size: 1000,
+            min_position: head,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let fresh: std::collections::BTreeMap<_, _> = fresh
+        .incidents
+        .into_iter()
+        .map(|s| (s.incident_id.clone(), s))
+        .collect();
+    assert_eq!(view, fresh, "listing at P plus changes after P is the current state");
+    pair.stop().await;
+}
