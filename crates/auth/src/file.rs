@@ -1,0 +1,240 @@
+//! The principals file: created on first start, added to by
+//! `truce principal add`, reloaded on SIGHUP.
+
+use std::{
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use truce_domain::PartyId;
+
+use crate::{AuthError, Principal, Principals, Role, token_hash};
+
+/// One principal as the file stores it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredPrincipal {
+    /// Unique name.
+    pub name: String,
+    /// The party it speaks for (a party id).
+    pub party: String,
+    /// Its roles.
+    pub roles: Vec<Role>,
+    /// SHA-256 of its bearer token, lowercase hex.
+    pub token_sha256: String,
+}
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Document {
+    principals: Vec<StoredPrincipal>,
+}
+
+/// A principal just added, with the token to hand over (shown once).
+#[derive(Debug)]
+pub struct AddedPrincipal {
+    /// Its name.
+    pub name: String,
+    /// The bearer token. Only its hash is stored.
+    pub token: String,
+}
+
+/// The principals file at a path.
+#[derive(Debug, Clone)]
+pub struct PrincipalsFile {
+    path: PathBuf,
+}
+
+/// A new random bearer token: 32 bytes from the OS, hex, with a prefix that
+/// makes leaked tokens easy to find.
+fn generate_token() -> Result<String, std::io::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(format!("truce_{}", hex::encode(bytes)))
+}
+
+/// Writes `contents` to `path` readable by its owner only, replacing it
+/// atomically.
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), std::io::Error> {
+    let temporary = path.with_extension("tmp");
+    {
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&temporary)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+    }
+    fs::rename(&temporary, path)
+}
+
+impl PrincipalsFile {
+    /// The file at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> PrincipalsFile {
+        PrincipalsFile { path: path.into() }
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn io(&self, source: std::io::Error) -> AuthError {
+        AuthError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn invalid(&self, message: impl Into<String>) -> AuthError {
+        AuthError::Invalid {
+            path: self.path.clone(),
+            message: message.into(),
+        }
+    }
+
+    fn read_document(&self) -> Result<Document, AuthError> {
+        let text = fs::read_to_string(&self.path).map_err(|e| self.io(e))?;
+        serde_json::from_str(&text).map_err(|e| self.invalid(e.to_string()))
+    }
+
+    fn write_document(&self, document: &Document) -> Result<(), AuthError> {
+        let mut text = serde_json::to_vec_pretty(document).map_err(|e| self.invalid(e.to_string()))?;
+        text.push(b'\n');
+        write_private(&self.path, &text).map_err(|e| self.io(e))
+    }
+
+    /// Reads and checks every principal.
+    pub fn load(&self) -> Result<Principals, AuthError> {
+        let document = self.read_document()?;
+        let mut seen_names = std::collections::HashSet::new();
+        let mut entries = Vec::new();
+        for (i, stored) in document.principals.into_iter().enumerate() {
+            let at = |what: String| self.invalid(format!("principals[{i}] ({}): {what}", stored.name));
+            if stored.name.is_empty() || !seen_names.insert(stored.name.clone()) {
+                return Err(at("names must be present and unique".into()));
+            }
+            let party: PartyId = stored.party.parse().map_err(|e| at(format!("party: {e}")))?;
+            let hash = stored.token_sha256.to_ascii_lowercase();
+            if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(at("token_sha256 must be 64 hex digits".into()));
+            }
+            if stored.roles.is_empty() {
+                return Err(at("needs at least one role".into()));
+            }
+            let principal = Principal {
+                name: stored.name,
+                party,
+                roles: stored.roles,
+            };
+            entries.push((hash, principal));
+        }
+        Ok(Principals::new(entries))
+    }
+
+    /// Creates the file with one admin principal if it does not exist,
+    /// writing the admin's token beside it, readable only by its owner.
+    /// Returns where the token is, when it was created.
+    pub fn create_if_missing(&self) -> Result<Option<PathBuf>, AuthError> {
+        if self.path.exists() {
+            return Ok(None);
+        }
+        if let Some(dir) = self.path.parent() {
+            fs::create_dir_all(dir).map_err(|e| self.io(e))?;
+        }
+        let token = generate_token().map_err(|e| self.io(e))?;
+        let document = Document {
+            principals: vec![StoredPrincipal {
+                name: "admin".into(),
+                party: "operator".into(),
+                roles: vec![Role::Admin],
+                token_sha256: token_hash(&token),
+            }],
+        };
+        let token_path = self.path.with_file_name("admin.token");
+        write_private(&token_path, format!("{token}\n").as_bytes()).map_err(|e| self.io(e))?;
+        self.write_document(&document)?;
+        Ok(Some(token_path))
+    }
+
+    /// Adds a principal with a new token and returns the token.
+    pub fn add(&self, name: &str, party: &PartyId, roles: &[Role]) -> Result<AddedPrincipal, AuthError> {
+        let mut document = if self.path.exists() {
+            self.read_document()?
+        } else {
+            Document::default()
+        };
+        if document.principals.iter().any(|p| p.name == name) {
+            return Err(self.invalid(format!("a principal named {name:?} exists already")));
+        }
+        if roles.is_empty() {
+            return Err(self.invalid("a principal needs at least one role"));
+        }
+        let token = generate_token().map_err(|e| self.io(e))?;
+        document.principals.push(StoredPrincipal {
+            name: name.to_owned(),
+            party: party.to_string(),
+            roles: roles.to_vec(),
+            token_sha256: token_hash(&token),
+        });
+        self.write_document(&document)?;
+        Ok(AddedPrincipal {
+            name: name.to_owned(),
+            token,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_start_creates_an_admin_whose_token_authenticates() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = PrincipalsFile::new(dir.path().join("principals.json"));
+        let token_path = file.create_if_missing().unwrap().unwrap();
+        assert!(file.create_if_missing().unwrap().is_none(), "created once");
+        let token = fs::read_to_string(&token_path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(fs::metadata(&token_path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        let principals = file.load().unwrap();
+        let admin = principals.authenticate(token.trim()).unwrap();
+        assert!(admin.has(Role::Admin));
+        assert!(principals.authenticate("truce_wrong").is_none());
+        assert!(
+            !fs::read_to_string(file.path()).unwrap().contains(token.trim()),
+            "only the hash is stored"
+        );
+    }
+
+    #[test]
+    fn added_principals_authenticate_and_names_stay_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = PrincipalsFile::new(dir.path().join("principals.json"));
+        let party: PartyId = "idf".parse().unwrap();
+        let added = file.add("idf-desk", &party, &[Role::Reporter]).unwrap();
+        assert!(file.add("idf-desk", &party, &[Role::Reporter]).is_err());
+        let principal = file.load().unwrap().authenticate(&added.token).unwrap();
+        assert_eq!((principal.name.as_str(), principal.party.as_str()), ("idf-desk", "idf"));
+        assert!(principal.may_report() && !principal.has(Role::Monitor));
+    }
+
+    #[test]
+    fn invalid_files_are_refused_with_the_entry_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("principals.json");
+        fs::write(
+            &path,
+            r#"{"principals":[{"name":"x","party":"IDF","roles":["reporter"],"token_sha256":"00"}]}"#,
+        )
+        .unwrap();
+        let err = PrincipalsFile::new(&path).load().unwrap_err().to_string();
+        assert!(err.contains("principals[0] (x): party"), "{err}");
+    }
+}
