@@ -8,6 +8,7 @@ use tonic::transport::Channel;
 use truce_ingest::IngestConfig;
 use truce_proto::v1::{self, ingest_service_client::IngestServiceClient, query_service_client::QueryServiceClient};
 use truce_query::QuerySettings;
+use truce_serve::auth::AuthMode;
 
 /// Every wait in a test is bounded by this.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -74,14 +75,21 @@ impl Pair {
         Self::start_custom(config, QuerySettings::default()).await
     }
 
-    /// Starts the pair with `config` and query `settings`.
+    /// Starts the pair with `config` and query `settings`, letting
+    /// anonymous loopback callers in (the auth tests use tokens).
     pub async fn start_custom(config: IngestConfig, settings: QuerySettings) -> Pair {
+        Self::start_full(config, settings, AuthMode::InsecureLoopback).await
+    }
+
+    /// Starts the pair with everything chosen.
+    pub async fn start_full(config: IngestConfig, settings: QuerySettings, auth: AuthMode) -> Pair {
         let (ingest_listener, ingest) = listener().await;
         let (query_listener, query) = listener().await;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(truce::up::run(
             config,
             settings,
+            auth,
             ingest_listener,
             query_listener,
             async move {
@@ -123,9 +131,14 @@ pub async fn start_ingest(dir: &Path) -> Running {
         data_dir: dir.to_owned(),
         ..IngestConfig::default()
     };
-    let task = tokio::spawn(truce_ingest::run(config, listener, async move {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(truce_ingest::run(
+        config,
+        AuthMode::InsecureLoopback,
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     Running {
         addr,
         stop: Some(stop),
@@ -146,10 +159,17 @@ pub async fn start_query_with(upstream: SocketAddr, dir: &Path, settings: QueryS
     let upstream = truce_query::Upstream {
         endpoint: format!("http://{upstream}"),
         replica_dir: dir.to_owned(),
+        token: None,
     };
-    let task = tokio::spawn(truce_query::run(upstream, settings, listener, async move {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(truce_query::run(
+        upstream,
+        settings,
+        AuthMode::InsecureLoopback,
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     Running {
         addr,
         stop: Some(stop),

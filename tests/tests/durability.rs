@@ -87,6 +87,7 @@ struct UpProcess {
 async fn spawn_up(dir: &Path) -> UpProcess {
     let args = [
         "up",
+        "--insecure-loopback",
         "--ingest-listen",
         "127.0.0.1:0",
         "--query-listen",

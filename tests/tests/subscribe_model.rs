@@ -111,6 +111,7 @@ type Addresses = Arc<Mutex<Vec<SocketAddr>>>;
 async fn spawn_query(upstream: SocketAddr, dir: &std::path::Path) -> Process {
     let args: Vec<OsString> = vec![
         "query".into(),
+        "--insecure-loopback".into(),
         "--listen".into(),
         "127.0.0.1:0".into(),
         "--upstream".into(),

@@ -48,12 +48,16 @@ pub struct StandaloneArgs {
     #[command(flatten)]
     /// The ingest settings.
     pub ingest: IngestArgs,
+    /// Who may call.
+    #[command(flatten)]
+    pub auth: truce_serve::auth::AuthArgs,
 }
 
 impl StandaloneArgs {
     /// Serves until SIGTERM or Ctrl-C.
     pub async fn run(self) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(self.listen).await?;
-        crate::run(self.ingest.config(), listener, truce_serve::termination()).await
+        let auth = self.auth.mode(&self.ingest.data_dir);
+        crate::run(self.ingest.config(), auth, listener, truce_serve::termination()).await
     }
 }

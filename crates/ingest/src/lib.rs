@@ -24,7 +24,10 @@ use tonic::service::RoutesBuilder;
 use truce_domain::{geo::Demarcation, grouping::GroupingPolicy};
 use truce_log::{LogReader, LogStore};
 use truce_proto::v1::{ingest_service_server::IngestServiceServer, log_service_server::LogServiceServer};
-use truce_serve::{MAX_MESSAGE_BYTES, Stopping};
+use truce_serve::{
+    MAX_MESSAGE_BYTES, Stopping,
+    auth::{AuthMode, Authenticator},
+};
 
 pub use sequencer::Submitter;
 
@@ -112,20 +115,31 @@ impl IngestNode {
         &self,
         routes: &mut RoutesBuilder,
         health: &tonic_health::server::HealthReporter,
+        auth: &Authenticator,
         stopping: Stopping,
     ) -> impl Future<Output = ()> + use<> {
-        routes.add_service(
-            IngestServiceServer::new(service::Ingest::new(self.submitter.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        );
-        routes.add_service(LogServiceServer::new(log_service::LogFeed::new(
-            self.reader.clone(),
-            stopping,
-        )));
+        let ingest = IngestServiceServer::new(service::Ingest::new(self.submitter.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        routes.add_service(tonic::service::interceptor::InterceptedService::new(
+            ingest,
+            auth.interceptor(),
+        ));
+        let log = LogServiceServer::new(log_service::LogFeed::new(self.reader.clone(), stopping));
+        routes.add_service(tonic::service::interceptor::InterceptedService::new(
+            log,
+            auth.interceptor(),
+        ));
         let health = health.clone();
         async move {
-            health.set_serving::<IngestServiceServer<service::Ingest>>().await;
-            health.set_serving::<LogServiceServer<log_service::LogFeed>>().await;
+            use tonic::server::NamedService;
+            for name in [
+                <IngestServiceServer<service::Ingest> as NamedService>::NAME,
+                <LogServiceServer<log_service::LogFeed> as NamedService>::NAME,
+            ] {
+                health
+                    .set_service_status(name, tonic_health::ServingStatus::Serving)
+                    .await;
+            }
         }
     }
 
@@ -153,13 +167,16 @@ impl IngestNode {
 /// Serves the ingest service on `listener` until `shutdown`.
 pub async fn run(
     config: IngestConfig,
+    auth: AuthMode,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let node = IngestNode::open(&config)?;
+    let auth = Authenticator::start(auth)?;
+    auth.watch(truce_serve::auth::RELOAD_POLL);
     let (stopping_tx, stopping) = Stopping::new();
     let (health, mut routes) = truce_serve::base_routes()?;
-    node.add_services(&mut routes, &health, stopping).await;
+    node.add_services(&mut routes, &health, &auth, stopping).await;
     truce_serve::serve("ingest", routes, listener, shutdown, stopping_tx).await?;
     node.close().await;
     Ok(())

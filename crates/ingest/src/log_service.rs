@@ -10,7 +10,7 @@ use truce_proto::{
     ServiceError,
     v1::{self, log_service_server::LogService, read_log_response::Kind},
 };
-use truce_serve::Stopping;
+use truce_serve::{Stopping, auth::Caller};
 
 /// How often an idle follower hears the head, so it can tell a quiet log
 /// from a dead connection.
@@ -44,6 +44,7 @@ impl LogService for LogFeed {
     type ReadLogStream = EntryStream;
 
     async fn read_log(&self, request: Request<v1::ReadLogRequest>) -> Result<Response<EntryStream>, Status> {
+        Caller::of(&request)?.require_reader()?;
         let request = request.into_inner();
         if !request.incarnation.is_empty() && request.incarnation != self.reader.incarnation().as_str() {
             return Err(ServiceError::FailedPrecondition(format!(

@@ -12,6 +12,9 @@ use truce_proto::{
     v1::{self, ingest_service_server::IngestService},
 };
 
+use truce_auth::Principal;
+use truce_serve::auth::Caller;
+
 use crate::sequencer::{Accepted, Submission, Submitter};
 
 /// How many bulk results may be outstanding on one stream: enough to
@@ -29,6 +32,24 @@ impl Ingest {
     pub fn new(submitter: Submitter) -> Ingest {
         Ingest { submitter }
     }
+}
+
+/// Speaks for the caller's own party: fills in an empty reporting party,
+/// refuses another one. An anonymous caller (insecure mode) keeps the party
+/// it names.
+fn as_caller(caller: &Caller, mut request: v1::SubmitReportRequest) -> Result<v1::SubmitReportRequest, ServiceError> {
+    if let (Caller::Principal(principal), Some(report)) = (caller, request.report.as_mut()) {
+        let own = principal.party.as_str();
+        if report.reporting_party.is_empty() {
+            report.reporting_party = own.to_owned();
+        } else if report.reporting_party != own {
+            return Err(ServiceError::PermissionDenied(format!(
+                "principal {:?} reports for party {own:?} only, not {:?}",
+                principal.name, report.reporting_party
+            )));
+        }
+    }
+    Ok(request)
 }
 
 /// Validates a request into a submission, naming every invalid field.
@@ -87,7 +108,9 @@ impl IngestService for Ingest {
         &self,
         request: Request<v1::SubmitReportRequest>,
     ) -> Result<Response<v1::SubmitReportResponse>, Status> {
-        let submission = validate(request.into_inner(), now())?;
+        let caller = Caller::of(&request)?;
+        caller.require("submit reports", Principal::may_report)?;
+        let submission = validate(as_caller(&caller, request.into_inner())?, now())?;
         let accepted = self.submitter.submit(submission).await?;
         Ok(Response::new(to_response(accepted)))
     }
@@ -98,6 +121,8 @@ impl IngestService for Ingest {
         &self,
         request: Request<Streaming<v1::SubmitReportsRequest>>,
     ) -> Result<Response<Self::SubmitReportsStream>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require("submit reports", Principal::may_report)?;
         let mut inbound = request.into_inner();
         // Results are awaited in the order requests arrived, while later
         // requests are already with the sequencer: pipelining without
@@ -123,7 +148,7 @@ impl IngestService for Ingest {
                 }
                 let outcome = match request.request {
                     None => Err(ServiceError::invalid("request", "is required")),
-                    Some(request) => validate(request, now()),
+                    Some(request) => as_caller(&caller, request).and_then(|r| validate(r, now())),
                 };
                 match outcome {
                     Err(error) => {

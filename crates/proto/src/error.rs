@@ -19,6 +19,13 @@ pub enum ServiceError {
     /// Fields break rules: fix the request.
     #[error("invalid request: {}", summarize(.0))]
     InvalidArgument(Vec<FieldViolation>),
+    /// No credentials, or credentials nobody issued.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// The caller may not do this (checked before existence, so it tells
+    /// nothing about what exists).
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     /// The thing named does not exist.
     #[error("{kind} {id} not found")]
     NotFound {
@@ -82,6 +89,8 @@ impl ServiceError {
     pub fn code(&self) -> Code {
         match self {
             ServiceError::InvalidArgument(_) => Code::InvalidArgument,
+            ServiceError::Unauthenticated(_) => Code::Unauthenticated,
+            ServiceError::PermissionDenied(_) => Code::PermissionDenied,
             ServiceError::NotFound { .. } => Code::NotFound,
             ServiceError::AlreadyExists(_) => Code::AlreadyExists,
             ServiceError::FailedPrecondition(_) => Code::FailedPrecondition,
@@ -148,6 +157,8 @@ impl From<ServiceError> for Status {
                 }
                 Status::with_error_details(Code::InvalidArgument, message, details)
             }
+            ServiceError::Unauthenticated(_) => Status::unauthenticated(message),
+            ServiceError::PermissionDenied(_) => Status::permission_denied(message),
             ServiceError::NotFound { .. } => Status::not_found(message),
             ServiceError::AlreadyExists(_) => Status::already_exists(message),
             ServiceError::FailedPrecondition(_) => Status::failed_precondition(message),
@@ -180,6 +191,11 @@ mod tests {
                     id: "inc-9".into(),
                 },
                 Code::NotFound,
+            ),
+            (ServiceError::Unauthenticated("no token".into()), Code::Unauthenticated),
+            (
+                ServiceError::PermissionDenied("observer".into()),
+                Code::PermissionDenied,
             ),
             (ServiceError::AlreadyExists("key reused".into()), Code::AlreadyExists),
             (

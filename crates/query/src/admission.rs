@@ -3,15 +3,14 @@
 
 use std::{
     collections::HashMap,
-    net::IpAddr,
     sync::{Arc, Mutex},
 };
 
 use truce_proto::ServiceError;
 
-/// Who a subscription counts against. Until callers authenticate, a
-/// caller is its address.
-pub type Caller = Option<IpAddr>;
+/// Who a subscription counts against: a principal's name, or an anonymous
+/// caller's address.
+pub type Caller = String;
 
 /// The caps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +80,7 @@ impl Admission {
             });
         }
         *total += 1;
-        *by_caller.entry(caller).or_insert(0) += 1;
+        *by_caller.entry(caller.clone()).or_insert(0) += 1;
         Ok(Permit {
             admission: Arc::clone(self),
             caller,
@@ -118,12 +117,11 @@ mod tests {
             total: 3,
             per_caller: 2,
         });
-        let a: Caller = Some("127.0.0.1".parse().unwrap());
-        let b: Caller = Some("127.0.0.2".parse().unwrap());
-        let first = admission.admit(a).unwrap();
-        let _second = admission.admit(a).unwrap();
-        assert!(admission.admit(a).is_err(), "per caller");
-        let _third = admission.admit(b).unwrap();
+        let (a, b) = (Caller::from("principal a"), Caller::from("principal b"));
+        let first = admission.admit(a.clone()).unwrap();
+        let _second = admission.admit(a.clone()).unwrap();
+        assert!(admission.admit(a.clone()).is_err(), "per caller");
+        let _third = admission.admit(b.clone()).unwrap();
         assert!(admission.admit(b).is_err(), "in all");
         drop(first);
         assert_eq!(admission.open(), 2);

@@ -52,16 +52,41 @@ pub struct StandaloneArgs {
     #[command(flatten)]
     /// The query settings.
     pub query: QueryArgs,
+    /// A file holding the bearer token to follow the ingest service's log
+    /// with (any principal may read it).
+    #[arg(long, env = "TRUCE_UPSTREAM_TOKEN_FILE")]
+    pub upstream_token_file: Option<std::path::PathBuf>,
+    /// Who may call.
+    #[command(flatten)]
+    pub auth: truce_serve::auth::AuthArgs,
 }
 
 impl StandaloneArgs {
     /// Serves until SIGTERM or Ctrl-C.
     pub async fn run(self) -> anyhow::Result<()> {
+        let token = match &self.upstream_token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        let auth = self.auth.mode(&self.data_dir);
         let upstream = crate::Upstream {
             endpoint: self.upstream,
             replica_dir: self.data_dir,
+            token,
         };
         let listener = tokio::net::TcpListener::bind(self.listen).await?;
-        crate::run(upstream, self.query.settings(), listener, truce_serve::termination()).await
+        crate::run(
+            upstream,
+            self.query.settings(),
+            auth,
+            listener,
+            truce_serve::termination(),
+        )
+        .await
     }
 }

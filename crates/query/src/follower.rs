@@ -254,6 +254,17 @@ pub struct Upstream {
     pub endpoint: String,
     /// Where the replica lives.
     pub replica_dir: PathBuf,
+    /// The bearer token to read the log with, if the upstream wants one.
+    pub token: Option<String>,
+}
+
+/// A ReadLog request carrying `token`.
+fn read_log_request(message: v1::ReadLogRequest, token: Option<&str>) -> tonic::Request<v1::ReadLogRequest> {
+    let mut request = tonic::Request::new(message);
+    if let Some(value) = token.and_then(|t| format!("Bearer {t}").parse().ok()) {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
 }
 
 /// Opens the replica (waiting for the upstream to learn the log's identity
@@ -265,7 +276,7 @@ pub async fn follow_remote(upstream: Upstream, stopping: Stopping) -> anyhow::Re
         LogStore::open(&upstream.replica_dir)?
     } else {
         let incarnation = loop {
-            match upstream_incarnation(&upstream.endpoint).await {
+            match upstream_incarnation(&upstream.endpoint, upstream.token.as_deref()).await {
                 Ok(incarnation) => break incarnation,
                 Err(error) => {
                     tracing::warn!(endpoint = %upstream.endpoint, %error, "waiting for the ingest service to create the replica");
@@ -283,13 +294,7 @@ pub async fn follow_remote(upstream: Upstream, stopping: Stopping) -> anyhow::Re
     let state = QueryState::new(history, true);
     state.catch_up().await?;
     tracing::info!(position = %state.read_view().position(), "view built from the replica");
-    tokio::spawn(replicate(
-        upstream.endpoint,
-        store,
-        head_tx,
-        Arc::clone(&state),
-        stopping,
-    ));
+    tokio::spawn(replicate(upstream, store, head_tx, Arc::clone(&state), stopping));
     Ok(state)
 }
 
@@ -303,15 +308,13 @@ async fn connect(endpoint: &str) -> Result<LogServiceClient<tonic::transport::Ch
     Ok(LogServiceClient::new(channel).max_decoding_message_size(truce_serve::MAX_MESSAGE_BYTES * 4))
 }
 
-async fn upstream_incarnation(endpoint: &str) -> anyhow::Result<Incarnation> {
+async fn upstream_incarnation(endpoint: &str, token: Option<&str>) -> anyhow::Result<Incarnation> {
     let mut client = connect(endpoint).await?;
-    let mut stream = client
-        .read_log(v1::ReadLogRequest {
-            from_position: u64::MAX,
-            incarnation: String::new(),
-        })
-        .await?
-        .into_inner();
+    let request = v1::ReadLogRequest {
+        from_position: u64::MAX,
+        incarnation: String::new(),
+    };
+    let mut stream = client.read_log(read_log_request(request, token)).await?.into_inner();
     match stream.message().await? {
         Some(v1::ReadLogResponse {
             kind: Some(Kind::Info(info)),
@@ -322,7 +325,7 @@ async fn upstream_incarnation(endpoint: &str) -> anyhow::Result<Incarnation> {
 
 /// Copies the upstream log into the replica and the view, forever.
 async fn replicate(
-    endpoint: String,
+    upstream: Upstream,
     mut store: LogStore,
     head: watch::Sender<Head>,
     state: Arc<QueryState>,
@@ -334,7 +337,7 @@ async fn replicate(
         let from = store.head().position + 1;
         let incarnation = store.incarnation().to_string();
         let pump = tokio::spawn(pump_upstream(
-            endpoint.clone(),
+            upstream.clone(),
             from,
             incarnation,
             tx,
@@ -381,7 +384,7 @@ async fn replicate(
                 return;
             }
             _ => {
-                tracing::warn!(%endpoint, retry_in = ?backoff, "lost the upstream log; reconnecting");
+                tracing::warn!(endpoint = %upstream.endpoint, retry_in = ?backoff, "lost the upstream log; reconnecting");
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
                     () = stopping.wait() => return,
@@ -399,13 +402,14 @@ struct Fatal(String);
 /// Reads the upstream log from `from` into `tx` until the stream breaks.
 /// `Ok` means "reconnect"; `Err` means the upstream is another log.
 async fn pump_upstream(
-    endpoint: String,
+    upstream: Upstream,
     from: u64,
     incarnation: String,
     tx: mpsc::Sender<LogEntry>,
     state: Arc<QueryState>,
 ) -> Result<(), Fatal> {
-    let mut client = match connect(&endpoint).await {
+    let endpoint = &upstream.endpoint;
+    let mut client = match connect(endpoint).await {
         Ok(client) => client,
         Err(error) => {
             tracing::debug!(%error, "cannot reach the ingest service");
@@ -416,7 +420,10 @@ async fn pump_upstream(
         from_position: from,
         incarnation,
     };
-    let mut stream = match client.read_log(request).await {
+    let mut stream = match client
+        .read_log(read_log_request(request, upstream.token.as_deref()))
+        .await
+    {
         Ok(response) => response.into_inner(),
         Err(status) if status.code() == tonic::Code::FailedPrecondition => {
             return Err(Fatal(format!(

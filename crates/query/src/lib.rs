@@ -22,7 +22,10 @@ use std::{future::Future, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tonic::service::RoutesBuilder;
 use truce_proto::v1::query_service_server::QueryServiceServer;
-use truce_serve::{MAX_MESSAGE_BYTES, Stopping};
+use truce_serve::{
+    MAX_MESSAGE_BYTES, Stopping,
+    auth::{AuthMode, Authenticator},
+};
 
 pub use follower::{QueryState, Upstream};
 
@@ -70,12 +73,15 @@ pub fn add_services(
     state: Arc<QueryState>,
     settings: &QuerySettings,
     health: &tonic_health::server::HealthReporter,
+    auth: &Authenticator,
     stopping: Stopping,
 ) -> impl Future<Output = ()> + use<> {
-    routes.add_service(
-        QueryServiceServer::new(service::Queries::new(state, settings, stopping))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES),
-    );
+    let queries = QueryServiceServer::new(service::Queries::new(state, settings, auth.clone(), stopping))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    routes.add_service(tonic::service::interceptor::InterceptedService::new(
+        queries,
+        auth.interceptor(),
+    ));
     let health = health.clone();
     async move {
         health.set_serving::<QueryServiceServer<service::Queries>>().await;
@@ -87,13 +93,16 @@ pub fn add_services(
 pub async fn run(
     upstream: Upstream,
     settings: QuerySettings,
+    auth: AuthMode,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let auth = Authenticator::start(auth)?;
+    auth.watch(truce_serve::auth::RELOAD_POLL);
     let (stopping_tx, stopping) = Stopping::new();
     let state = follower::follow_remote(upstream, stopping.clone()).await?;
     let (health, mut routes) = truce_serve::base_routes()?;
-    add_services(&mut routes, state, &settings, &health, stopping).await;
+    add_services(&mut routes, state, &settings, &health, &auth, stopping).await;
     truce_serve::serve("query", routes, listener, shutdown, stopping_tx).await?;
     Ok(())
 }

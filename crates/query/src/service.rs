@@ -15,14 +15,17 @@ use truce_proto::{
     convert::timestamp_from_wire,
     v1::{self, query_service_server::QueryService},
 };
-use truce_serve::Stopping;
+use truce_serve::{
+    Stopping,
+    auth::{Authenticator, Caller},
+};
 
 use crate::{
     QuerySettings,
     admission::Admission,
     follower::QueryState,
     outbox::outbox,
-    subscribe::{self, Subscription, Timeouts},
+    subscribe::{self, Revocation, Subscription, Timeouts},
     token::{PageToken, query_digest},
 };
 
@@ -35,6 +38,7 @@ pub const MAX_PAGE_SIZE: usize = 1000;
 #[derive(Debug, Clone)]
 pub struct Queries {
     state: Arc<QueryState>,
+    auth: Authenticator,
     stopping: Stopping,
     admission: Arc<Admission>,
     timeouts: Timeouts,
@@ -42,9 +46,10 @@ pub struct Queries {
 
 impl Queries {
     /// Serves `state` with `settings` until `stopping`.
-    pub fn new(state: Arc<QueryState>, settings: &QuerySettings, stopping: Stopping) -> Queries {
+    pub fn new(state: Arc<QueryState>, settings: &QuerySettings, auth: Authenticator, stopping: Stopping) -> Queries {
         Queries {
             state,
+            auth,
             stopping,
             admission: Admission::new(settings.caps),
             timeouts: Timeouts {
@@ -152,6 +157,7 @@ impl QueryService for Queries {
         &self,
         request: Request<v1::GetIncidentRequest>,
     ) -> Result<Response<v1::GetIncidentResponse>, Status> {
+        Caller::of(&request)?.require_reader()?;
         let request = request.into_inner();
         self.reach(request.min_position).await?;
         let text = request.incident_id;
@@ -173,6 +179,7 @@ impl QueryService for Queries {
         &self,
         request: Request<v1::GetReportRequest>,
     ) -> Result<Response<v1::GetReportResponse>, Status> {
+        Caller::of(&request)?.require_reader()?;
         let request = request.into_inner();
         self.reach(request.min_position).await?;
         let text = request.report_id;
@@ -192,6 +199,7 @@ impl QueryService for Queries {
         &self,
         request: Request<v1::ListIncidentsRequest>,
     ) -> Result<Response<v1::ListIncidentsResponse>, Status> {
+        Caller::of(&request)?.require_reader()?;
         let request = request.into_inner();
         let filter = parse_filter(&request.filter)?;
         let order = Order::parse(&request.order_by)?;
@@ -259,8 +267,14 @@ impl QueryService for Queries {
     type SubscribeStream = ChangeStream;
 
     async fn subscribe(&self, request: Request<v1::SubscribeRequest>) -> Result<Response<ChangeStream>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require_reader()?;
         let subscription = Subscription::from_request(request.get_ref(), &self.state)?;
-        let permit = self.admission.admit(request.remote_addr().map(|a| a.ip()))?;
+        let key = match caller.principal() {
+            Some(principal) => format!("principal {}", principal.name),
+            None => format!("address {:?}", request.remote_addr().map(|a| a.ip())),
+        };
+        let permit = self.admission.admit(key)?;
         let (out, outgoing) = outbox();
         tokio::spawn(subscribe::run(
             Arc::clone(&self.state),
@@ -269,6 +283,10 @@ impl QueryService for Queries {
             self.timeouts,
             self.stopping.clone(),
             permit,
+            Revocation {
+                auth: self.auth.clone(),
+                caller,
+            },
         ));
         Ok(Response::new(Box::pin(outgoing)))
     }
@@ -277,6 +295,7 @@ impl QueryService for Queries {
         &self,
         request: Request<v1::SummarizeRequest>,
     ) -> Result<Response<v1::SummarizeResponse>, Status> {
+        Caller::of(&request)?.require_reader()?;
         let request = request.into_inner();
         let filter = parse_filter(&request.filter)?;
         let bound = |field: &str, t: &Option<prost_types::Timestamp>| {

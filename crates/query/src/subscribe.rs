@@ -26,7 +26,10 @@ use truce_proto::{
     convert::{event_from_wire, timestamp_from_wire, timestamp_to_wire},
     v1::{self, subscribe_response::Kind},
 };
-use truce_serve::Stopping;
+use truce_serve::{
+    Stopping,
+    auth::{Authenticator, Caller},
+};
 
 use crate::{
     admission::Permit,
@@ -130,8 +133,31 @@ pub struct Timeouts {
     pub stale: Duration,
 }
 
+/// Ends a subscription whose caller is revoked by a reload of the
+/// principals.
+#[derive(Debug)]
+pub struct Revocation {
+    /// Where principals are reloaded.
+    pub auth: Authenticator,
+    /// Who subscribed.
+    pub caller: Caller,
+}
+
+impl Revocation {
+    async fn revoked(&self) {
+        let mut reloads = self.auth.reloads();
+        while reloads.changed().await.is_ok() {
+            if !self.auth.still_valid(&self.caller) {
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
+    }
+}
+
 /// Runs one subscription until the client goes away, the service stops,
-/// the reader stalls or the log fails. `permit` is held for its lifetime.
+/// the reader stalls, its caller is revoked or the log fails. `permit` is
+/// held for its lifetime.
 pub async fn run(
     state: Arc<QueryState>,
     subscription: Subscription,
@@ -139,6 +165,7 @@ pub async fn run(
     timeouts: Timeouts,
     stopping: Stopping,
     permit: Permit,
+    revocation: Revocation,
 ) {
     let mut delivery = Delivery {
         state: &state,
@@ -154,6 +181,9 @@ pub async fn run(
             "the query service is shutting down; resume from your last token elsewhere",
         ))),
         () = out.closed() => Err(Stop::Gone),
+        () = revocation.revoked() => Err(Stop::End(Status::unauthenticated(
+            "the subscriber's credentials were revoked",
+        ))),
     };
     drop(permit);
     if let Err(Stop::End(status)) = outcome {

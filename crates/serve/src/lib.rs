@@ -2,6 +2,8 @@
 //! `RUST_LOG`, the shutdown signal, server reflection, and serving a router
 //! until shutdown with a bounded drain.
 
+pub mod auth;
+
 use std::{future::Future, time::Duration};
 
 use tokio::{net::TcpListener, sync::watch};

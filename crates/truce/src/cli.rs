@@ -40,6 +40,8 @@ struct UpArgs {
     ingest: IngestArgs,
     #[command(flatten)]
     query: QueryArgs,
+    #[command(flatten)]
+    auth: truce_serve::auth::AuthArgs,
 }
 
 /// Settings of `truce demo`.
@@ -60,9 +62,11 @@ pub fn main() -> anyhow::Result<()> {
             Command::Up(args) => {
                 let ingest = tokio::net::TcpListener::bind(args.ingest_listen).await?;
                 let query = tokio::net::TcpListener::bind(args.query_listen).await?;
+                let auth = args.auth.mode(&args.ingest.data_dir);
                 crate::up::run(
                     args.ingest.config(),
                     args.query.settings(),
+                    auth,
                     ingest,
                     query,
                     truce_serve::termination(),

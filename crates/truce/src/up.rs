@@ -5,27 +5,33 @@ use std::future::Future;
 use tokio::net::TcpListener;
 use truce_ingest::{IngestConfig, IngestNode};
 use truce_query::QuerySettings;
-use truce_serve::Stopping;
+use truce_serve::{
+    Stopping,
+    auth::{AuthMode, Authenticator},
+};
 
 /// Serves ingest on `ingest` and query on `query` over one embedded log
 /// until `shutdown`.
 pub async fn run(
     config: IngestConfig,
     settings: QuerySettings,
+    auth: AuthMode,
     ingest: TcpListener,
     query: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let node = IngestNode::open(&config)?;
+    let auth = Authenticator::start(auth)?;
+    auth.watch(truce_serve::auth::RELOAD_POLL);
     let (stopping_tx, stopping) = Stopping::new();
     let state = truce_query::follower::follow_local(node.reader(), stopping.clone()).await?;
 
     // Each port reports the health of the services it serves.
     let (ingest_health, mut ingest_routes) = truce_serve::base_routes()?;
-    node.add_services(&mut ingest_routes, &ingest_health, stopping.clone())
+    node.add_services(&mut ingest_routes, &ingest_health, &auth, stopping.clone())
         .await;
     let (query_health, mut query_routes) = truce_serve::base_routes()?;
-    truce_query::add_services(&mut query_routes, state, &settings, &query_health, stopping).await;
+    truce_query::add_services(&mut query_routes, state, &settings, &query_health, &auth, stopping).await;
 
     // One signal stops both servers.
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);

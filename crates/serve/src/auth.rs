@@ -1,0 +1,261 @@
+//! Authentication at the door of every truce service.
+//!
+//! An interceptor resolves the caller from `authorization: Bearer …` before
+//! any handler runs and puts a [`Caller`] in the request's extensions;
+//! handlers then check roles and parties. Without a valid token a call is
+//! UNAUTHENTICATED, and the check comes before any lookup, so a refusal
+//! never tells whether a resource exists. With `--insecure-loopback`,
+//! anonymous calls from loopback addresses are let in, for experiments.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use tokio::sync::watch;
+use tonic::{Request, Status};
+use truce_auth::{Principal, Principals, PrincipalsFile};
+use truce_proto::ServiceError;
+
+/// How often the principals file is checked for changes.
+pub const RELOAD_POLL: Duration = Duration::from_secs(2);
+
+/// How callers are let in.
+#[derive(Debug, Clone)]
+pub enum AuthMode {
+    /// Bearer tokens checked against the principals file.
+    Tokens(PrincipalsFile),
+    /// Anyone on a loopback address, no token needed. Local experiments only.
+    InsecureLoopback,
+}
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// An authenticated principal.
+    Principal(Arc<Principal>),
+    /// An anonymous caller on loopback, in insecure mode: may do anything,
+    /// and reports carry the party they name.
+    Anonymous,
+}
+
+impl Caller {
+    /// The caller of `request`, as the interceptor recorded it.
+    pub fn of<T>(request: &Request<T>) -> Result<Caller, ServiceError> {
+        request
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ServiceError::Unauthenticated("no credentials".into()))
+    }
+
+    /// The principal, if authenticated.
+    pub fn principal(&self) -> Option<&Arc<Principal>> {
+        match self {
+            Caller::Principal(p) => Some(p),
+            Caller::Anonymous => None,
+        }
+    }
+
+    /// Fails with PERMISSION_DENIED unless `allowed` holds for the principal.
+    pub fn require(&self, what: &str, allowed: impl FnOnce(&Principal) -> bool) -> Result<(), ServiceError> {
+        match self {
+            Caller::Anonymous => Ok(()),
+            Caller::Principal(p) if allowed(p) => Ok(()),
+            Caller::Principal(p) => Err(ServiceError::PermissionDenied(format!(
+                "principal {:?} may not {what}",
+                p.name
+            ))),
+        }
+    }
+
+    /// May read and subscribe: any principal.
+    pub fn require_reader(&self) -> Result<(), ServiceError> {
+        self.require("read", Principal::may_read)
+    }
+}
+
+/// Resolves callers, and reloads the principals on request.
+#[derive(Debug, Clone)]
+pub struct Authenticator {
+    mode: AuthMode,
+    principals: Arc<RwLock<Arc<Principals>>>,
+    changed: watch::Sender<u64>,
+}
+
+impl Authenticator {
+    /// Checks the mode and loads the principals (creating the file with an
+    /// admin token on first start).
+    pub fn start(mode: AuthMode) -> Result<Authenticator, truce_auth::AuthError> {
+        let principals = match &mode {
+            AuthMode::Tokens(file) => {
+                if let Some(token_path) = file.create_if_missing()? {
+                    tracing::warn!(
+                        principals = %file.path().display(),
+                        admin_token = %token_path.display(),
+                        "created the principals file with an admin principal; its token is in the admin_token file, readable only by its owner"
+                    );
+                }
+                let principals = file.load()?;
+                tracing::info!(principals = principals.len(), file = %file.path().display(), "principals loaded");
+                principals
+            }
+            AuthMode::InsecureLoopback => {
+                tracing::warn!(
+                    "INSECURE: --insecure-loopback lets anonymous callers on loopback addresses do anything, \
+                     including reporting as any party; never use it beyond local experiments"
+                );
+                Principals::default()
+            }
+        };
+        Ok(Authenticator {
+            mode,
+            principals: Arc::new(RwLock::new(Arc::new(principals))),
+            changed: watch::channel(0).0,
+        })
+    }
+
+    fn current(&self) -> Arc<Principals> {
+        Arc::clone(&self.principals.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Re-reads the principals file. A file that fails to load leaves the
+    /// current principals in place.
+    pub fn reload(&self) {
+        let AuthMode::Tokens(file) = &self.mode else { return };
+        match file.load() {
+            Ok(principals) => {
+                tracing::info!(principals = principals.len(), "principals reloaded");
+                *self.principals.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(principals);
+                self.changed.send_modify(|generation| *generation += 1);
+            }
+            Err(error) => tracing::error!(%error, "principals not reloaded; keeping the previous ones"),
+        }
+    }
+
+    /// Reloads on SIGHUP and whenever the file's modification time changes
+    /// (checked every `poll`), until the process ends.
+    pub fn watch(&self, poll: Duration) {
+        let AuthMode::Tokens(file) = &self.mode else { return };
+        let path = file.path().to_owned();
+        let modified = move || std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let this = self.clone();
+        tokio::spawn(async move {
+            #[cfg(unix)]
+            let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            let mut last = modified();
+            loop {
+                #[cfg(unix)]
+                let signalled = async {
+                    match hangup.as_mut() {
+                        Some(signal) => {
+                            signal.recv().await;
+                        }
+                        None => std::future::pending().await,
+                    }
+                };
+                #[cfg(not(unix))]
+                let signalled = std::future::pending::<()>();
+                tokio::select! {
+                    () = signalled => this.reload(),
+                    () = tokio::time::sleep(poll) => {
+                        let now = modified();
+                        if now != last {
+                            last = now;
+                            this.reload();
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// A receiver told of every reload, for streams to re-check their
+    /// caller.
+    pub fn reloads(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// True when `caller` may go on (a stream's principal may have been
+    /// revoked by a reload).
+    pub fn still_valid(&self, caller: &Caller) -> bool {
+        match caller {
+            Caller::Anonymous => true,
+            Caller::Principal(p) => self.current().still_valid(p),
+        }
+    }
+
+    /// Resolves the caller of `request` and records it in its extensions.
+    pub fn authenticate<T>(&self, mut request: Request<T>) -> Result<Request<T>, Status> {
+        let caller = self.resolve(
+            request.metadata().get("authorization").and_then(|v| v.to_str().ok()),
+            request.remote_addr(),
+        )?;
+        request.extensions_mut().insert(caller);
+        Ok(request)
+    }
+
+    fn resolve(&self, authorization: Option<&str>, remote: Option<SocketAddr>) -> Result<Caller, ServiceError> {
+        match &self.mode {
+            AuthMode::InsecureLoopback => {
+                if remote.is_some_and(|a| a.ip().is_loopback()) {
+                    Ok(Caller::Anonymous)
+                } else {
+                    Err(ServiceError::Unauthenticated(
+                        "insecure mode accepts loopback callers only".into(),
+                    ))
+                }
+            }
+            AuthMode::Tokens(_) => {
+                let token = authorization
+                    .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+                    .map(str::trim)
+                    .ok_or_else(|| ServiceError::Unauthenticated("send authorization: Bearer <token>".into()))?;
+                self.current()
+                    .authenticate(token)
+                    .map(Caller::Principal)
+                    .ok_or_else(|| ServiceError::Unauthenticated("unknown or revoked token".into()))
+            }
+        }
+    }
+}
+
+impl Authenticator {
+    /// The interceptor to put in front of a service.
+    pub fn interceptor(
+        &self,
+    ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone + Send + Sync + 'static {
+        let auth = self.clone();
+        move |request| auth.authenticate(request)
+    }
+}
+
+/// The authentication flags every truce server takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuthArgs {
+    /// The principals file (JSON: name, party, roles, token_sha256). Created
+    /// on first start, with an admin token written beside it. Default:
+    /// principals.json in the data directory.
+    #[arg(long, env = "TRUCE_PRINCIPALS")]
+    pub principals: Option<std::path::PathBuf>,
+    /// Accept anonymous calls from loopback addresses, with no token. For
+    /// local experiments only.
+    #[arg(long, env = "TRUCE_INSECURE_LOOPBACK")]
+    pub insecure_loopback: bool,
+}
+
+impl AuthArgs {
+    /// The mode these flags ask for; `data_dir` holds the default file.
+    pub fn mode(&self, data_dir: &std::path::Path) -> AuthMode {
+        if self.insecure_loopback {
+            AuthMode::InsecureLoopback
+        } else {
+            let path = self
+                .principals
+                .clone()
+                .unwrap_or_else(|| data_dir.join("principals.json"));
+            AuthMode::Tokens(PrincipalsFile::new(path))
+        }
+    }
+}
