@@ -25,6 +25,57 @@ enum Command {
     Query(truce_query::args::StandaloneArgs),
     /// Loads the incidents of the source article into a running ingest service.
     Demo(DemoArgs),
+    /// Manages principals.
+    #[command(subcommand)]
+    Principal(PrincipalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PrincipalCommand {
+    /// Adds a principal and prints its new bearer token (only its hash is
+    /// stored). Running services pick it up within seconds.
+    Add(PrincipalAddArgs),
+}
+
+/// Settings of `truce principal add`.
+#[derive(Debug, clap::Args)]
+struct PrincipalAddArgs {
+    /// A unique name, e.g. "idf-ops-desk".
+    name: String,
+    /// The party it speaks for, e.g. "idf", "hamas", "egypt".
+    #[arg(long)]
+    party: String,
+    /// Its roles: reporter, monitor, observer, admin (repeat or separate
+    /// with commas).
+    #[arg(long = "role", required = true, value_delimiter = ',')]
+    roles: Vec<String>,
+    /// The principals file. Default: principals.json in the data directory.
+    #[arg(long, env = "TRUCE_PRINCIPALS")]
+    principals: Option<std::path::PathBuf>,
+    /// The data directory.
+    #[arg(long, env = "TRUCE_DATA_DIR", default_value = truce_ingest::DEFAULT_DATA_DIR)]
+    data_dir: std::path::PathBuf,
+}
+
+fn add_principal(args: PrincipalAddArgs) -> anyhow::Result<()> {
+    let party = args
+        .party
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--party: {e}"))?;
+    let roles = args
+        .roles
+        .iter()
+        .map(|r| truce_auth::Role::from_name(r).ok_or_else(|| anyhow::anyhow!("--role: unknown role {r:?}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let path = args.principals.unwrap_or_else(|| args.data_dir.join("principals.json"));
+    let added = truce_auth::PrincipalsFile::new(&path).add(&args.name, &party, &roles)?;
+    eprintln!(
+        "added {} to {}; its token (shown only now):",
+        added.name,
+        path.display()
+    );
+    println!("{}", added.token);
+    Ok(())
 }
 
 /// Settings of `truce up`.
@@ -50,6 +101,19 @@ struct DemoArgs {
     /// The ingest service to submit to.
     #[arg(long, env = "TRUCE_INGEST", default_value = "http://127.0.0.1:50051")]
     ingest: String,
+    /// The principals file of the running services (default:
+    /// principals.json in the data directory). The demo adds a reporter
+    /// principal for each party it reports for (keeping their tokens in
+    /// demo-tokens.json beside it), so each report carries its own party's
+    /// identity.
+    #[arg(long, env = "TRUCE_PRINCIPALS")]
+    principals: Option<std::path::PathBuf>,
+    /// The data directory of `truce up`.
+    #[arg(long, env = "TRUCE_DATA_DIR", default_value = truce_ingest::DEFAULT_DATA_DIR)]
+    data_dir: std::path::PathBuf,
+    /// Submit anonymously, to services started with --insecure-loopback.
+    #[arg(long)]
+    insecure_loopback: bool,
 }
 
 /// Runs the command line.
@@ -75,7 +139,16 @@ pub fn main() -> anyhow::Result<()> {
             }
             Command::Ingest(args) => args.run().await,
             Command::Query(args) => args.run().await,
-            Command::Demo(args) => crate::demo::run(&args.ingest).await,
+            Command::Demo(args) => {
+                let credentials = if args.insecure_loopback {
+                    crate::demo::Credentials::default()
+                } else {
+                    let path = args.principals.unwrap_or_else(|| args.data_dir.join("principals.json"));
+                    crate::demo::Credentials::reporters(&path).await?
+                };
+                crate::demo::run(&args.ingest, &credentials).await
+            }
+            Command::Principal(PrincipalCommand::Add(args)) => add_principal(args),
         }
     })
 }

@@ -65,18 +65,68 @@ fn report(party: &str, category: v1::Category, area: &str, zone: v1::Zone, summa
     }
 }
 
+/// Bearer tokens by party; empty for anonymous submission.
+#[derive(Debug, Default)]
+pub struct Credentials(std::collections::HashMap<String, String>);
+
+/// The parties the demo reports for.
+const PARTIES: [&str; 4] = ["idf", "hamas", "united-states", "israel"];
+
+impl Credentials {
+    /// A reporter principal per party in the principals file at `path`,
+    /// created on the first run (their tokens kept in demo-tokens.json
+    /// beside it, readable only by its owner) and reused after.
+    pub async fn reporters(path: &std::path::Path) -> anyhow::Result<Credentials> {
+        let saved = path.with_file_name("demo-tokens.json");
+        if let Ok(text) = std::fs::read_to_string(&saved) {
+            return Ok(Credentials(serde_json::from_str(&text)?));
+        }
+        let file = truce_auth::PrincipalsFile::new(path);
+        let mut tokens = std::collections::HashMap::new();
+        for party in PARTIES {
+            let id = party.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+            let added = file.add(&format!("demo-{party}"), &id, &[truce_auth::Role::Reporter])?;
+            tokens.insert(party.to_owned(), added.token);
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        std::io::Write::write_all(&mut options.open(&saved)?, serde_json::to_string(&tokens)?.as_bytes())?;
+        eprintln!(
+            "added reporter principals demo-{{{}}}; waiting for the services to load them",
+            PARTIES.join(",")
+        );
+        // The services check the file every 2 s.
+        tokio::time::sleep(truce_serve::auth::RELOAD_POLL * 2).await;
+        Ok(Credentials(tokens))
+    }
+
+    fn authorize(&self, request: &mut tonic::Request<v1::SubmitReportRequest>, party: &str) -> anyhow::Result<()> {
+        if let Some(token) = self.0.get(party) {
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse()?);
+        }
+        Ok(())
+    }
+}
+
 /// Loads the article's incidents into the ingest service at `endpoint`.
-pub async fn run(endpoint: &str) -> anyhow::Result<()> {
+pub async fn run(endpoint: &str, credentials: &Credentials) -> anyhow::Result<()> {
     use v1::{CasualtyGroup as G, Category as C, Zone as Z};
     let mut client = IngestServiceClient::connect(endpoint.to_owned())
         .await
         .with_context(|| format!("connecting to the ingest service at {endpoint}"))?;
     let mut submit = async |key: &str, report: v1::Report| -> anyhow::Result<v1::SubmitReportResponse> {
+        let party = report.reporting_party.clone();
+        let mut request = tonic::Request::new(v1::SubmitReportRequest {
+            client_report_id: key.to_owned(),
+            report: Some(report),
+        });
+        credentials.authorize(&mut request, &party)?;
         let response = client
-            .submit_report(v1::SubmitReportRequest {
-                client_report_id: key.to_owned(),
-                report: Some(report),
-            })
+            .submit_report(request)
             .await
             .with_context(|| format!("submitting {key}"))?
             .into_inner();
