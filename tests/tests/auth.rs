@@ -13,7 +13,7 @@ fn with_token<T>(token: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
     request
         .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        .insert("authorization", format!("Bearer {token}").parse().expect("test setup"));
     request
 }
 
@@ -27,7 +27,7 @@ struct Secure {
 }
 
 async fn secure_pair() -> Secure {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("test setup");
     let file = PrincipalsFile::new(dir.path().join("principals.json"));
     let pair = Pair::start_full(
         truce_ingest::IngestConfig {
@@ -42,16 +42,16 @@ async fn secure_pair() -> Secure {
     let mut ingest = pair.ingest_client().await;
     let _ = ingest.submit_report(request("", crossing_report())).await;
     let admin = std::fs::read_to_string(dir.path().join("admin.token"))
-        .unwrap()
+        .expect("test setup")
         .trim()
         .to_owned();
     let idf = file
-        .add("idf-desk", &"idf".parse().unwrap(), &[Role::Reporter])
-        .unwrap()
+        .add("idf-desk", &"idf".parse().expect("test setup"), &[Role::Reporter])
+        .expect("test setup")
         .token;
     let observer = file
-        .add("un-reader", &"un".parse().unwrap(), &[Role::Observer])
-        .unwrap()
+        .add("un-reader", &"un".parse().expect("test setup"), &[Role::Observer])
+        .expect("test setup")
         .token;
     // The services notice the file within their reload poll.
     tokio::time::sleep(truce_serve::auth::RELOAD_POLL + Duration::from_millis(800)).await;
