@@ -213,3 +213,117 @@ async fn removing_a_principal_ends_its_streams_and_refuses_its_token() {
         .unwrap();
     s.pair.stop().await;
 }
+
+#[tokio::test]
+async fn a_breach_is_confirmed_by_a_quorum_of_distinct_mediators_and_kept_in_history() {
+    let s = secure_pair().await;
+    let monitor = |name: &str, party: &str| {
+        s.file
+            .add(name, &party.parse().unwrap(), &[Role::Monitor])
+            .unwrap()
+            .token
+    };
+    let (egypt, qatar, idf_monitor) = (
+        monitor("egypt-1", "egypt"),
+        monitor("qatar-1", "qatar"),
+        monitor("idf-liaison", "idf"),
+    );
+    tokio::time::sleep(truce_serve::auth::RELOAD_POLL + Duration::from_millis(800)).await;
+    let mut ingest = s.pair.ingest_client().await;
+    let mut query = s.pair.query_client().await;
+    let opened = ingest
+        .submit_report(with_token(&s.idf, request("", crossing_report())))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut confirmed = query
+        .subscribe(with_token(
+            &s.observer,
+            stream::request("status = CONFIRMED_BREACH", Start::FromNow(true)),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    stream::next(&mut confirmed).await.unwrap();
+
+    let review = |status: v1::IncidentStatus, responsible: &str| v1::ReviewIncidentRequest {
+        incident_id: opened.incident_id.clone(),
+        status: status as i32,
+        finding: "Footage and both sides' statements agree the gunman crossed via the corridor.".into(),
+        responsible_party: responsible.into(),
+    };
+    let confirm = || review(v1::IncidentStatus::ConfirmedBreach, "hamas");
+
+    // Who may not rule: a reporter, and a monitor of a party involved.
+    for token in [&s.idf, &idf_monitor, &s.observer] {
+        let status = ingest.review_incident(with_token(token, confirm())).await.unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied);
+    }
+    // Invalid rulings name the field.
+    let status = ingest
+        .review_incident(with_token(&egypt, review(v1::IncidentStatus::ConfirmedBreach, "")))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(truce_tests::violations(&status)[0].0, "responsible_party");
+
+    let first = ingest
+        .review_incident(with_token(&egypt, confirm()))
+        .await
+        .unwrap()
+        .into_inner();
+    let after_first = first.incident.unwrap();
+    assert_eq!(after_first.status, v1::IncidentStatus::UnderReview as i32);
+    assert_eq!(after_first.confirmations.len(), 1);
+    let again = ingest.review_incident(with_token(&egypt, confirm())).await.unwrap_err();
+    assert_eq!(
+        again.code(),
+        Code::FailedPrecondition,
+        "one confirmation per mediator party"
+    );
+    let second = ingest
+        .review_incident(with_token(&qatar, confirm()))
+        .await
+        .unwrap()
+        .into_inner();
+    let after_second = second.incident.unwrap();
+    assert_eq!(after_second.status, v1::IncidentStatus::ConfirmedBreach as i32);
+    assert_eq!(after_second.found_responsible, "hamas");
+
+    // The subscriber sees the incident enter its filter with the ruling.
+    let change = loop {
+        if let v1::subscribe_response::Kind::Change(change) = stream::next(&mut confirmed).await.unwrap() {
+            break change;
+        }
+    };
+    assert_eq!(change.kind, v1::ChangeKind::Reviewed as i32);
+    assert_eq!(change.review.unwrap().reviewer_party, "qatar");
+
+    let incident = query
+        .get_incident(with_token(
+            &s.observer,
+            v1::GetIncidentRequest {
+                incident_id: opened.incident_id.clone(),
+                min_position: second.position,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .incident
+        .unwrap();
+    let history: Vec<(String, i32)> = incident
+        .reviews
+        .iter()
+        .map(|r| (r.reviewer.clone(), r.status))
+        .collect();
+    let confirmed_status = v1::IncidentStatus::ConfirmedBreach as i32;
+    assert_eq!(
+        history,
+        [
+            ("egypt-1".into(), confirmed_status),
+            ("qatar-1".into(), confirmed_status)
+        ]
+    );
+    s.pair.stop().await;
+}

@@ -1,7 +1,7 @@
 //! The events of the log. Every change to the record is one of these; the
 //! query side is a fold over them.
 
-use crate::{Position, Timestamp, incident::IncidentSummary, report::StoredReport};
+use crate::{Position, Timestamp, incident::IncidentSummary, report::StoredReport, review::Review};
 
 /// An event as recorded at a position of the log.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,10 +15,26 @@ pub struct RecordedEvent {
 }
 
 /// What happened.
+// Most events are reports, the largest variant: boxing it would cost an
+// allocation per event and save nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventBody {
     /// A report was accepted.
     ReportRecorded(ReportRecorded),
+    /// A monitor ruled on an incident.
+    IncidentReviewed(IncidentReviewed),
+}
+
+/// A monitor ruled on an incident.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncidentReviewed {
+    /// The ruling.
+    pub review: Review,
+    /// The incident's summary after it.
+    pub incident: IncidentSummary,
+    /// The position of the incident's previous event.
+    pub previous_position: Position,
 }
 
 /// A report was accepted into an incident.
@@ -45,6 +61,7 @@ impl RecordedEvent {
     pub fn incident(&self) -> &IncidentSummary {
         match &self.body {
             EventBody::ReportRecorded(recorded) => &recorded.incident,
+            EventBody::IncidentReviewed(reviewed) => &reviewed.incident,
         }
     }
 
@@ -52,6 +69,7 @@ impl RecordedEvent {
     pub fn previous_position(&self) -> Option<Position> {
         match &self.body {
             EventBody::ReportRecorded(recorded) => recorded.previous_position,
+            EventBody::IncidentReviewed(reviewed) => Some(reviewed.previous_position),
         }
     }
 }

@@ -114,6 +114,10 @@ pub struct IncidentSummary {
     pub updated_position: Position,
     /// When that change was recorded.
     pub updated_at: Timestamp,
+    /// Breach confirmations by mediator parties, pending the quorum.
+    pub confirmations: Vec<crate::review::Confirmation>,
+    /// The party the mediators found responsible for a confirmed breach.
+    pub found_responsible: Option<PartyId>,
 }
 
 fn push_unique<T: PartialEq>(items: &mut Vec<T>, item: T) {
@@ -149,6 +153,8 @@ impl IncidentSummary {
             report_count: 0,
             updated_position: report.position(),
             updated_at: recorded_at,
+            confirmations: Vec::new(),
+            found_responsible: None,
         };
         summary.absorb(report, recorded_at);
         summary
@@ -197,6 +203,19 @@ pub struct Incident {
     pub summary: Arc<IncidentSummary>,
     /// Every report, oldest first.
     pub reports: Vec<Arc<StoredReport>>,
+    /// Every review, oldest first.
+    pub reviews: Vec<RecordedReview>,
+}
+
+/// A review with where and when it was recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedReview {
+    /// The log position.
+    pub position: Position,
+    /// When.
+    pub recorded_at: Timestamp,
+    /// The ruling.
+    pub review: crate::review::Review,
 }
 
 #[cfg(test)]

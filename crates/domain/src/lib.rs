@@ -14,6 +14,7 @@ pub mod grouping;
 pub mod ids;
 pub mod incident;
 pub mod report;
+pub mod review;
 pub mod tally;
 pub mod time;
 pub mod violation;

@@ -22,6 +22,9 @@ pub struct IngestArgs {
     /// Greatest gap in minutes between a report and an incident's time.
     #[arg(long, env = "TRUCE_GROUP_MINUTES", default_value_t = GroupingPolicy::DEFAULT_MAX_TIME_GAP.as_secs() / 60)]
     pub group_minutes: u64,
+    /// Mediator parties that must agree before a breach is confirmed.
+    #[arg(long, env = "TRUCE_REVIEW_QUORUM", default_value_t = truce_domain::review::DEFAULT_QUORUM)]
+    pub review_quorum: usize,
 }
 
 impl IngestArgs {
@@ -34,6 +37,7 @@ impl IngestArgs {
                 max_time_gap: Duration::from_secs(self.group_minutes.saturating_mul(60)),
             },
             demarcation: self.demarcation,
+            review_quorum: self.review_quorum,
         }
     }
 }

@@ -45,6 +45,8 @@ pub struct IngestConfig {
     pub grouping: GroupingPolicy,
     /// A GeoJSON file with the demarcation line, sides and corridors.
     pub demarcation: Option<PathBuf>,
+    /// Mediator parties that must agree on a confirmed breach.
+    pub review_quorum: usize,
 }
 
 impl Default for IngestConfig {
@@ -53,6 +55,7 @@ impl Default for IngestConfig {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             grouping: GroupingPolicy::default(),
             demarcation: None,
+            review_quorum: truce_domain::review::DEFAULT_QUORUM,
         }
     }
 }
@@ -64,6 +67,7 @@ impl IngestConfig {
             self.grouping.max_distance_m.is_finite() && self.grouping.max_distance_m >= 0.0,
             "grouping distance must be a non-negative number of metres"
         );
+        anyhow::ensure!(self.review_quorum >= 1, "the review quorum must be at least 1");
         Ok(())
     }
 }
@@ -96,6 +100,7 @@ impl IngestNode {
         let rules = sequencer::Rules {
             grouping: config.grouping,
             demarcation,
+            quorum: config.review_quorum,
         };
         let (submitter, thread) = sequencer::start(store, rules, head_tx).context("starting the sequencer")?;
         Ok(IngestNode {

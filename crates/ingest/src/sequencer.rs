@@ -15,12 +15,13 @@ use std::{collections::HashMap, thread};
 use tokio::sync::{mpsc, oneshot, watch};
 use truce_domain::{
     IncidentId, Position, ReportId, Timestamp,
-    event::{EventBody, RecordedEvent, ReportRecorded},
+    event::{EventBody, IncidentReviewed, RecordedEvent, ReportRecorded},
     geo::Demarcation,
     grouping::{GroupingPolicy, IncidentIndex},
     ids::ClientReportId,
     incident::IncidentSummary,
     report::{Report, StoredReport},
+    review::{Refusal, Review, apply_review},
 };
 use truce_log::{Head, LogError, LogStore, NewEntry};
 use truce_proto::{
@@ -61,35 +62,82 @@ pub struct Accepted {
     pub replayed: bool,
 }
 
-type Reply = oneshot::Sender<Result<Accepted, ServiceError>>;
+/// Where a review was recorded, and what it did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reviewed {
+    /// The review's position.
+    pub position: Position,
+    /// The incident after it.
+    pub incident: IncidentSummary,
+}
+
+/// What the sequencer is asked to record.
+// Reports are the common case and the largest variant; boxing would cost
+// an allocation per report for nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Command {
+    /// A report.
+    Report(Submission),
+    /// A monitor's ruling.
+    Review(Review),
+}
+
+/// What it recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// A report.
+    Accepted(Accepted),
+    /// A ruling (rare, and large: boxed).
+    Reviewed(Box<Reviewed>),
+}
+
+type Reply = oneshot::Sender<Result<Outcome, ServiceError>>;
 
 /// Hands submissions to the sequencer. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Submitter {
-    tx: mpsc::Sender<(Submission, Reply)>,
+    tx: mpsc::Sender<(Command, Reply)>,
 }
 
 impl Submitter {
-    /// Records `submission`, returning once it is durable.
-    pub async fn submit(&self, submission: Submission) -> Result<Accepted, ServiceError> {
+    async fn send(&self, command: Command) -> Result<Outcome, ServiceError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send((submission, reply))
+            .send((command, reply))
             .await
             .map_err(|_| ServiceError::Unavailable("the ingest service is shutting down".into()))?;
         answer
             .await
             .map_err(|_| ServiceError::Unavailable("the ingest service is shutting down".into()))?
     }
+
+    /// Records `submission`, returning once it is durable.
+    pub async fn submit(&self, submission: Submission) -> Result<Accepted, ServiceError> {
+        match self.send(Command::Report(submission)).await? {
+            Outcome::Accepted(accepted) => Ok(accepted),
+            Outcome::Reviewed(_) => Err(internal("a report was answered as a review")),
+        }
+    }
+
+    /// Records `review`, returning once it is durable.
+    pub async fn review(&self, review: Review) -> Result<Reviewed, ServiceError> {
+        match self.send(Command::Review(review)).await? {
+            Outcome::Reviewed(reviewed) => Ok(*reviewed),
+            Outcome::Accepted(_) => Err(internal("a review was answered as a report")),
+        }
+    }
 }
 
 /// What the sequencer needs to decide.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Rules {
     /// When reports are near enough to group.
     pub grouping: GroupingPolicy,
     /// The demarcation geometry, if configured.
     pub demarcation: Option<Demarcation>,
+    /// Mediator parties that must agree on a confirmed breach.
+    pub quorum: usize,
 }
 
 struct Sequencer {
@@ -146,11 +194,22 @@ fn rebuild_index(store: &LogStore) -> Result<IncidentIndex, LogError> {
     }
 }
 
-/// A report admitted to the current batch.
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            grouping: GroupingPolicy::default(),
+            demarcation: None,
+            quorum: truce_domain::review::DEFAULT_QUORUM,
+        }
+    }
+}
+
+/// An event admitted to the current batch.
 struct Admitted {
     entry: NewEntry,
-    accepted: Accepted,
-    digest: [u8; 32],
+    outcome: Outcome,
+    /// The report's content digest, for retries within the batch.
+    digest: Option<[u8; 32]>,
 }
 
 /// What the sequencer decided for one submission.
@@ -162,7 +221,7 @@ enum Decision {
 }
 
 impl Sequencer {
-    fn run(&mut self, mut rx: mpsc::Receiver<(Submission, Reply)>) {
+    fn run(&mut self, mut rx: mpsc::Receiver<(Command, Reply)>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while let Some(first) = rx.blocking_recv() {
             batch.push(first);
@@ -177,7 +236,7 @@ impl Sequencer {
         tracing::info!("sequencer stopped");
     }
 
-    fn commit(&mut self, batch: &mut Vec<(Submission, Reply)>) {
+    fn commit(&mut self, batch: &mut Vec<(Command, Reply)>) {
         if let Some(reason) = &self.broken {
             for (_, reply) in batch.drain(..) {
                 let _ = reply.send(Err(ServiceError::Unavailable(reason.clone())));
@@ -188,8 +247,11 @@ impl Sequencer {
         let mut admitted: Vec<Admitted> = Vec::with_capacity(batch.len());
         let mut keys_in_batch: HashMap<String, usize> = HashMap::new();
         let mut outcomes: Vec<(Reply, Result<Decision, ServiceError>)> = Vec::with_capacity(batch.len());
-        for (submission, reply) in batch.drain(..) {
-            let outcome = self.admit(submission, recorded_at, &mut admitted, &mut keys_in_batch);
+        for (command, reply) in batch.drain(..) {
+            let outcome = match command {
+                Command::Report(submission) => self.admit(submission, recorded_at, &mut admitted, &mut keys_in_batch),
+                Command::Review(review) => self.admit_review(review, recorded_at, &mut admitted),
+            };
             outcomes.push((reply, outcome));
         }
         let entries: Vec<NewEntry> = admitted.iter().map(|a| a.entry.clone()).collect();
@@ -203,8 +265,8 @@ impl Sequencer {
                 let _ = self.head.send(head);
                 for (reply, outcome) in outcomes {
                     let answer = outcome.map(|decision| match decision {
-                        Decision::New(i) => admitted[i].accepted.clone(),
-                        Decision::Replay(accepted) => accepted,
+                        Decision::New(i) => admitted[i].outcome.clone(),
+                        Decision::Replay(accepted) => Outcome::Accepted(accepted),
                     });
                     let _ = reply.send(answer);
                 }
@@ -245,13 +307,15 @@ impl Sequencer {
         if let Some(key) = &key {
             if let Some(&i) = keys_in_batch.get(key) {
                 let earlier = &admitted[i];
-                if earlier.digest != submission.digest {
-                    return Err(key_reused());
-                }
-                return Ok(Decision::Replay(Accepted {
-                    replayed: true,
-                    ..earlier.accepted.clone()
-                }));
+                return match (&earlier.outcome, earlier.digest) {
+                    (Outcome::Accepted(accepted), Some(digest)) if digest == submission.digest => {
+                        Ok(Decision::Replay(Accepted {
+                            replayed: true,
+                            ..accepted.clone()
+                        }))
+                    }
+                    _ => Err(key_reused()),
+                };
             }
             if let Some(position) = self.store.find_key(key).map_err(internal)? {
                 return self.replay(position, &submission).map(Decision::Replay);
@@ -326,8 +390,53 @@ impl Sequencer {
                 payload: event_to_wire(&event),
                 idempotency_key: key,
             },
-            accepted,
-            digest: submission.digest,
+            outcome: Outcome::Accepted(accepted),
+            digest: Some(submission.digest),
+        });
+        Ok(Decision::New(admitted.len() - 1))
+    }
+
+    /// Decides one review.
+    fn admit_review(
+        &mut self,
+        review: Review,
+        recorded_at: Timestamp,
+        admitted: &mut Vec<Admitted>,
+    ) -> Result<Decision, ServiceError> {
+        let mut incident = self
+            .index
+            .get(review.incident_id)
+            .cloned()
+            .ok_or_else(|| ServiceError::NotFound {
+                kind: "incident",
+                id: review.incident_id.to_string(),
+            })?;
+        let position = Position(self.store.next_position() + admitted.len() as u64);
+        let previous_position = incident.updated_position;
+        apply_review(&mut incident, &review, self.rules.quorum, recorded_at, position).map_err(
+            |refusal| match refusal {
+                Refusal::OwnParty(why) => ServiceError::PermissionDenied(why),
+                Refusal::AlreadyConfirmed(why) => ServiceError::FailedPrecondition(why),
+            },
+        )?;
+        let event = RecordedEvent {
+            position,
+            recorded_at,
+            body: EventBody::IncidentReviewed(IncidentReviewed {
+                review,
+                incident: incident.clone(),
+                previous_position,
+            }),
+        };
+        self.index.upsert(incident.clone());
+        admitted.push(Admitted {
+            entry: NewEntry {
+                position: position.0,
+                payload: event_to_wire(&event),
+                idempotency_key: None,
+            },
+            outcome: Outcome::Reviewed(Box::new(Reviewed { position, incident })),
+            digest: None,
         });
         Ok(Decision::New(admitted.len() - 1))
     }
@@ -340,7 +449,11 @@ impl Sequencer {
             .map_err(internal)?
             .ok_or_else(|| internal(format!("idempotency key points at missing position {position}")))?;
         let event = event_from_wire(position, &payload).map_err(internal)?;
-        let EventBody::ReportRecorded(recorded) = event.body;
+        let EventBody::ReportRecorded(recorded) = event.body else {
+            return Err(internal(format!(
+                "idempotency key points at position {position}, which is no report"
+            )));
+        };
         if recorded.content_digest != submission.digest {
             return Err(key_reused());
         }

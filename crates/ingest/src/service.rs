@@ -5,14 +5,19 @@ use std::{pin::Pin, time::SystemTime};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
-use truce_domain::Timestamp;
+use truce_domain::{
+    IncidentId, PartyId, Timestamp, Violations,
+    incident::IncidentStatus,
+    report::{bounded_text, limits},
+    review::Review,
+};
 use truce_proto::{
     ServiceError,
     convert::{Received, report_digest, report_from_wire, timestamp_to_wire},
     v1::{self, ingest_service_server::IngestService},
 };
 
-use truce_auth::Principal;
+use truce_auth::{Principal, Role};
 use truce_serve::auth::Caller;
 
 use crate::sequencer::{Accepted, Submission, Submitter};
@@ -100,10 +105,60 @@ fn now() -> Timestamp {
     Timestamp::from_system(SystemTime::now())
 }
 
+/// Validates a ruling by `principal`.
+fn review_from_request(request: v1::ReviewIncidentRequest, principal: &Principal) -> Result<Review, ServiceError> {
+    let mut v = Violations::default();
+    let incident_id = v.check("incident_id", request.incident_id.parse::<IncidentId>());
+    let status = match IncidentStatus::from_number(request.status) {
+        Some(IncidentStatus::Reported) => v.check("status", Err("a review cannot set REPORTED".to_owned())),
+        Some(status) => Some(status),
+        None => v.check("status", Err("is required (UNSPECIFIED is not allowed)".to_owned())),
+    };
+    let finding = v.check("finding", bounded_text(&request.finding, limits::SUMMARY_CHARS, true));
+    let responsible = match (status, request.responsible_party.is_empty()) {
+        (Some(IncidentStatus::ConfirmedBreach), true) => {
+            v.check("responsible_party", Err("is required for CONFIRMED_BREACH".to_owned()))
+        }
+        (Some(IncidentStatus::ConfirmedBreach), false) => v
+            .check("responsible_party", request.responsible_party.parse::<PartyId>())
+            .map(Some),
+        (_, true) => Some(None),
+        (_, false) => v.check("responsible_party", Err("is only for CONFIRMED_BREACH".to_owned())),
+    };
+    match (incident_id, status, finding, responsible) {
+        (Some(incident_id), Some(status), Some(finding), Some(responsible)) if v.is_empty() => Ok(Review {
+            incident_id,
+            reviewer: principal.name.clone(),
+            reviewer_party: principal.party.clone(),
+            status,
+            finding,
+            responsible,
+        }),
+        _ => Err(ServiceError::InvalidArgument(v.into_vec())),
+    }
+}
+
 type ResultStream = Pin<Box<dyn Stream<Item = Result<v1::SubmitReportsResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl IngestService for Ingest {
+    async fn review_incident(
+        &self,
+        request: Request<v1::ReviewIncidentRequest>,
+    ) -> Result<Response<v1::ReviewIncidentResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let Some(principal) = caller.principal().cloned() else {
+            return Err(ServiceError::PermissionDenied("reviews need a monitor's identity".into()).into());
+        };
+        caller.require("review incidents", |p| p.has(Role::Monitor))?;
+        let review = review_from_request(request.into_inner(), &principal)?;
+        let reviewed = self.submitter.review(review).await?;
+        Ok(Response::new(v1::ReviewIncidentResponse {
+            position: reviewed.position.0,
+            incident: Some(v1::IncidentSummary::from(&reviewed.incident)),
+        }))
+    }
+
     async fn submit_report(
         &self,
         request: Request<v1::SubmitReportRequest>,

@@ -23,7 +23,7 @@ use truce_domain::{
 };
 use truce_proto::{
     ServiceError,
-    convert::{event_from_wire, timestamp_from_wire, timestamp_to_wire},
+    convert::{event_from_wire, review_to_wire, timestamp_from_wire, timestamp_to_wire},
     v1::{self, subscribe_response::Kind},
 };
 use truce_serve::{
@@ -385,19 +385,29 @@ impl Delivery<'_> {
     }
 
     fn change(&self, event: &RecordedEvent) -> v1::IncidentChange {
-        let EventBody::ReportRecorded(recorded) = &event.body;
-        let kind = if recorded.opened_incident {
-            v1::ChangeKind::IncidentOpened
-        } else {
-            v1::ChangeKind::ReportAdded
+        let (kind, report, review) = match &event.body {
+            EventBody::ReportRecorded(recorded) => {
+                let kind = if recorded.opened_incident {
+                    v1::ChangeKind::IncidentOpened
+                } else {
+                    v1::ChangeKind::ReportAdded
+                };
+                (kind, Some(v1::StoredReport::from(&recorded.report)), None)
+            }
+            EventBody::IncidentReviewed(reviewed) => (
+                v1::ChangeKind::Reviewed,
+                None,
+                Some(review_to_wire(&reviewed.review, event.position, event.recorded_at)),
+            ),
         };
         v1::IncidentChange {
             position: event.position.0,
             resume_token: self.token(event.position),
             kind: kind as i32,
-            incident: Some(v1::IncidentSummary::from(&recorded.incident)),
-            report: Some(v1::StoredReport::from(&recorded.report)),
+            incident: Some(v1::IncidentSummary::from(event.incident())),
+            report,
             recorded_at: Some(timestamp_to_wire(event.recorded_at)),
+            review,
         }
     }
 

@@ -12,7 +12,7 @@ use std::{
 use truce_domain::{
     IncidentId, Position, ReportId,
     event::{EventBody, RecordedEvent},
-    incident::{Incident, IncidentSummary},
+    incident::{Incident, IncidentSummary, RecordedReview},
     report::StoredReport,
 };
 
@@ -93,11 +93,24 @@ impl View {
                             Incident {
                                 summary,
                                 reports: vec![report],
+                                reviews: Vec::new(),
                             },
                         );
                         None
                     }
                 }
+            }
+            EventBody::IncidentReviewed(reviewed) => {
+                let incident = self.incidents.get_mut(&reviewed.incident.id)?;
+                incident.reviews.push(RecordedReview {
+                    position: event.position,
+                    recorded_at: event.recorded_at,
+                    review: reviewed.review.clone(),
+                });
+                Some(std::mem::replace(
+                    &mut incident.summary,
+                    Arc::new(reviewed.incident.clone()),
+                ))
             }
         }
     }

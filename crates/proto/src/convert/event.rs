@@ -4,11 +4,11 @@
 use prost::Message;
 use truce_domain::{
     FieldViolation, Position,
-    event::{EventBody, RecordedEvent, ReportRecorded},
+    event::{EventBody, IncidentReviewed, RecordedEvent, ReportRecorded},
 };
 
 use super::{
-    incident::summary_from_wire,
+    incident::{review_from_wire, review_to_wire, summary_from_wire},
     report::stored_report_from_wire,
     time::{timestamp_from_wire, timestamp_to_wire},
 };
@@ -23,6 +23,11 @@ pub fn event_to_wire(event: &RecordedEvent) -> Vec<u8> {
             incident: Some(v1::IncidentSummary::from(&r.incident)),
             content_digest: r.content_digest.to_vec(),
             previous_position: r.previous_position.map_or(0, |p| p.0),
+        }),
+        EventBody::IncidentReviewed(r) => v1::log_event::Body::IncidentReviewed(v1::IncidentReviewed {
+            review: Some(review_to_wire(&r.review, event.position, event.recorded_at)),
+            incident: Some(v1::IncidentSummary::from(&r.incident)),
+            previous_position: r.previous_position.0,
         }),
     };
     v1::LogEvent {
@@ -67,6 +72,16 @@ pub fn event_from_wire(position: u64, bytes: &[u8]) -> Result<RecordedEvent, Str
                 incident,
                 content_digest,
                 previous_position: (r.previous_position != 0).then_some(Position(r.previous_position)),
+            })
+        }
+        Some(v1::log_event::Body::IncidentReviewed(r)) => {
+            let incident = summary_from_wire(&r.incident.unwrap_or_default()).map_err(|v| prefixed("incident", v))?;
+            let review =
+                review_from_wire(&r.review.unwrap_or_default(), incident.id).map_err(|v| prefixed("review", v))?;
+            EventBody::IncidentReviewed(IncidentReviewed {
+                review,
+                incident,
+                previous_position: Position(r.previous_position),
             })
         }
         None => return Err("event has no body (written by a newer version?)".to_owned()),

@@ -1,10 +1,11 @@
 //! Incidents and their summaries.
 
 use truce_domain::{
-    FieldViolation, PartyId, Position, Violations,
+    FieldViolation, IncidentId, PartyId, Position, Violations,
     geo::{BoundingBox, LatLng},
     incident::{Incident, IncidentStatus, IncidentSummary},
     report::{Category, CountRange, Zone},
+    review::{Confirmation, Review},
 };
 
 use super::{
@@ -35,7 +36,57 @@ impl From<&IncidentSummary> for v1::IncidentSummary {
             report_count: s.report_count,
             updated_position: s.updated_position.0,
             updated_at: Some(timestamp_to_wire(s.updated_at)),
+            confirmations: s
+                .confirmations
+                .iter()
+                .map(|c| v1::Confirmation {
+                    mediator_party: c.mediator.to_string(),
+                    responsible_party: c.responsible.to_string(),
+                })
+                .collect(),
+            found_responsible: s
+                .found_responsible
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
         }
+    }
+}
+
+/// A review on the wire, with where and when it was recorded.
+pub fn review_to_wire(r: &Review, position: Position, recorded_at: truce_domain::Timestamp) -> v1::Review {
+    v1::Review {
+        reviewer: r.reviewer.clone(),
+        reviewer_party: r.reviewer_party.to_string(),
+        status: r.status.number(),
+        finding: r.finding.clone(),
+        responsible_party: r.responsible.as_ref().map(ToString::to_string).unwrap_or_default(),
+        position: position.0,
+        recorded_at: Some(timestamp_to_wire(recorded_at)),
+    }
+}
+
+/// Reads a review back from the log.
+pub(super) fn review_from_wire(w: &v1::Review, incident_id: IncidentId) -> Result<Review, Vec<FieldViolation>> {
+    let mut v = Violations::default();
+    let reviewer_party = v.check("reviewer_party", w.reviewer_party.parse::<PartyId>());
+    let status = required(&mut v, "status", IncidentStatus::from_number(w.status));
+    let responsible = if w.responsible_party.is_empty() {
+        Some(None)
+    } else {
+        v.check("responsible_party", w.responsible_party.parse::<PartyId>())
+            .map(Some)
+    };
+    match (reviewer_party, status, responsible) {
+        (Some(reviewer_party), Some(status), Some(responsible)) if v.is_empty() => Ok(Review {
+            incident_id,
+            reviewer: w.reviewer.clone(),
+            reviewer_party,
+            status,
+            finding: w.finding.clone(),
+            responsible,
+        }),
+        _ => Err(v.into_vec()),
     }
 }
 
@@ -92,6 +143,26 @@ pub(super) fn summary_from_wire(w: &v1::IncidentSummary) -> Result<IncidentSumma
     };
     let killed = range(&mut v, "killed", &w.killed);
     let injured = range(&mut v, "injured", &w.injured);
+    let confirmations = w
+        .confirmations
+        .iter()
+        .filter_map(|c| {
+            let mediator = v.check("confirmations.mediator_party", c.mediator_party.parse::<PartyId>());
+            let responsible = v.check(
+                "confirmations.responsible_party",
+                c.responsible_party.parse::<PartyId>(),
+            );
+            Some(Confirmation {
+                mediator: mediator?,
+                responsible: responsible?,
+            })
+        })
+        .collect();
+    let found_responsible = if w.found_responsible.is_empty() {
+        None
+    } else {
+        v.check("found_responsible", w.found_responsible.parse::<PartyId>())
+    };
     match (id, status, category, occurred_from, occurred_to, updated_at) {
         (Some(id), Some(status), Some(category), Some(occurred_from), Some(occurred_to), Some(updated_at))
             if v.is_empty() =>
@@ -113,6 +184,8 @@ pub(super) fn summary_from_wire(w: &v1::IncidentSummary) -> Result<IncidentSumma
                 report_count: w.report_count,
                 updated_position: Position(w.updated_position),
                 updated_at,
+                confirmations,
+                found_responsible,
             })
         }
         _ => Err(v.into_vec()),
@@ -154,6 +227,11 @@ impl From<&Incident> for v1::Incident {
                 .collect(),
             casualties,
             attributions,
+            reviews: incident
+                .reviews
+                .iter()
+                .map(|r| review_to_wire(&r.review, r.position, r.recorded_at))
+                .collect(),
         }
     }
 }

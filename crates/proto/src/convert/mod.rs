@@ -9,5 +9,6 @@ mod report;
 mod time;
 
 pub use event::{event_from_wire, event_to_wire};
+pub use incident::review_to_wire;
 pub use report::{Received, report_digest, report_from_wire, stored_report_from_wire};
 pub use time::{timestamp_from_wire, timestamp_to_wire};
