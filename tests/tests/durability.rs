@@ -157,6 +157,7 @@ async fn kill_9_during_a_burst_loses_no_acknowledged_report() {
         .read_log(v1::ReadLogRequest {
             from_position: 1,
             incarnation: String::new(),
+            until_position: 0,
         })
         .await
         .unwrap()

@@ -271,6 +271,7 @@ async fn every_stream_matches_the_model_through_disconnects_and_kills() {
         .read_log(v1::ReadLogRequest {
             from_position: 1,
             incarnation: String::new(),
+            until_position: 0,
         })
         .await
         .unwrap()

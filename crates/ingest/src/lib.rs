@@ -84,6 +84,7 @@ fn load_demarcation(path: &Path) -> anyhow::Result<Demarcation> {
 pub struct IngestNode {
     submitter: Submitter,
     reader: LogReader,
+    signer: std::sync::Arc<truce_log::CheckpointSigner>,
     sequencer: Option<thread::JoinHandle<()>>,
 }
 
@@ -103,9 +104,12 @@ impl IngestNode {
             quorum: config.review_quorum,
         };
         let (submitter, thread) = sequencer::start(store, rules, head_tx).context("starting the sequencer")?;
+        let signer = truce_log::CheckpointSigner::load_or_create(&config.data_dir.join("checkpoint.key"))
+            .context("loading the checkpoint signing key")?;
         Ok(IngestNode {
             submitter,
             reader,
+            signer: std::sync::Arc::new(signer),
             sequencer: Some(thread),
         })
     }
@@ -129,7 +133,11 @@ impl IngestNode {
             ingest,
             auth.interceptor(),
         ));
-        let log = LogServiceServer::new(log_service::LogFeed::new(self.reader.clone(), stopping));
+        let log = LogServiceServer::new(log_service::LogFeed::new(
+            self.reader.clone(),
+            std::sync::Arc::clone(&self.signer),
+            stopping,
+        ));
         routes.add_service(tonic::service::interceptor::InterceptedService::new(
             log,
             auth.interceptor(),
@@ -156,6 +164,7 @@ impl IngestNode {
         let IngestNode {
             submitter,
             reader: _,
+            signer: _,
             sequencer,
         } = self;
         drop(submitter);

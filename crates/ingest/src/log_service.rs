@@ -2,10 +2,12 @@
 
 use std::{pin::Pin, time::Duration};
 
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
-use truce_log::LogReader;
+
+use truce_log::{Checkpoint, CheckpointSigner, LogReader};
 use truce_proto::{
     ServiceError,
     v1::{self, log_service_server::LogService, read_log_response::Kind},
@@ -20,13 +22,19 @@ pub const HEARTBEAT: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub struct LogFeed {
     reader: LogReader,
+    signer: Arc<CheckpointSigner>,
     stopping: Stopping,
 }
 
 impl LogFeed {
-    /// Serves `reader`'s log until `stopping`.
-    pub fn new(reader: LogReader, stopping: Stopping) -> LogFeed {
-        LogFeed { reader, stopping }
+    /// Serves `reader`'s log, signing checkpoints with `signer`, until
+    /// `stopping`.
+    pub fn new(reader: LogReader, signer: Arc<CheckpointSigner>, stopping: Stopping) -> LogFeed {
+        LogFeed {
+            reader,
+            signer,
+            stopping,
+        }
     }
 
     fn info(&self) -> v1::LogInfo {
@@ -41,6 +49,27 @@ type EntryStream = Pin<Box<dyn Stream<Item = Result<v1::ReadLogResponse, Status>
 
 #[tonic::async_trait]
 impl LogService for LogFeed {
+    async fn get_log_head(
+        &self,
+        request: Request<v1::GetLogHeadRequest>,
+    ) -> Result<Response<v1::GetLogHeadResponse>, Status> {
+        Caller::of(&request)?.require_reader()?;
+        let head = self.reader.head();
+        let checkpoint = Checkpoint {
+            incarnation: self.reader.incarnation().to_string(),
+            position: head.position,
+            hash: head.hash,
+        };
+        let signature = self.signer.sign(&checkpoint);
+        Ok(Response::new(v1::GetLogHeadResponse {
+            incarnation: checkpoint.incarnation,
+            position: checkpoint.position,
+            hash: hex::encode(checkpoint.hash),
+            public_key: hex::encode(self.signer.public_key()),
+            signature: hex::encode(signature),
+        }))
+    }
+
     type ReadLogStream = EntryStream;
 
     async fn read_log(&self, request: Request<v1::ReadLogRequest>) -> Result<Response<EntryStream>, Status> {
@@ -53,6 +82,9 @@ impl LogService for LogFeed {
                 request.incarnation
             ))
             .into());
+        }
+        if request.until_position != 0 && request.until_position < request.from_position.max(1) {
+            return Err(ServiceError::invalid("until_position", "must not be before from_position").into());
         }
         let (tx, rx) = mpsc::channel(64);
         let mut entries = truce_log::follow(self.reader.clone(), request.from_position);
@@ -80,7 +112,10 @@ impl LogService for LogFeed {
                     })),
                     Ok(Some(Err(error))) => Err(ServiceError::Internal(error.to_string()).into()),
                 };
-                let last = out.is_err();
+                // A range ends after its last position.
+                let end_of_range = matches!(&out, Ok(v1::ReadLogResponse { kind: Some(Kind::Entry(e)) })
+                    if request.until_position != 0 && e.position >= request.until_position);
+                let last = out.is_err() || end_of_range;
                 if tx.send(out).await.is_err() || last {
                     return;
                 }

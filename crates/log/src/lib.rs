@@ -10,11 +10,13 @@
 //! [`follow`] turns it into a stream that replays from a position and then
 //! continues live.
 
+mod checkpoint;
 mod error;
 mod follow;
 mod reader;
 mod store;
 
+pub use checkpoint::{Broken, ChainVerifier, Checkpoint, CheckpointSigner};
 pub use error::LogError;
 pub use follow::follow;
 pub use reader::LogReader;

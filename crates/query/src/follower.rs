@@ -313,6 +313,7 @@ async fn upstream_incarnation(endpoint: &str, token: Option<&str>) -> anyhow::Re
     let request = v1::ReadLogRequest {
         from_position: u64::MAX,
         incarnation: String::new(),
+        until_position: 0,
     };
     let mut stream = client.read_log(read_log_request(request, token)).await?.into_inner();
     match stream.message().await? {
@@ -419,6 +420,7 @@ async fn pump_upstream(
     let request = v1::ReadLogRequest {
         from_position: from,
         incarnation,
+        until_position: 0,
     };
     let mut stream = match client
         .read_log(read_log_request(request, upstream.token.as_deref()))
