@@ -6,7 +6,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::watch;
 
 use crate::{Head, Incarnation, LogEntry, LogError, Position, store::connect, store::to_hash};
@@ -42,6 +42,40 @@ impl LogReader {
             }),
             head,
         }
+    }
+
+    /// A reader of the log in the data directory `dir`, which another
+    /// process may be writing, or none. It takes no lock and checks nothing
+    /// on opening, so that a damaged log can still be read and examined; its
+    /// head is the last entry stored when opened.
+    pub fn open_existing(dir: &Path) -> Result<LogReader, LogError> {
+        let path = dir.join("log.sqlite3");
+        if !path.is_file() {
+            return Err(LogError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} holds no log", dir.display()),
+            )));
+        }
+        let conn = connect(&path)?;
+        let incarnation: String =
+            conn.query_row("SELECT value FROM meta WHERE key = 'incarnation'", [], |r| r.get(0))?;
+        let last: Option<(i64, Vec<u8>)> = conn
+            .query_row(
+                "SELECT position, hash FROM entries ORDER BY position DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let head = match last {
+            None => Head::default(),
+            Some((position, hash)) => Head {
+                position: position as u64,
+                hash: to_hash(position as u64, &hash)?,
+            },
+        };
+        // The sender is dropped: this head never moves.
+        let (_, head) = watch::channel(head);
+        Ok(LogReader::new(&path, Incarnation(incarnation), head))
     }
 
     /// Which incarnation the log is.

@@ -25,6 +25,11 @@ enum Command {
     Query(truce_query::args::StandaloneArgs),
     /// Loads the incidents of the source article into a running ingest service.
     Demo(DemoArgs),
+    /// Checks the whole log: every hash link, every event, and that it still
+    /// extends the signed checkpoints given. Names the first broken position.
+    Verify(crate::verify::VerifyArgs),
+    /// Prints the service's signed log head (a checkpoint to keep).
+    Checkpoint(crate::verify::CheckpointArgs),
     /// Manages principals.
     #[command(subcommand)]
     Principal(PrincipalCommand),
@@ -148,6 +153,8 @@ pub fn main() -> anyhow::Result<()> {
                 };
                 crate::demo::run(&args.ingest, &credentials).await
             }
+            Command::Verify(args) => crate::verify::run_verify(args).await,
+            Command::Checkpoint(args) => crate::verify::run_checkpoint(args).await,
             Command::Principal(PrincipalCommand::Add(args)) => add_principal(args),
         }
     })
