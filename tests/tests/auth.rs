@@ -23,7 +23,7 @@ struct Secure {
     admin: String,
     idf: String,
     observer: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 async fn secure_pair() -> Secure {
@@ -61,7 +61,7 @@ async fn secure_pair() -> Secure {
         admin,
         idf,
         observer,
-        _dir: dir,
+        dir,
     }
 }
 
@@ -326,4 +326,197 @@ async fn a_breach_is_confirmed_by_a_quorum_of_distinct_mediators_and_kept_in_his
         ]
     );
     s.pair.stop().await;
+}
+
+fn sign(report: &v1::Report, key: &ed25519_dalek::SigningKey) -> Vec<u8> {
+    use ed25519_dalek::Signer;
+    key.sign(&truce_proto::convert::report_signing_bytes(report))
+        .to_bytes()
+        .to_vec()
+}
+
+fn signed(key: &str, report: v1::Report, signature: Vec<u8>) -> v1::SubmitReportRequest {
+    v1::SubmitReportRequest {
+        signature,
+        ..request(key, report)
+    }
+}
+
+/// A party registers a key with `truce party add-key`; its signed report is
+/// stored with the signature, which anyone can check later; a forged or
+/// wrong-party signature is refused and stores nothing; an operator who
+/// rewrites a signed report (and the whole chain after it) is caught by
+/// `truce verify`.
+#[tokio::test]
+async fn signed_reports_are_verified_kept_and_forgeries_refused() {
+    let s = secure_pair().await;
+    let principals = s.dir.path().join("principals.json");
+    let secret_path = s.dir.path().join("idf.signing-key");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_truce-testbed"))
+        .args(["party", "add-key", "--party", "idf", "--key-out"])
+        .arg(&secret_path)
+        .arg("--principals")
+        .arg(&principals)
+        .output()
+        .await
+        .expect("run truce party add-key");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let public_key = String::from_utf8(output.stdout).expect("utf-8").trim().to_owned();
+    let secret: [u8; 32] = hex::decode(std::fs::read_to_string(&secret_path).expect("secret").trim())
+        .expect("hex")
+        .try_into()
+        .expect("32 bytes");
+    let idf_key = ed25519_dalek::SigningKey::from_bytes(&secret);
+    assert_eq!(hex::encode(idf_key.verifying_key().to_bytes()), public_key);
+    let hamas_key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    s.file
+        .add_party_key(
+            &"hamas".parse().expect("party"),
+            &hex::encode(hamas_key.verifying_key().to_bytes()),
+        )
+        .expect("register");
+    tokio::time::sleep(truce_serve::auth::RELOAD_POLL + Duration::from_millis(800)).await;
+
+    let mut ingest = s.pair.ingest_client().await;
+    let mut query = s.pair.query_client().await;
+    let mut report = crossing_report();
+    report.reporting_party = "idf".into();
+    let accepted = ingest
+        .submit_report(with_token(
+            &s.idf,
+            signed("signed-1", report.clone(), sign(&report, &idf_key)),
+        ))
+        .await
+        .expect("a good signature is accepted")
+        .into_inner();
+    let stored = query
+        .get_report(with_token(
+            &s.observer,
+            v1::GetReportRequest {
+                report_id: accepted.report_id.clone(),
+                min_position: accepted.position,
+            },
+        ))
+        .await
+        .expect("get")
+        .into_inner()
+        .report
+        .expect("report");
+    let kept = stored.signature.expect("the signature is kept");
+    assert_eq!(hex::encode(&kept.public_key), public_key);
+    assert_eq!(kept.signature, sign(&report, &idf_key));
+
+    // Forgeries: altered after signing, signed by another party's key,
+    // a truncated signature; each INVALID_ARGUMENT on `signature`.
+    let mut altered = report.clone();
+    altered.summary.push_str(" (edited)");
+    let forgeries = [
+        (altered, sign(&report, &idf_key), "does not verify"),
+        (report.clone(), sign(&report, &hamas_key), "does not verify"),
+        (report.clone(), vec![1; 63], "64-byte"),
+    ];
+    for (i, (body, signature, rule)) in forgeries.into_iter().enumerate() {
+        let status = ingest
+            .submit_report(with_token(&s.idf, signed(&format!("forged-{i}"), body, signature)))
+            .await
+            .expect_err("a forgery is refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        let violations = truce_tests::violations(&status);
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert_eq!(violations[0].0, "signature");
+        assert!(violations[0].1.contains(rule), "{violations:?}");
+    }
+    // A party without a key cannot sign.
+    let mut as_un = crossing_report();
+    as_un.reporting_party = "un".into();
+    let un_reporter = s
+        .file
+        .add("un-desk", &"un".parse().expect("party"), &[Role::Reporter])
+        .expect("add")
+        .token;
+    tokio::time::sleep(truce_serve::auth::RELOAD_POLL + Duration::from_millis(800)).await;
+    let status = ingest
+        .submit_report(with_token(
+            &un_reporter,
+            signed("", as_un.clone(), sign(&as_un, &idf_key)),
+        ))
+        .await
+        .expect_err("no key registered");
+    assert!(status.message().contains("no registered signing key"), "{status:?}");
+
+    // Nothing refused was stored: the log ends at the signed report.
+    let mut log = v1::log_service_client::LogServiceClient::new(
+        tonic::transport::Channel::from_shared(format!("http://{}", s.pair.ingest))
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect"),
+    );
+    let head = log
+        .get_log_head(with_token(&s.observer, v1::GetLogHeadRequest {}))
+        .await
+        .expect("head")
+        .into_inner();
+    assert_eq!(head.position, accepted.position);
+    s.pair.stop().await;
+
+    let verify = |extra: &[&str]| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_truce-testbed"));
+        command
+            .args(["verify", "--principals"])
+            .arg(&principals)
+            .arg("--data-dir")
+            .arg(s.dir.path())
+            .args(extra);
+        async move { command.output().await.expect("run truce verify") }
+    };
+    let output = verify(&[]).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("1 signed reports: every signature holds"));
+
+    // The operator rewrites the signed report's summary and recomputes the
+    // chain from there: the links hold, the party's signature does not.
+    let conn = rusqlite::Connection::open(s.dir.path().join("log.sqlite3")).expect("open");
+    let rows: Vec<(i64, Vec<u8>)> = conn
+        .prepare("SELECT position, payload FROM entries ORDER BY position")
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let mut previous = truce_log::GENESIS_HASH;
+    for (position, mut payload) in rows {
+        if position as u64 == accepted.position {
+            use prost::Message;
+            let mut event = v1::LogEvent::decode(payload.as_slice()).expect("decode");
+            let Some(v1::log_event::Body::ReportRecorded(recorded)) = event.body.as_mut() else {
+                panic!("not a report");
+            };
+            let report = recorded
+                .report
+                .as_mut()
+                .and_then(|r| r.report.as_mut())
+                .expect("report");
+            report.summary = "nothing happened".into();
+            payload = event.encode_to_vec();
+        }
+        let hash = truce_log::chain_hash(&previous, &payload);
+        conn.execute(
+            "UPDATE entries SET payload = ?1, hash = ?2 WHERE position = ?3",
+            rusqlite::params![payload, hash.to_vec(), position],
+        )
+        .expect("rewrite");
+        previous = hash;
+    }
+    drop(conn);
+    let output = verify(&[]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains(&format!(
+            "broken at position {}: the signature of party idf does not hold",
+            accepted.position
+        )),
+        "{stderr}"
+    );
 }

@@ -9,7 +9,7 @@ use std::{
 
 use truce_domain::PartyId;
 
-use crate::{AuthError, Principal, Principals, Role, token_hash};
+use crate::{AuthError, PartyKeys, Principal, Principals, Role, token_hash};
 
 /// One principal as the file stores it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -25,10 +25,25 @@ pub struct StoredPrincipal {
     pub token_sha256: String,
 }
 
+/// A party's report-signing keys as the file stores them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredParty {
+    /// The party id.
+    pub party: String,
+    /// Its Ed25519 public keys, 64 hex digits each.
+    pub signing_keys: Vec<String>,
+    /// Refuse the party's unsigned reports.
+    #[serde(default)]
+    pub require_signatures: bool,
+}
+
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Document {
     principals: Vec<StoredPrincipal>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    parties: Vec<StoredParty>,
 }
 
 /// A principal just added, with the token to hand over (shown once).
@@ -131,7 +146,57 @@ impl PrincipalsFile {
             };
             entries.push((hash, principal));
         }
-        Ok(Principals::new(entries))
+        let mut parties = std::collections::HashMap::new();
+        for (i, stored) in document.parties.into_iter().enumerate() {
+            let at = |what: String| self.invalid(format!("parties[{i}] ({}): {what}", stored.party));
+            let party: PartyId = stored.party.parse().map_err(|e| at(format!("party: {e}")))?;
+            let signing_keys = stored
+                .signing_keys
+                .iter()
+                .map(|key| {
+                    hex::decode(key)
+                        .ok()
+                        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                        .ok_or_else(|| at(format!("signing key {key:?} is not 64 hex digits")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if stored.require_signatures && signing_keys.is_empty() {
+                return Err(at("requires signatures but has no signing key".into()));
+            }
+            let keys = PartyKeys {
+                signing_keys,
+                require_signatures: stored.require_signatures,
+            };
+            if parties.insert(party, keys).is_some() {
+                return Err(at("the party is listed twice".into()));
+            }
+        }
+        Ok(Principals::new(entries).with_parties(parties))
+    }
+
+    /// Registers `public_key` (64 hex digits) as a signing key of `party`.
+    pub fn add_party_key(&self, party: &PartyId, public_key: &str) -> Result<(), AuthError> {
+        let mut document = if self.path.exists() {
+            self.read_document()?
+        } else {
+            Document::default()
+        };
+        let key = public_key.to_ascii_lowercase();
+        if hex::decode(&key).map_or(true, |bytes| bytes.len() != 32) {
+            return Err(self.invalid(format!("signing key {public_key:?} is not 64 hex digits")));
+        }
+        match document.parties.iter_mut().find(|p| p.party == party.as_str()) {
+            Some(stored) if stored.signing_keys.contains(&key) => {}
+            Some(stored) => stored.signing_keys.push(key),
+            None => document.parties.push(StoredParty {
+                party: party.to_string(),
+                signing_keys: vec![key],
+                require_signatures: false,
+            }),
+        }
+        self.write_document(&document)?;
+        // The written file must load: never leave a file the services refuse.
+        self.load().map(|_| ())
     }
 
     /// Creates the file with one admin principal if it does not exist,
@@ -152,6 +217,7 @@ impl PrincipalsFile {
                 roles: vec![Role::Admin],
                 token_sha256: token_hash(&token),
             }],
+            parties: Vec::new(),
         };
         let token_path = self.path.with_file_name("admin.token");
         write_private(&token_path, format!("{token}\n").as_bytes()).map_err(|e| self.io(e))?;

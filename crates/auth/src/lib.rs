@@ -10,8 +10,8 @@
 mod file;
 mod principal;
 
-pub use file::{AddedPrincipal, PrincipalsFile, StoredPrincipal};
-pub use principal::{Principal, Principals, Role, token_hash};
+pub use file::{AddedPrincipal, PrincipalsFile, StoredParty, StoredPrincipal};
+pub use principal::{PartyKeys, Principal, Principals, Role, token_hash};
 
 /// What can go wrong with the principals file.
 #[derive(Debug, thiserror::Error)]

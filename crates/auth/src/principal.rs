@@ -79,10 +79,21 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Every principal, by token hash. Immutable: a reload builds a new one.
+/// The keys a party signs its reports with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartyKeys {
+    /// Ed25519 public keys; any of them may sign (several allow rotation).
+    pub signing_keys: Vec<[u8; 32]>,
+    /// When set, the party's unsigned reports are refused.
+    pub require_signatures: bool,
+}
+
+/// Every principal, by token hash, and every party's signing keys.
+/// Immutable: a reload builds a new one.
 #[derive(Debug, Default)]
 pub struct Principals {
     by_token_hash: HashMap<String, Arc<Principal>>,
+    parties: HashMap<PartyId, PartyKeys>,
 }
 
 impl Principals {
@@ -90,7 +101,18 @@ impl Principals {
     pub fn new(entries: impl IntoIterator<Item = (String, Principal)>) -> Principals {
         Principals {
             by_token_hash: entries.into_iter().map(|(hash, p)| (hash, Arc::new(p))).collect(),
+            parties: HashMap::new(),
         }
+    }
+
+    /// With these parties' signing keys.
+    pub fn with_parties(self, parties: HashMap<PartyId, PartyKeys>) -> Principals {
+        Principals { parties, ..self }
+    }
+
+    /// The signing keys registered for `party`, if any.
+    pub fn party_keys(&self, party: &PartyId) -> Option<&PartyKeys> {
+        self.parties.get(party)
     }
 
     /// The principal holding `token`, if any.

@@ -65,6 +65,15 @@ impl RecordedEvent {
         }
     }
 
+    /// The report the event recorded and its party's signature, when it
+    /// recorded a signed report.
+    pub fn signed_report(&self) -> Option<(&StoredReport, &crate::report::ReportSignature)> {
+        match &self.body {
+            EventBody::ReportRecorded(recorded) => recorded.report.signature.as_ref().map(|s| (&recorded.report, s)),
+            EventBody::IncidentReviewed(_) => None,
+        }
+    }
+
     /// The position of the incident's previous event, if any.
     pub fn previous_position(&self) -> Option<Position> {
         match &self.body {

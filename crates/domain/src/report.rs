@@ -435,6 +435,18 @@ pub struct StoredReport {
     pub derived_zone: Option<Zone>,
     /// The client's idempotency key, if given.
     pub client_report_id: Option<crate::ids::ClientReportId>,
+    /// The reporting party's signature, when it signed the report.
+    pub signature: Option<ReportSignature>,
+}
+
+/// A reporting party's Ed25519 signature over a report, as verified on
+/// receipt: kept so that anyone can check it again later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportSignature {
+    /// The party's public key that verified it.
+    pub public_key: [u8; 32],
+    /// The signature.
+    pub signature: [u8; 64],
 }
 
 impl StoredReport {

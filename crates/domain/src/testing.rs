@@ -63,5 +63,6 @@ pub(crate) fn report_at(position: u64, shape: impl FnOnce(Draft) -> Draft) -> St
         report,
         derived_zone: None,
         client_report_id: None,
+        signature: None,
     }
 }

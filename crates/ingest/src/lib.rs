@@ -127,7 +127,7 @@ impl IngestNode {
         auth: &Authenticator,
         stopping: Stopping,
     ) -> impl Future<Output = ()> + use<> {
-        let ingest = IngestServiceServer::new(service::Ingest::new(self.submitter.clone()))
+        let ingest = IngestServiceServer::new(service::Ingest::new(self.submitter.clone(), auth.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
         routes.add_service(tonic::service::interceptor::InterceptedService::new(
             ingest,

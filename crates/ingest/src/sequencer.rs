@@ -20,7 +20,7 @@ use truce_domain::{
     grouping::{GroupingPolicy, IncidentIndex},
     ids::ClientReportId,
     incident::IncidentSummary,
-    report::{Report, StoredReport},
+    report::{Report, ReportSignature, StoredReport},
     review::{Refusal, Review, apply_review},
 };
 use truce_log::{Head, LogError, LogStore, NewEntry};
@@ -45,6 +45,8 @@ pub struct Submission {
     pub digest: [u8; 32],
     /// When it arrived.
     pub received_at: Timestamp,
+    /// The party's verified signature, if it signed.
+    pub signature: Option<ReportSignature>,
 }
 
 /// Where a report was recorded.
@@ -349,6 +351,7 @@ impl Sequencer {
             report: submission.report,
             derived_zone,
             client_report_id: submission.client_report_id,
+            signature: submission.signature,
         };
         let (summary, previous_position) = if opened {
             (IncidentSummary::open(&stored, recorded_at), None)
@@ -512,6 +515,7 @@ mod tests {
             report: report_from_wire(wire, "report", Received::Stored).unwrap(),
             digest: report_digest(wire),
             received_at: Timestamp(0),
+            signature: None,
         }
     }
 

@@ -6,19 +6,19 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 use truce_domain::{
-    IncidentId, PartyId, Timestamp, Violations,
+    FieldViolation, IncidentId, PartyId, Timestamp, Violations,
     incident::IncidentStatus,
-    report::{bounded_text, limits},
+    report::{Report, ReportSignature, bounded_text, limits},
     review::Review,
 };
 use truce_proto::{
     ServiceError,
-    convert::{Received, report_digest, report_from_wire, timestamp_to_wire},
+    convert::{Received, report_digest, report_from_wire, report_signature_holds, timestamp_to_wire},
     v1::{self, ingest_service_server::IngestService},
 };
 
-use truce_auth::{Principal, Role};
-use truce_serve::auth::Caller;
+use truce_auth::{PartyKeys, Principal, Role};
+use truce_serve::auth::{Authenticator, Caller};
 
 use crate::sequencer::{Accepted, Submission, Submitter};
 
@@ -30,13 +30,67 @@ const BULK_WINDOW: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct Ingest {
     submitter: Submitter,
+    auth: Authenticator,
 }
 
 impl Ingest {
-    /// A service handing reports to `submitter`.
-    pub fn new(submitter: Submitter) -> Ingest {
-        Ingest { submitter }
+    /// A service handing reports to `submitter`, checking report signatures
+    /// against the parties' keys known to `auth`.
+    pub fn new(submitter: Submitter, auth: Authenticator) -> Ingest {
+        Ingest { submitter, auth }
     }
+
+    /// Validates a request into a submission, naming every invalid field.
+    fn validate(&self, request: v1::SubmitReportRequest, received_at: Timestamp) -> Result<Submission, ServiceError> {
+        let signature = request.signature;
+        let mut submission = validate(request.report, request.client_report_id, received_at)?;
+        let keys = self.auth.party_keys(&submission.report.reporting_party);
+        submission.signature = check_signature(&submission.report, &signature, keys.as_ref())
+            .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
+        Ok(submission)
+    }
+}
+
+/// Checks a report's signature against its party's registered keys, and
+/// whether the party must sign at all.
+fn check_signature(
+    report: &Report,
+    signature: &[u8],
+    keys: Option<&PartyKeys>,
+) -> Result<Option<ReportSignature>, FieldViolation> {
+    let party = &report.reporting_party;
+    if signature.is_empty() {
+        return match keys {
+            Some(keys) if keys.require_signatures => Err(FieldViolation::new(
+                "signature",
+                format!("is required: party {party} signs its reports"),
+            )),
+            _ => Ok(None),
+        };
+    }
+    let signature: [u8; 64] = signature.try_into().map_err(|_| {
+        FieldViolation::new(
+            "signature",
+            format!("must be a 64-byte Ed25519 signature (has {} bytes)", signature.len()),
+        )
+    })?;
+    let keys = keys.map(|k| k.signing_keys.as_slice()).unwrap_or_default();
+    if keys.is_empty() {
+        return Err(FieldViolation::new(
+            "signature",
+            format!("party {party} has no registered signing key"),
+        ));
+    }
+    keys.iter()
+        .map(|&public_key| ReportSignature { public_key, signature })
+        .find(|candidate| report_signature_holds(report, candidate))
+        .map(Some)
+        .ok_or_else(|| {
+            FieldViolation::new(
+                "signature",
+                format!("does not verify over the report's signing bytes with any key of party {party}"),
+            )
+        })
 }
 
 /// Speaks for the caller's own party: fills in an empty reporting party,
@@ -57,13 +111,18 @@ fn as_caller(caller: &Caller, mut request: v1::SubmitReportRequest) -> Result<v1
     Ok(request)
 }
 
-/// Validates a request into a submission, naming every invalid field.
-fn validate(request: v1::SubmitReportRequest, received_at: Timestamp) -> Result<Submission, ServiceError> {
+/// Validates a report and its key into a submission, naming every invalid
+/// field.
+fn validate(
+    report: Option<v1::Report>,
+    client_report_id: String,
+    received_at: Timestamp,
+) -> Result<Submission, ServiceError> {
     let mut violations = Vec::new();
-    let client_report_id = if request.client_report_id.is_empty() {
+    let client_report_id = if client_report_id.is_empty() {
         None
     } else {
-        match request.client_report_id.parse() {
+        match client_report_id.parse() {
             Ok(key) => Some(key),
             Err(rule) => {
                 violations.push(truce_domain::FieldViolation::new("client_report_id", rule));
@@ -71,7 +130,7 @@ fn validate(request: v1::SubmitReportRequest, received_at: Timestamp) -> Result<
             }
         }
     };
-    let Some(wire) = request.report else {
+    let Some(wire) = report else {
         violations.push(truce_domain::FieldViolation::new("report", "is required"));
         return Err(ServiceError::InvalidArgument(violations));
     };
@@ -81,6 +140,7 @@ fn validate(request: v1::SubmitReportRequest, received_at: Timestamp) -> Result<
             report,
             digest: report_digest(&wire),
             received_at,
+            signature: None,
         }),
         Ok(_) => Err(ServiceError::InvalidArgument(violations)),
         Err(more) => {
@@ -165,7 +225,7 @@ impl IngestService for Ingest {
     ) -> Result<Response<v1::SubmitReportResponse>, Status> {
         let caller = Caller::of(&request)?;
         caller.require("submit reports", Principal::may_report)?;
-        let submission = validate(as_caller(&caller, request.into_inner())?, now())?;
+        let submission = self.validate(as_caller(&caller, request.into_inner())?, now())?;
         let accepted = self.submitter.submit(submission).await?;
         Ok(Response::new(to_response(accepted)))
     }
@@ -186,6 +246,7 @@ impl IngestService for Ingest {
             mpsc::channel::<oneshot::Receiver<Result<Accepted, ServiceError>>>(BULK_WINDOW);
         let (out_tx, out_rx) = mpsc::channel(BULK_WINDOW);
         let submitter = self.submitter.clone();
+        let service = self.clone();
         let reader_out = out_tx.clone();
         tokio::spawn(async move {
             loop {
@@ -203,7 +264,7 @@ impl IngestService for Ingest {
                 }
                 let outcome = match request.request {
                     None => Err(ServiceError::invalid("request", "is required")),
-                    Some(request) => as_caller(&caller, request).and_then(|r| validate(r, now())),
+                    Some(request) => as_caller(&caller, request).and_then(|r| service.validate(r, now())),
                 };
                 match outcome {
                     Err(error) => {

@@ -186,6 +186,11 @@ impl Authenticator {
         }
     }
 
+    /// The report-signing keys registered for `party`, if any.
+    pub fn party_keys(&self, party: &truce_domain::PartyId) -> Option<truce_auth::PartyKeys> {
+        self.current().party_keys(party).cloned()
+    }
+
     /// Resolves the caller of `request` and records it in its extensions.
     pub fn authenticate<T>(&self, mut request: Request<T>) -> Result<Request<T>, Status> {
         let caller = self.resolve(

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use truce_ingest::args::IngestArgs;
 use truce_query::args::QueryArgs;
@@ -33,6 +34,75 @@ enum Command {
     /// Manages principals.
     #[command(subcommand)]
     Principal(PrincipalCommand),
+    /// Manages the parties' report-signing keys.
+    #[command(subcommand)]
+    Party(PartyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PartyCommand {
+    /// Registers an Ed25519 public key with which a party signs its
+    /// reports. Without --public-key, generates a key pair, writes the
+    /// secret key (hex) to --key-out, readable only by its owner, and
+    /// registers its public key.
+    AddKey(PartyAddKeyArgs),
+}
+
+/// Settings of `truce party add-key`.
+#[derive(Debug, clap::Args)]
+struct PartyAddKeyArgs {
+    /// The party, e.g. "idf".
+    #[arg(long)]
+    party: String,
+    /// The public key to register, 64 hex digits.
+    #[arg(long, conflicts_with = "key_out")]
+    public_key: Option<String>,
+    /// Where to write a generated secret key. Default: PARTY.signing-key in
+    /// the current directory.
+    #[arg(long)]
+    key_out: Option<std::path::PathBuf>,
+    /// The principals file. Default: principals.json in the data directory.
+    #[arg(long, env = "TRUCE_PRINCIPALS")]
+    principals: Option<std::path::PathBuf>,
+    /// The data directory.
+    #[arg(long, env = "TRUCE_DATA_DIR", default_value = truce_ingest::DEFAULT_DATA_DIR)]
+    data_dir: std::path::PathBuf,
+}
+
+fn add_party_key(args: PartyAddKeyArgs) -> anyhow::Result<()> {
+    let party: truce_domain::PartyId = args
+        .party
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--party: {e}"))?;
+    let public_key = match args.public_key {
+        Some(key) => key,
+        None => {
+            let out = args
+                .key_out
+                .unwrap_or_else(|| std::path::PathBuf::from(format!("{party}.signing-key")));
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options
+                .open(&out)
+                .with_context(|| format!("creating {} (it must not exist)", out.display()))?;
+            std::io::Write::write_all(&mut file, format!("{}\n", hex::encode(secret)).as_bytes())?;
+            eprintln!("wrote the secret signing key of {party} to {}", out.display());
+            hex::encode(
+                ed25519_dalek::SigningKey::from_bytes(&secret)
+                    .verifying_key()
+                    .to_bytes(),
+            )
+        }
+    };
+    let path = args.principals.unwrap_or_else(|| args.data_dir.join("principals.json"));
+    truce_auth::PrincipalsFile::new(&path).add_party_key(&party, &public_key)?;
+    eprintln!("registered the signing key of {party} in {}:", path.display());
+    println!("{public_key}");
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,6 +226,7 @@ pub fn main() -> anyhow::Result<()> {
             Command::Verify(args) => crate::verify::run_verify(args).await,
             Command::Checkpoint(args) => crate::verify::run_checkpoint(args).await,
             Command::Principal(PrincipalCommand::Add(args)) => add_principal(args),
+            Command::Party(PartyCommand::AddKey(args)) => add_party_key(args),
         }
     })
 }

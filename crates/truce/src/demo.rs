@@ -123,6 +123,7 @@ pub async fn run(endpoint: &str, credentials: &Credentials) -> anyhow::Result<()
         let mut request = tonic::Request::new(v1::SubmitReportRequest {
             client_report_id: key.to_owned(),
             report: Some(report),
+            signature: Vec::new(),
         });
         credentials.authorize(&mut request, &party)?;
         let response = client

@@ -46,6 +46,11 @@ pub struct VerifyArgs {
     /// signed by any other key are refused.
     #[arg(long)]
     service_key: Option<String>,
+    /// A principals file whose party signing keys every signed report must
+    /// have been signed with (without it, signatures are checked against
+    /// the keys stored with them).
+    #[arg(long)]
+    principals: Option<PathBuf>,
 }
 
 /// Settings of `truce checkpoint`.
@@ -122,6 +127,8 @@ pub struct Verified {
     pub head_hash: Hash,
     /// Checkpoints the log extends.
     pub checkpoints: usize,
+    /// Signed reports whose signatures hold.
+    pub signed_reports: u64,
 }
 
 /// Why verification failed.
@@ -159,6 +166,7 @@ pub async fn run_verify(args: VerifyArgs) -> anyhow::Result<()> {
                 verified.incarnation,
                 hex::encode(verified.head_hash)
             );
+            println!("{} signed reports: every signature holds", verified.signed_reports);
             if verified.checkpoints > 0 {
                 println!("the log extends all {} signed checkpoints given", verified.checkpoints);
             }
@@ -198,7 +206,13 @@ pub async fn verify(args: &VerifyArgs) -> Result<Verified, Failure> {
                 .with_context(|| format!("checkpoint {}", path.display()))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut walk = Walk::new(checkpoints);
+    let principals = args
+        .principals
+        .as_ref()
+        .map(|path| truce_auth::PrincipalsFile::new(path).load())
+        .transpose()
+        .context("reading the parties' signing keys")?;
+    let mut walk = Walk::new(checkpoints, principals);
     match (&args.source.data_dir, &args.source.log) {
         (Some(dir), _) => {
             let reader =
@@ -276,15 +290,19 @@ struct Walk {
     chain: ChainVerifier,
     last_hash: Hash,
     checkpoints: Vec<Checkpoint>,
+    principals: Option<truce_auth::Principals>,
+    signed_reports: u64,
 }
 
 impl Walk {
-    fn new(checkpoints: Vec<Checkpoint>) -> Walk {
+    fn new(checkpoints: Vec<Checkpoint>, principals: Option<truce_auth::Principals>) -> Walk {
         Walk {
             incarnation: String::new(),
             chain: ChainVerifier::default(),
             last_hash: truce_log::GENESIS_HASH,
             checkpoints,
+            principals,
+            signed_reports: 0,
         }
     }
 
@@ -303,12 +321,35 @@ impl Walk {
 
     fn check(&mut self, entry: &LogEntry) -> Result<(), Failure> {
         self.chain.check(entry).map_err(Failure::Broken)?;
-        truce_proto::convert::event_from_wire(entry.position, &entry.payload).map_err(|what| {
+        let broken = |what: String| {
             Failure::Broken(Broken {
                 position: entry.position,
-                what: format!("not a readable event: {what}"),
+                what,
             })
-        })?;
+        };
+        let event = truce_proto::convert::event_from_wire(entry.position, &entry.payload)
+            .map_err(|what| broken(format!("not a readable event: {what}")))?;
+        if let Some((report, signature)) = event.signed_report() {
+            let party = &report.report.reporting_party;
+            if !truce_proto::convert::report_signature_holds(&report.report, signature) {
+                return Err(broken(format!(
+                    "the signature of party {party} does not hold over {}: the report was altered after signing",
+                    report.report_id
+                )));
+            }
+            if let Some(principals) = &self.principals
+                && !principals
+                    .party_keys(party)
+                    .is_some_and(|keys| keys.signing_keys.contains(&signature.public_key))
+            {
+                return Err(broken(format!(
+                    "{} is signed with key {}, which is not registered for party {party}",
+                    report.report_id,
+                    hex::encode(signature.public_key)
+                )));
+            }
+            self.signed_reports += 1;
+        }
         for checkpoint in self.checkpoints.iter().filter(|c| c.position == entry.position) {
             if checkpoint.hash != entry.hash {
                 return Err(Failure::Broken(Broken {
@@ -343,6 +384,7 @@ impl Walk {
             entries,
             head_hash: self.last_hash,
             checkpoints: self.checkpoints.len(),
+            signed_reports: self.signed_reports,
         })
     }
 }

@@ -10,5 +10,8 @@ mod time;
 
 pub use event::{event_from_wire, event_to_wire};
 pub use incident::review_to_wire;
-pub use report::{Received, report_digest, report_from_wire, stored_report_from_wire};
+pub use report::{
+    REPORT_SIGNING_PREFIX, Received, report_digest, report_from_wire, report_signature_holds, report_signing_bytes,
+    stored_report_from_wire,
+};
 pub use time::{timestamp_from_wire, timestamp_to_wire};

@@ -8,7 +8,7 @@ use truce_domain::{
     ids::ClientReportId,
     report::{
         AttributionClaim, CasualtyClaim, CasualtyGroup, Category, CountRange, EvidenceRef, Location, LocationPrecision,
-        Report, Source, StoredReport, TimePrecision, Zone, bounded_text, http_url, limits,
+        Report, ReportSignature, Source, StoredReport, TimePrecision, Zone, bounded_text, http_url, limits,
     },
 };
 
@@ -23,6 +23,33 @@ pub enum Received {
     At(Timestamp),
     /// Read back from the log.
     Stored,
+}
+
+/// Begins every report's signing bytes, so that a report signature can
+/// never be taken for a signature over anything else.
+pub const REPORT_SIGNING_PREFIX: &[u8] = b"truce-report-v1\n";
+
+/// The bytes a reporting party signs: [`REPORT_SIGNING_PREFIX`], then the
+/// report's deterministic encoding (prost writes fields in number order and
+/// omits defaults, as other protobuf libraries do when asked for
+/// deterministic output of a message without maps).
+pub fn report_signing_bytes(report: &v1::Report) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(REPORT_SIGNING_PREFIX.len() + report.encoded_len());
+    bytes.extend_from_slice(REPORT_SIGNING_PREFIX);
+    report.encode_raw(&mut bytes);
+    bytes
+}
+
+/// Checks a party's signature over `report` as stored, which is exactly the
+/// report as received: the conversions keep every field as given.
+pub fn report_signature_holds(report: &Report, signature: &ReportSignature) -> bool {
+    use ed25519_dalek::Verifier;
+    let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&signature.public_key) else {
+        return false;
+    };
+    let signed = ed25519_dalek::Signature::from_bytes(&signature.signature);
+    key.verify(&report_signing_bytes(&v1::Report::from(report)), &signed)
+        .is_ok()
 }
 
 /// SHA-256 of a report's canonical encoding: what an idempotent retry must
@@ -365,6 +392,10 @@ impl From<&StoredReport> for v1::StoredReport {
                 .as_ref()
                 .map(|k| k.as_str().to_owned())
                 .unwrap_or_default(),
+            signature: s.signature.map(|s| v1::ReportSignature {
+                public_key: s.public_key.to_vec(),
+                signature: s.signature.to_vec(),
+            }),
         }
     }
 }
@@ -395,17 +426,33 @@ pub fn stored_report_from_wire(wire: &v1::StoredReport) -> Result<StoredReport, 
         v.check("client_report_id", wire.client_report_id.parse::<ClientReportId>())
             .map(Some)
     };
-    match (report_id, incident_id, received_at, report, client_report_id) {
-        (Some(report_id), Some(incident_id), Some(received_at), Some(report), Some(client_report_id)) => {
-            Ok(StoredReport {
-                report_id,
-                incident_id,
-                received_at,
-                report,
-                derived_zone,
-                client_report_id,
-            })
-        }
+    let signature = match &wire.signature {
+        None => Some(None),
+        Some(s) => match (s.public_key.as_slice().try_into(), s.signature.as_slice().try_into()) {
+            (Ok(public_key), Ok(signature)) => Some(Some(ReportSignature { public_key, signature })),
+            _ => v.check(
+                "signature",
+                Err("needs a 32-byte public key and a 64-byte signature".to_owned()),
+            ),
+        },
+    };
+    match (report_id, incident_id, received_at, report, client_report_id, signature) {
+        (
+            Some(report_id),
+            Some(incident_id),
+            Some(received_at),
+            Some(report),
+            Some(client_report_id),
+            Some(signature),
+        ) => Ok(StoredReport {
+            report_id,
+            incident_id,
+            received_at,
+            report,
+            derived_zone,
+            client_report_id,
+            signature,
+        }),
         _ => Err(v.into_vec()),
     }
 }
