@@ -450,3 +450,80 @@ pub mod stream {
         }
     }
 }
+
+/// Services on bearer tokens, with principals of several roles.
+pub mod secure {
+    use std::time::Duration;
+
+    use tonic::Request;
+    use truce_auth::{PrincipalsFile, Role};
+    use truce_serve::auth::AuthMode;
+
+    use super::{Pair, crossing_report, request};
+
+    /// `message` with `token` as its bearer token.
+    pub fn with_token<T>(token: &str, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().expect("test setup"));
+        request
+    }
+
+    /// Services on tokens and some principals.
+    pub struct Secure {
+        /// The services, on tokens.
+        pub pair: Pair,
+        /// Their principals file.
+        pub file: PrincipalsFile,
+        /// The generated admin's token.
+        pub admin: String,
+        /// A reporter of party idf.
+        pub idf: String,
+        /// An observer of party un.
+        pub observer: String,
+        /// Their data directory.
+        pub dir: tempfile::TempDir,
+    }
+
+    /// Starts services on tokens: the first start creates the principals
+    /// file and the admin token; adds an idf reporter and an un observer.
+    pub async fn secure_pair() -> Secure {
+        let dir = tempfile::tempdir().expect("test setup");
+        let file = PrincipalsFile::new(dir.path().join("principals.json"));
+        let pair = Pair::start_full(
+            truce_ingest::IngestConfig {
+                data_dir: dir.path().to_owned(),
+                ..Default::default()
+            },
+            truce_query::QuerySettings::default(),
+            AuthMode::Tokens(file.clone()),
+        )
+        .await;
+        // The first start created the file and the admin's token.
+        let mut ingest = pair.ingest_client().await;
+        let _ = ingest.submit_report(request("", crossing_report())).await;
+        let admin = std::fs::read_to_string(dir.path().join("admin.token"))
+            .expect("test setup")
+            .trim()
+            .to_owned();
+        let idf = file
+            .add("idf-desk", &"idf".parse().expect("test setup"), &[Role::Reporter])
+            .expect("test setup")
+            .token;
+        let observer = file
+            .add("un-reader", &"un".parse().expect("test setup"), &[Role::Observer])
+            .expect("test setup")
+            .token;
+        // The services notice the file within their reload poll.
+        tokio::time::sleep(truce_serve::auth::RELOAD_POLL + Duration::from_millis(800)).await;
+        Secure {
+            pair,
+            file,
+            admin,
+            idf,
+            observer,
+            dir,
+        }
+    }
+}

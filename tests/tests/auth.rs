@@ -3,67 +3,14 @@
 
 use std::time::Duration;
 
-use tonic::{Code, Request};
-use truce_auth::{PrincipalsFile, Role};
+use tonic::Code;
+use truce_auth::Role;
 use truce_proto::v1::{self, subscribe_request::Start};
-use truce_serve::auth::AuthMode;
-use truce_tests::{Pair, crossing_report, request, stream};
-
-fn with_token<T>(token: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().expect("test setup"));
-    request
-}
-
-struct Secure {
-    pair: Pair,
-    file: PrincipalsFile,
-    admin: String,
-    idf: String,
-    observer: String,
-    dir: tempfile::TempDir,
-}
-
-async fn secure_pair() -> Secure {
-    let dir = tempfile::tempdir().expect("test setup");
-    let file = PrincipalsFile::new(dir.path().join("principals.json"));
-    let pair = Pair::start_full(
-        truce_ingest::IngestConfig {
-            data_dir: dir.path().to_owned(),
-            ..Default::default()
-        },
-        truce_query::QuerySettings::default(),
-        AuthMode::Tokens(file.clone()),
-    )
-    .await;
-    // The first start created the file and the admin's token.
-    let mut ingest = pair.ingest_client().await;
-    let _ = ingest.submit_report(request("", crossing_report())).await;
-    let admin = std::fs::read_to_string(dir.path().join("admin.token"))
-        .expect("test setup")
-        .trim()
-        .to_owned();
-    let idf = file
-        .add("idf-desk", &"idf".parse().expect("test setup"), &[Role::Reporter])
-        .expect("test setup")
-        .token;
-    let observer = file
-        .add("un-reader", &"un".parse().expect("test setup"), &[Role::Observer])
-        .expect("test setup")
-        .token;
-    // The services notice the file within their reload poll.
-    tokio::time::sleep(truce_serve::auth::RELOAD_POLL + Duration::from_millis(800)).await;
-    Secure {
-        pair,
-        file,
-        admin,
-        idf,
-        observer,
-        dir,
-    }
-}
+use truce_tests::{
+    crossing_report, request,
+    secure::{secure_pair, with_token},
+    stream,
+};
 
 #[tokio::test]
 async fn no_or_unknown_tokens_are_unauthenticated_and_reveal_nothing() {

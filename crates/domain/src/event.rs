@@ -1,7 +1,7 @@
 //! The events of the log. Every change to the record is one of these; the
 //! query side is a fold over them.
 
-use crate::{Position, Timestamp, incident::IncidentSummary, report::StoredReport, review::Review};
+use crate::{PartyId, Position, ReportId, Timestamp, incident::IncidentSummary, report::StoredReport, review::Review};
 
 /// An event as recorded at a position of the log.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +24,36 @@ pub enum EventBody {
     ReportRecorded(ReportRecorded),
     /// A monitor ruled on an incident.
     IncidentReviewed(IncidentReviewed),
+    /// A reporter amended its report.
+    ReportAmended(ReportAmended),
+    /// A reporter retracted its report.
+    ReportRetracted(ReportRetracted),
+}
+
+/// A reporter amended its report: a new version, never an edit in place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportAmended {
+    /// The new version: same id and incident, the next version number.
+    pub report: StoredReport,
+    /// The incident's summary after it.
+    pub incident: IncidentSummary,
+    /// The position of the incident's previous event.
+    pub previous_position: Position,
+}
+
+/// A reporter retracted its report; the report stays in the record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportRetracted {
+    /// The report.
+    pub report_id: ReportId,
+    /// The party that reported and retracted it.
+    pub reporting_party: PartyId,
+    /// Why.
+    pub reason: String,
+    /// The incident's summary after it.
+    pub incident: IncidentSummary,
+    /// The position of the incident's previous event.
+    pub previous_position: Position,
 }
 
 /// A monitor ruled on an incident.
@@ -62,16 +92,20 @@ impl RecordedEvent {
         match &self.body {
             EventBody::ReportRecorded(recorded) => &recorded.incident,
             EventBody::IncidentReviewed(reviewed) => &reviewed.incident,
+            EventBody::ReportAmended(amended) => &amended.incident,
+            EventBody::ReportRetracted(retracted) => &retracted.incident,
         }
     }
 
     /// The report the event recorded and its party's signature, when it
     /// recorded a signed report.
     pub fn signed_report(&self) -> Option<(&StoredReport, &crate::report::ReportSignature)> {
-        match &self.body {
-            EventBody::ReportRecorded(recorded) => recorded.report.signature.as_ref().map(|s| (&recorded.report, s)),
-            EventBody::IncidentReviewed(_) => None,
-        }
+        let report = match &self.body {
+            EventBody::ReportRecorded(recorded) => &recorded.report,
+            EventBody::ReportAmended(amended) => &amended.report,
+            EventBody::IncidentReviewed(_) | EventBody::ReportRetracted(_) => return None,
+        };
+        report.signature.as_ref().map(|s| (report, s))
     }
 
     /// The position of the incident's previous event, if any.
@@ -79,6 +113,8 @@ impl RecordedEvent {
         match &self.body {
             EventBody::ReportRecorded(recorded) => recorded.previous_position,
             EventBody::IncidentReviewed(reviewed) => Some(reviewed.previous_position),
+            EventBody::ReportAmended(amended) => Some(amended.previous_position),
+            EventBody::ReportRetracted(retracted) => Some(retracted.previous_position),
         }
     }
 }

@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use crate::{
     IncidentId, PartyId, Position, Timestamp,
+    event::{EventBody, RecordedEvent},
     geo::BoundingBox,
-    report::{Category, ClaimantTotals, CountRange, StoredReport, Zone},
+    report::{Category, ClaimantTotals, CountRange, Retraction, StoredReport, Zone},
 };
 
 /// The state of an incident's review by the mediators.
@@ -195,16 +196,119 @@ impl IncidentSummary {
     }
 }
 
+impl IncidentSummary {
+    /// The summary after a report was amended or retracted: everything a
+    /// report contributes is folded anew over `reports` (the current
+    /// versions; retracted ones are skipped), while what belongs to the
+    /// incident itself (its id and opening category, the mediators' status
+    /// and findings) stays.
+    pub fn refolded<'a>(
+        &self,
+        reports: impl IntoIterator<Item = &'a StoredReport>,
+        position: Position,
+        recorded_at: Timestamp,
+    ) -> IncidentSummary {
+        let mut summary = IncidentSummary {
+            categories: Vec::new(),
+            zones: Vec::new(),
+            areas: Vec::new(),
+            reporters: Vec::new(),
+            alleged_responsible: Vec::new(),
+            bounds: None,
+            killed: None,
+            injured: None,
+            report_count: 0,
+            confirmations: self.confirmations.clone(),
+            found_responsible: self.found_responsible.clone(),
+            ..self.clone()
+        };
+        let mut first = true;
+        for report in reports.into_iter().filter(|r| r.is_current()) {
+            if first {
+                // The window is the current reports' window.
+                summary.occurred_from = report.report.occurred_at;
+                summary.occurred_to = report.report.occurred_at;
+                first = false;
+            }
+            summary.absorb(report, recorded_at);
+        }
+        summary.updated_position = position;
+        summary.updated_at = recorded_at;
+        summary
+    }
+}
+
 /// An incident with its reports, as the query side holds it. Reports are
 /// shared, so a summary change does not copy them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Incident {
     /// The summary.
     pub summary: Arc<IncidentSummary>,
-    /// Every report, oldest first.
+    /// Every report in its current version (retracted ones marked), oldest
+    /// first.
     pub reports: Vec<Arc<StoredReport>>,
     /// Every review, oldest first.
     pub reviews: Vec<RecordedReview>,
+    /// Versions replaced by amendments, oldest first.
+    pub earlier_versions: Vec<Arc<StoredReport>>,
+}
+
+impl Incident {
+    /// The incident as the report that opened it left it.
+    pub fn opened(report: Arc<StoredReport>, summary: IncidentSummary) -> Incident {
+        Incident {
+            summary: Arc::new(summary),
+            reports: vec![report],
+            reviews: Vec::new(),
+            earlier_versions: Vec::new(),
+        }
+    }
+
+    /// The current version of one of its reports.
+    pub fn report(&self, id: crate::ReportId) -> Option<&Arc<StoredReport>> {
+        // Reports are in id order: ids are positions, appended in order.
+        self.reports
+            .binary_search_by_key(&id, |r| r.report_id)
+            .ok()
+            .map(|i| &self.reports[i])
+    }
+
+    /// Applies a later event of this incident and returns the summary it
+    /// replaced. The same fold serves the query side's view and the ingest
+    /// side when it needs an incident's reports.
+    pub fn apply(&mut self, event: &RecordedEvent) -> Arc<IncidentSummary> {
+        match &event.body {
+            EventBody::ReportRecorded(recorded) => {
+                self.reports.push(Arc::new(recorded.report.clone()));
+            }
+            EventBody::IncidentReviewed(reviewed) => self.reviews.push(RecordedReview {
+                position: event.position,
+                recorded_at: event.recorded_at,
+                review: reviewed.review.clone(),
+            }),
+            EventBody::ReportAmended(amended) => {
+                if let Ok(i) = self
+                    .reports
+                    .binary_search_by_key(&amended.report.report_id, |r| r.report_id)
+                {
+                    let earlier = std::mem::replace(&mut self.reports[i], Arc::new(amended.report.clone()));
+                    self.earlier_versions.push(earlier);
+                }
+            }
+            EventBody::ReportRetracted(retracted) => {
+                if let Ok(i) = self.reports.binary_search_by_key(&retracted.report_id, |r| r.report_id) {
+                    let mut report = StoredReport::clone(&self.reports[i]);
+                    report.retraction = Some(Retraction {
+                        position: event.position,
+                        recorded_at: event.recorded_at,
+                        reason: retracted.reason.clone(),
+                    });
+                    self.reports[i] = Arc::new(report);
+                }
+            }
+        }
+        std::mem::replace(&mut self.summary, Arc::new(event.incident().clone()))
+    }
 }
 
 /// A review with where and when it was recorded.

@@ -11,6 +11,8 @@ pub mod limits {
     pub const SUMMARY_CHARS: usize = 4000;
     /// Characters in a short text field (outlet, area, actor, affiliation).
     pub const SHORT_TEXT_CHARS: usize = 200;
+    /// Characters in the reason for an amendment or retraction.
+    pub const REASON_CHARS: usize = 1000;
     /// Characters in a URL or URI.
     pub const URI_CHARS: usize = 2048;
     /// Characters in a media type.
@@ -435,8 +437,27 @@ pub struct StoredReport {
     pub derived_zone: Option<Zone>,
     /// The client's idempotency key, if given.
     pub client_report_id: Option<crate::ids::ClientReportId>,
-    /// The reporting party's signature, when it signed the report.
+    /// The reporting party's signature, when it signed this version.
     pub signature: Option<ReportSignature>,
+    /// 1 as first submitted; each amendment adds one.
+    pub version: u32,
+    /// The position of the event that recorded this version.
+    pub version_position: crate::Position,
+    /// Why the reporter amended it into this version.
+    pub amendment_reason: Option<String>,
+    /// Set once the reporter retracted it.
+    pub retraction: Option<Retraction>,
+}
+
+/// A reporter's withdrawal of its report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retraction {
+    /// The position of the retraction.
+    pub position: crate::Position,
+    /// When it was recorded.
+    pub recorded_at: Timestamp,
+    /// Why.
+    pub reason: String,
 }
 
 /// A reporting party's Ed25519 signature over a report, as verified on
@@ -453,6 +474,11 @@ impl StoredReport {
     /// The log position that recorded it.
     pub fn position(&self) -> crate::Position {
         self.report_id.0
+    }
+
+    /// True while it counts toward its incident: not retracted.
+    pub fn is_current(&self) -> bool {
+        self.retraction.is_none()
     }
 
     /// True when a derived zone contradicts the stated one.

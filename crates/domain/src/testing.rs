@@ -64,5 +64,9 @@ pub(crate) fn report_at(position: u64, shape: impl FnOnce(Draft) -> Draft) -> St
         derived_zone: None,
         client_report_id: None,
         signature: None,
+        version: 1,
+        version_position: Position(position),
+        amendment_reason: None,
+        retraction: None,
     }
 }

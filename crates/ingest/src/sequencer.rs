@@ -14,13 +14,13 @@ use std::{collections::HashMap, thread};
 
 use tokio::sync::{mpsc, oneshot, watch};
 use truce_domain::{
-    IncidentId, Position, ReportId, Timestamp,
-    event::{EventBody, IncidentReviewed, RecordedEvent, ReportRecorded},
+    IncidentId, PartyId, Position, ReportId, Timestamp,
+    event::{EventBody, IncidentReviewed, RecordedEvent, ReportAmended, ReportRecorded, ReportRetracted},
     geo::Demarcation,
     grouping::{GroupingPolicy, IncidentIndex},
     ids::ClientReportId,
-    incident::IncidentSummary,
-    report::{Report, ReportSignature, StoredReport},
+    incident::{Incident, IncidentSummary},
+    report::{Report, ReportSignature, Retraction, StoredReport},
     review::{Refusal, Review, apply_review},
 };
 use truce_log::{Head, LogError, LogStore, NewEntry};
@@ -73,6 +73,46 @@ pub struct Reviewed {
     pub incident: IncidentSummary,
 }
 
+/// A validated amendment: a new version of a report.
+#[derive(Debug)]
+pub struct Amendment {
+    /// The report amended.
+    pub report_id: ReportId,
+    /// The new version.
+    pub report: Report,
+    /// Why.
+    pub reason: String,
+    /// When it arrived.
+    pub received_at: Timestamp,
+    /// The party's verified signature over the new version, if it signed.
+    pub signature: Option<ReportSignature>,
+    /// The caller's party, which must be the reporting party; `None` for an
+    /// anonymous caller in insecure mode.
+    pub by: Option<PartyId>,
+}
+
+/// A validated retraction.
+#[derive(Debug)]
+pub struct Withdrawal {
+    /// The report retracted.
+    pub report_id: ReportId,
+    /// Why.
+    pub reason: String,
+    /// The caller's party, as for [`Amendment::by`].
+    pub by: Option<PartyId>,
+}
+
+/// Where an amendment or retraction was recorded, and what it left.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revised {
+    /// The event's position.
+    pub position: Position,
+    /// The report's current version.
+    pub report: StoredReport,
+    /// The incident after it.
+    pub incident: IncidentSummary,
+}
+
 /// What the sequencer is asked to record.
 // Reports are the common case and the largest variant; boxing would cost
 // an allocation per report for nothing.
@@ -83,6 +123,10 @@ pub enum Command {
     Report(Submission),
     /// A monitor's ruling.
     Review(Review),
+    /// A new version of a report.
+    Amend(Amendment),
+    /// A report's withdrawal.
+    Retract(Withdrawal),
 }
 
 /// What it recorded.
@@ -92,6 +136,8 @@ pub enum Outcome {
     Accepted(Accepted),
     /// A ruling (rare, and large: boxed).
     Reviewed(Box<Reviewed>),
+    /// An amendment or retraction (rare, and large: boxed).
+    Revised(Box<Revised>),
 }
 
 type Reply = oneshot::Sender<Result<Outcome, ServiceError>>;
@@ -118,7 +164,7 @@ impl Submitter {
     pub async fn submit(&self, submission: Submission) -> Result<Accepted, ServiceError> {
         match self.send(Command::Report(submission)).await? {
             Outcome::Accepted(accepted) => Ok(accepted),
-            Outcome::Reviewed(_) => Err(internal("a report was answered as a review")),
+            _ => Err(internal("a report was answered as something else")),
         }
     }
 
@@ -126,7 +172,15 @@ impl Submitter {
     pub async fn review(&self, review: Review) -> Result<Reviewed, ServiceError> {
         match self.send(Command::Review(review)).await? {
             Outcome::Reviewed(reviewed) => Ok(*reviewed),
-            Outcome::Accepted(_) => Err(internal("a review was answered as a report")),
+            _ => Err(internal("a review was answered as something else")),
+        }
+    }
+
+    /// Records an amendment or a retraction, returning once it is durable.
+    pub async fn revise(&self, command: Command) -> Result<Revised, ServiceError> {
+        match self.send(command).await? {
+            Outcome::Revised(revised) => Ok(*revised),
+            _ => Err(internal("a revision was answered as something else")),
         }
     }
 }
@@ -253,6 +307,8 @@ impl Sequencer {
             let outcome = match command {
                 Command::Report(submission) => self.admit(submission, recorded_at, &mut admitted, &mut keys_in_batch),
                 Command::Review(review) => self.admit_review(review, recorded_at, &mut admitted),
+                Command::Amend(amendment) => self.admit_amendment(amendment, recorded_at, &mut admitted),
+                Command::Retract(withdrawal) => self.admit_withdrawal(withdrawal, recorded_at, &mut admitted),
             };
             outcomes.push((reply, outcome));
         }
@@ -352,6 +408,10 @@ impl Sequencer {
             derived_zone,
             client_report_id: submission.client_report_id,
             signature: submission.signature,
+            version: 1,
+            version_position: position,
+            amendment_reason: None,
+            retraction: None,
         };
         let (summary, previous_position) = if opened {
             (IncidentSummary::open(&stored, recorded_at), None)
@@ -442,6 +502,218 @@ impl Sequencer {
             digest: None,
         });
         Ok(Decision::New(admitted.len() - 1))
+    }
+
+    /// The event at `position`, durable or admitted to this batch.
+    fn event_at(&self, position: Position, admitted: &[Admitted]) -> Result<Option<RecordedEvent>, ServiceError> {
+        let durable = self.store.next_position();
+        let payload = if position.0 >= durable {
+            admitted
+                .get((position.0 - durable) as usize)
+                .map(|a| a.entry.payload.clone())
+        } else {
+            self.store.payload(position.0).map_err(internal)?
+        };
+        payload
+            .map(|bytes| event_from_wire(position.0, &bytes).map_err(internal))
+            .transpose()
+    }
+
+    /// The incident with every report in its current version, rebuilt from
+    /// its events: they link back from its last one, so this reads only
+    /// the incident's own events, oldest first once reversed.
+    fn incident_history(&self, summary: &IncidentSummary, admitted: &[Admitted]) -> Result<Incident, ServiceError> {
+        let mut events = Vec::new();
+        let mut at = Some(summary.updated_position);
+        while let Some(position) = at {
+            let event = self
+                .event_at(position, admitted)?
+                .ok_or_else(|| internal(format!("{} links to missing position {position}", summary.id)))?;
+            at = event.previous_position();
+            events.push(event);
+        }
+        let mut events = events.into_iter().rev();
+        let Some(RecordedEvent {
+            body: EventBody::ReportRecorded(opening),
+            ..
+        }) = events.next()
+        else {
+            return Err(internal(format!("{} does not begin with a report", summary.id)));
+        };
+        let mut incident = Incident::opened(std::sync::Arc::new(opening.report), opening.incident);
+        for event in events {
+            incident.apply(&event);
+        }
+        Ok(incident)
+    }
+
+    /// The incident of the report to revise and the report's current
+    /// version, once `by` may revise it.
+    fn revisable(
+        &self,
+        report_id: ReportId,
+        by: Option<&PartyId>,
+        admitted: &[Admitted],
+    ) -> Result<(Incident, std::sync::Arc<StoredReport>), ServiceError> {
+        let not_found = || ServiceError::NotFound {
+            kind: "report",
+            id: report_id.to_string(),
+        };
+        let incident_id = match self.event_at(report_id.0, admitted)? {
+            Some(RecordedEvent {
+                body: EventBody::ReportRecorded(recorded),
+                ..
+            }) => recorded.report.incident_id,
+            _ => return Err(not_found()),
+        };
+        let summary = self.index.get(incident_id).ok_or_else(not_found)?;
+        let incident = self.incident_history(summary, admitted)?;
+        let current = incident.report(report_id).cloned().ok_or_else(not_found)?;
+        let party = &current.report.reporting_party;
+        if let Some(by) = by
+            && by != party
+        {
+            return Err(ServiceError::PermissionDenied(format!(
+                "only party {party}, which reported {report_id}, may amend or retract it"
+            )));
+        }
+        if let Some(retraction) = &current.retraction {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "{report_id} was retracted at position {}",
+                retraction.position
+            )));
+        }
+        Ok((incident, current))
+    }
+
+    /// Decides one amendment.
+    fn admit_amendment(
+        &mut self,
+        amendment: Amendment,
+        recorded_at: Timestamp,
+        admitted: &mut Vec<Admitted>,
+    ) -> Result<Decision, ServiceError> {
+        let (incident, current) = self.revisable(amendment.report_id, amendment.by.as_ref(), admitted)?;
+        let party = &current.report.reporting_party;
+        if amendment.report.reporting_party != *party {
+            return Err(ServiceError::invalid(
+                "report.reporting_party",
+                format!("must stay {party}: a report is amended by the party that made it"),
+            ));
+        }
+        if let Some(other) = amendment.report.incident_id
+            && other != current.incident_id
+        {
+            return Err(ServiceError::invalid(
+                "report.incident_id",
+                format!(
+                    "an amendment stays in {}; retract and report anew to move it",
+                    current.incident_id
+                ),
+            ));
+        }
+        let position = Position(self.store.next_position() + admitted.len() as u64);
+        let derived_zone = match (&self.rules.demarcation, amendment.report.location.point) {
+            (Some(demarcation), Some(point)) => demarcation.zone_of(point),
+            _ => None,
+        };
+        let amended = StoredReport {
+            received_at: amendment.received_at,
+            report: amendment.report,
+            derived_zone,
+            signature: amendment.signature,
+            version: current.version + 1,
+            version_position: position,
+            amendment_reason: Some(amendment.reason),
+            ..StoredReport::clone(&current)
+        };
+        let summary = incident.summary.refolded(
+            incident.reports.iter().map(|r| {
+                if r.report_id == amended.report_id {
+                    &amended
+                } else {
+                    r.as_ref()
+                }
+            }),
+            position,
+            recorded_at,
+        );
+        let event = RecordedEvent {
+            position,
+            recorded_at,
+            body: EventBody::ReportAmended(ReportAmended {
+                report: amended.clone(),
+                incident: summary.clone(),
+                previous_position: incident.summary.updated_position,
+            }),
+        };
+        Ok(self.admit_revision(event, amended, summary, admitted))
+    }
+
+    /// Decides one retraction.
+    fn admit_withdrawal(
+        &mut self,
+        withdrawal: Withdrawal,
+        recorded_at: Timestamp,
+        admitted: &mut Vec<Admitted>,
+    ) -> Result<Decision, ServiceError> {
+        let (incident, current) = self.revisable(withdrawal.report_id, withdrawal.by.as_ref(), admitted)?;
+        let position = Position(self.store.next_position() + admitted.len() as u64);
+        let retracted = StoredReport {
+            retraction: Some(Retraction {
+                position,
+                recorded_at,
+                reason: withdrawal.reason.clone(),
+            }),
+            ..StoredReport::clone(&current)
+        };
+        let summary = incident.summary.refolded(
+            incident.reports.iter().map(|r| {
+                if r.report_id == retracted.report_id {
+                    &retracted
+                } else {
+                    r.as_ref()
+                }
+            }),
+            position,
+            recorded_at,
+        );
+        let event = RecordedEvent {
+            position,
+            recorded_at,
+            body: EventBody::ReportRetracted(ReportRetracted {
+                report_id: current.report_id,
+                reporting_party: current.report.reporting_party.clone(),
+                reason: withdrawal.reason,
+                incident: summary.clone(),
+                previous_position: incident.summary.updated_position,
+            }),
+        };
+        Ok(self.admit_revision(event, retracted, summary, admitted))
+    }
+
+    fn admit_revision(
+        &mut self,
+        event: RecordedEvent,
+        report: StoredReport,
+        incident: IncidentSummary,
+        admitted: &mut Vec<Admitted>,
+    ) -> Decision {
+        self.index.upsert(incident.clone());
+        admitted.push(Admitted {
+            entry: NewEntry {
+                position: event.position.0,
+                payload: event_to_wire(&event),
+                idempotency_key: None,
+            },
+            outcome: Outcome::Revised(Box::new(Revised {
+                position: event.position,
+                report,
+                incident,
+            })),
+            digest: None,
+        });
+        Decision::New(admitted.len() - 1)
     }
 
     /// The original answer for a key seen in an earlier batch.

@@ -6,7 +6,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 use truce_domain::{
-    FieldViolation, IncidentId, PartyId, Timestamp, Violations,
+    FieldViolation, IncidentId, PartyId, ReportId, Timestamp, Violations,
     incident::IncidentStatus,
     report::{Report, ReportSignature, bounded_text, limits},
     review::Review,
@@ -20,7 +20,7 @@ use truce_proto::{
 use truce_auth::{PartyKeys, Principal, Role};
 use truce_serve::auth::{Authenticator, Caller};
 
-use crate::sequencer::{Accepted, Submission, Submitter};
+use crate::sequencer::{Accepted, Amendment, Command, Revised, Submission, Submitter, Withdrawal};
 
 /// How many bulk results may be outstanding on one stream: enough to
 /// pipeline a fast importer, small enough to bound its memory.
@@ -44,10 +44,69 @@ impl Ingest {
     fn validate(&self, request: v1::SubmitReportRequest, received_at: Timestamp) -> Result<Submission, ServiceError> {
         let signature = request.signature;
         let mut submission = validate(request.report, request.client_report_id, received_at)?;
-        let keys = self.auth.party_keys(&submission.report.reporting_party);
-        submission.signature = check_signature(&submission.report, &signature, keys.as_ref())
-            .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
+        submission.signature = self.signature(&submission.report, &signature)?;
         Ok(submission)
+    }
+
+    /// The verified signature of `report`'s party, if it signed.
+    fn signature(&self, report: &Report, signature: &[u8]) -> Result<Option<ReportSignature>, ServiceError> {
+        let keys = self.auth.party_keys(&report.reporting_party);
+        check_signature(report, signature, keys.as_ref())
+            .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))
+    }
+
+    /// Validates an amendment by `caller`, naming every invalid field.
+    fn amendment(&self, caller: &Caller, mut request: v1::AmendReportRequest) -> Result<Amendment, ServiceError> {
+        speak_as(caller, request.report.as_mut())?;
+        let received_at = now();
+        let mut v = Violations::default();
+        let report_id = v.check("report_id", request.report_id.parse::<ReportId>());
+        let reason = v.check("reason", bounded_text(&request.reason, limits::REASON_CHARS, true));
+        let report = match &request.report {
+            None => v.check("report", Err("is required".to_owned())),
+            Some(wire) => match report_from_wire(wire, "report", Received::At(received_at)) {
+                Ok(report) => Some(report),
+                Err(violations) => {
+                    violations.into_iter().for_each(|fv| v.add(fv.field, fv.description));
+                    None
+                }
+            },
+        };
+        let (Some(report_id), Some(reason), Some(report)) = (report_id, reason, report) else {
+            return Err(ServiceError::InvalidArgument(v.into_vec()));
+        };
+        let signature = self.signature(&report, &request.signature)?;
+        Ok(Amendment {
+            report_id,
+            report,
+            reason,
+            received_at,
+            signature,
+            by: caller.principal().map(|p| p.party.clone()),
+        })
+    }
+}
+
+/// Validates a retraction by `caller`, naming every invalid field.
+fn withdrawal(caller: &Caller, request: v1::RetractReportRequest) -> Result<Withdrawal, ServiceError> {
+    let mut v = Violations::default();
+    let report_id = v.check("report_id", request.report_id.parse::<ReportId>());
+    let reason = v.check("reason", bounded_text(&request.reason, limits::REASON_CHARS, true));
+    match (report_id, reason) {
+        (Some(report_id), Some(reason)) => Ok(Withdrawal {
+            report_id,
+            reason,
+            by: caller.principal().map(|p| p.party.clone()),
+        }),
+        _ => Err(ServiceError::InvalidArgument(v.into_vec())),
+    }
+}
+
+fn revised_to_wire(revised: Revised) -> v1::ReviseReportResponse {
+    v1::ReviseReportResponse {
+        position: revised.position.0,
+        report: Some(v1::StoredReport::from(&revised.report)),
+        incident: Some(v1::IncidentSummary::from(&revised.incident)),
     }
 }
 
@@ -97,7 +156,13 @@ fn check_signature(
 /// refuses another one. An anonymous caller (insecure mode) keeps the party
 /// it names.
 fn as_caller(caller: &Caller, mut request: v1::SubmitReportRequest) -> Result<v1::SubmitReportRequest, ServiceError> {
-    if let (Caller::Principal(principal), Some(report)) = (caller, request.report.as_mut()) {
+    speak_as(caller, request.report.as_mut())?;
+    Ok(request)
+}
+
+/// Fills in or checks `report`'s party against the caller's.
+fn speak_as(caller: &Caller, report: Option<&mut v1::Report>) -> Result<(), ServiceError> {
+    if let (Caller::Principal(principal), Some(report)) = (caller, report) {
         let own = principal.party.as_str();
         if report.reporting_party.is_empty() {
             report.reporting_party = own.to_owned();
@@ -108,7 +173,7 @@ fn as_caller(caller: &Caller, mut request: v1::SubmitReportRequest) -> Result<v1
             )));
         }
     }
-    Ok(request)
+    Ok(())
 }
 
 /// Validates a report and its key into a submission, naming every invalid
@@ -202,6 +267,28 @@ type ResultStream = Pin<Box<dyn Stream<Item = Result<v1::SubmitReportsResponse, 
 
 #[tonic::async_trait]
 impl IngestService for Ingest {
+    async fn amend_report(
+        &self,
+        request: Request<v1::AmendReportRequest>,
+    ) -> Result<Response<v1::ReviseReportResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require("amend reports", Principal::may_report)?;
+        let amendment = self.amendment(&caller, request.into_inner())?;
+        let revised = self.submitter.revise(Command::Amend(amendment)).await?;
+        Ok(Response::new(revised_to_wire(revised)))
+    }
+
+    async fn retract_report(
+        &self,
+        request: Request<v1::RetractReportRequest>,
+    ) -> Result<Response<v1::ReviseReportResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require("retract reports", Principal::may_report)?;
+        let withdrawal = withdrawal(&caller, request.into_inner())?;
+        let revised = self.submitter.revise(Command::Retract(withdrawal)).await?;
+        Ok(Response::new(revised_to_wire(revised)))
+    }
+
     async fn review_incident(
         &self,
         request: Request<v1::ReviewIncidentRequest>,

@@ -189,9 +189,21 @@ impl QueryService for Queries {
             kind: "report",
             id: text,
         })?;
+        let earlier_versions = view
+            .incident(report.incident_id)
+            .map(|incident| {
+                incident
+                    .earlier_versions
+                    .iter()
+                    .filter(|r| r.report_id == id)
+                    .map(|r| v1::StoredReport::from(r.as_ref()))
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Response::new(v1::GetReportResponse {
             report: Some(v1::StoredReport::from(report.as_ref())),
             position: view.position().0,
+            earlier_versions,
         }))
     }
 

@@ -385,30 +385,43 @@ impl Delivery<'_> {
     }
 
     fn change(&self, event: &RecordedEvent) -> v1::IncidentChange {
-        let (kind, report, review) = match &event.body {
+        let mut change = v1::IncidentChange {
+            position: event.position.0,
+            resume_token: self.token(event.position),
+            incident: Some(v1::IncidentSummary::from(event.incident())),
+            recorded_at: Some(timestamp_to_wire(event.recorded_at)),
+            ..Default::default()
+        };
+        match &event.body {
             EventBody::ReportRecorded(recorded) => {
-                let kind = if recorded.opened_incident {
+                change.set_kind(if recorded.opened_incident {
                     v1::ChangeKind::IncidentOpened
                 } else {
                     v1::ChangeKind::ReportAdded
-                };
-                (kind, Some(v1::StoredReport::from(&recorded.report)), None)
+                });
+                change.report_id = recorded.report.report_id.to_string();
+                change.report = Some(v1::StoredReport::from(&recorded.report));
             }
-            EventBody::IncidentReviewed(reviewed) => (
-                v1::ChangeKind::Reviewed,
-                None,
-                Some(review_to_wire(&reviewed.review, event.position, event.recorded_at)),
-            ),
-        };
-        v1::IncidentChange {
-            position: event.position.0,
-            resume_token: self.token(event.position),
-            kind: kind as i32,
-            incident: Some(v1::IncidentSummary::from(event.incident())),
-            report,
-            recorded_at: Some(timestamp_to_wire(event.recorded_at)),
-            review,
+            EventBody::IncidentReviewed(reviewed) => {
+                change.set_kind(v1::ChangeKind::Reviewed);
+                change.review = Some(review_to_wire(&reviewed.review, event.position, event.recorded_at));
+            }
+            EventBody::ReportAmended(amended) => {
+                change.set_kind(v1::ChangeKind::ReportAmended);
+                change.report_id = amended.report.report_id.to_string();
+                change.report = Some(v1::StoredReport::from(&amended.report));
+            }
+            EventBody::ReportRetracted(retracted) => {
+                change.set_kind(v1::ChangeKind::ReportRetracted);
+                change.report_id = retracted.report_id.to_string();
+                change.retraction = Some(v1::Retraction {
+                    position: event.position.0,
+                    recorded_at: Some(timestamp_to_wire(event.recorded_at)),
+                    reason: retracted.reason.clone(),
+                });
+            }
         }
+        change
     }
 
     /// Says how far delivery has got, unless the log has gone quiet for

@@ -12,7 +12,7 @@ use std::{
 use truce_domain::{
     IncidentId, Position, ReportId,
     event::{EventBody, RecordedEvent},
-    incident::{Incident, IncidentSummary, RecordedReview},
+    incident::{Incident, IncidentSummary},
     report::StoredReport,
 };
 
@@ -77,41 +77,34 @@ impl View {
             "events must be applied without gaps"
         );
         self.position = event.position;
-        match &event.body {
-            EventBody::ReportRecorded(recorded) => {
+        let summary = event.incident();
+        let before = match self.incidents.get_mut(&summary.id) {
+            Some(incident) => Some(incident.apply(event)),
+            None => {
+                let EventBody::ReportRecorded(recorded) = &event.body else {
+                    // Only a report opens an incident; the ingest side
+                    // never writes otherwise.
+                    tracing::error!(position = %event.position, "an event for an unknown incident; ignored");
+                    return None;
+                };
                 let report = Arc::new(recorded.report.clone());
-                self.reports.insert(report.report_id, Arc::clone(&report));
-                let summary = Arc::new(recorded.incident.clone());
-                match self.incidents.get_mut(&recorded.incident.id) {
-                    Some(incident) => {
-                        incident.reports.push(report);
-                        Some(std::mem::replace(&mut incident.summary, summary))
-                    }
-                    None => {
-                        self.incidents.insert(
-                            recorded.incident.id,
-                            Incident {
-                                summary,
-                                reports: vec![report],
-                                reviews: Vec::new(),
-                            },
-                        );
-                        None
-                    }
-                }
+                self.incidents
+                    .insert(summary.id, Incident::opened(report, summary.clone()));
+                None
             }
-            EventBody::IncidentReviewed(reviewed) => {
-                let incident = self.incidents.get_mut(&reviewed.incident.id)?;
-                incident.reviews.push(RecordedReview {
-                    position: event.position,
-                    recorded_at: event.recorded_at,
-                    review: reviewed.review.clone(),
-                });
-                Some(std::mem::replace(
-                    &mut incident.summary,
-                    Arc::new(reviewed.incident.clone()),
-                ))
-            }
+        };
+        // Keep the report index on the current versions.
+        let changed = match &event.body {
+            EventBody::ReportRecorded(r) => Some(r.report.report_id),
+            EventBody::ReportAmended(r) => Some(r.report.report_id),
+            EventBody::ReportRetracted(r) => Some(r.report_id),
+            EventBody::IncidentReviewed(_) => None,
+        };
+        if let Some(id) = changed
+            && let Some(report) = self.incidents.get(&summary.id).and_then(|i| i.report(id))
+        {
+            self.reports.insert(id, Arc::clone(report));
         }
+        before
     }
 }

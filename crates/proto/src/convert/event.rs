@@ -4,7 +4,7 @@
 use prost::Message;
 use truce_domain::{
     FieldViolation, Position,
-    event::{EventBody, IncidentReviewed, RecordedEvent, ReportRecorded},
+    event::{EventBody, IncidentReviewed, RecordedEvent, ReportAmended, ReportRecorded, ReportRetracted},
 };
 
 use super::{
@@ -26,6 +26,18 @@ pub fn event_to_wire(event: &RecordedEvent) -> Vec<u8> {
         }),
         EventBody::IncidentReviewed(r) => v1::log_event::Body::IncidentReviewed(v1::IncidentReviewed {
             review: Some(review_to_wire(&r.review, event.position, event.recorded_at)),
+            incident: Some(v1::IncidentSummary::from(&r.incident)),
+            previous_position: r.previous_position.0,
+        }),
+        EventBody::ReportAmended(r) => v1::log_event::Body::ReportAmended(v1::ReportAmended {
+            report: Some(v1::StoredReport::from(&r.report)),
+            incident: Some(v1::IncidentSummary::from(&r.incident)),
+            previous_position: r.previous_position.0,
+        }),
+        EventBody::ReportRetracted(r) => v1::log_event::Body::ReportRetracted(v1::ReportRetracted {
+            report_id: r.report_id.to_string(),
+            reporting_party: r.reporting_party.to_string(),
+            reason: r.reason.clone(),
             incident: Some(v1::IncidentSummary::from(&r.incident)),
             previous_position: r.previous_position.0,
         }),
@@ -80,6 +92,25 @@ pub fn event_from_wire(position: u64, bytes: &[u8]) -> Result<RecordedEvent, Str
                 review_from_wire(&r.review.unwrap_or_default(), incident.id).map_err(|v| prefixed("review", v))?;
             EventBody::IncidentReviewed(IncidentReviewed {
                 review,
+                incident,
+                previous_position: Position(r.previous_position),
+            })
+        }
+        Some(v1::log_event::Body::ReportAmended(r)) => {
+            let report = stored_report_from_wire(&r.report.unwrap_or_default()).map_err(|v| prefixed("report", v))?;
+            let incident = summary_from_wire(&r.incident.unwrap_or_default()).map_err(|v| prefixed("incident", v))?;
+            EventBody::ReportAmended(ReportAmended {
+                report,
+                incident,
+                previous_position: Position(r.previous_position),
+            })
+        }
+        Some(v1::log_event::Body::ReportRetracted(r)) => {
+            let incident = summary_from_wire(&r.incident.unwrap_or_default()).map_err(|v| prefixed("incident", v))?;
+            EventBody::ReportRetracted(ReportRetracted {
+                report_id: r.report_id.parse().map_err(|e| format!("report_id: {e}"))?,
+                reporting_party: r.reporting_party.parse().map_err(|e| format!("reporting_party: {e}"))?,
+                reason: r.reason,
                 incident,
                 previous_position: Position(r.previous_position),
             })

@@ -196,7 +196,7 @@ impl From<&Incident> for v1::Incident {
     fn from(incident: &Incident) -> Self {
         let mut casualties = Vec::new();
         let mut attributions = Vec::new();
-        for stored in &incident.reports {
+        for stored in incident.reports.iter().filter(|r| r.is_current()) {
             let report_id = stored.report_id.to_string();
             for totals in stored.claimant_totals() {
                 casualties.push(v1::ClaimantCasualties {
@@ -231,6 +231,11 @@ impl From<&Incident> for v1::Incident {
                 .reviews
                 .iter()
                 .map(|r| review_to_wire(&r.review, r.position, r.recorded_at))
+                .collect(),
+            earlier_versions: incident
+                .earlier_versions
+                .iter()
+                .map(|r| v1::StoredReport::from(r.as_ref()))
                 .collect(),
         }
     }

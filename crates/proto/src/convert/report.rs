@@ -3,12 +3,12 @@
 use prost::Message;
 use sha2::{Digest, Sha256};
 use truce_domain::{
-    FieldViolation, IncidentId, PartyId, ReportId, Timestamp, Violations,
+    FieldViolation, IncidentId, PartyId, Position, ReportId, Timestamp, Violations,
     geo::LatLng,
     ids::ClientReportId,
     report::{
         AttributionClaim, CasualtyClaim, CasualtyGroup, Category, CountRange, EvidenceRef, Location, LocationPrecision,
-        Report, ReportSignature, Source, StoredReport, TimePrecision, Zone, bounded_text, http_url, limits,
+        Report, ReportSignature, Retraction, Source, StoredReport, TimePrecision, Zone, bounded_text, http_url, limits,
     },
 };
 
@@ -396,6 +396,14 @@ impl From<&StoredReport> for v1::StoredReport {
                 public_key: s.public_key.to_vec(),
                 signature: s.signature.to_vec(),
             }),
+            version: s.version,
+            version_position: s.version_position.0,
+            amendment_reason: s.amendment_reason.clone().unwrap_or_default(),
+            retraction: s.retraction.as_ref().map(|r| v1::Retraction {
+                position: r.position.0,
+                recorded_at: Some(timestamp_to_wire(r.recorded_at)),
+                reason: r.reason.clone(),
+            }),
         }
     }
 }
@@ -436,7 +444,37 @@ pub fn stored_report_from_wire(wire: &v1::StoredReport) -> Result<StoredReport, 
             ),
         },
     };
-    match (report_id, incident_id, received_at, report, client_report_id, signature) {
+    let retraction = match &wire.retraction {
+        None => Some(None),
+        Some(r) => v
+            .check(
+                "retraction.recorded_at",
+                timestamp_from_wire(&r.recorded_at.unwrap_or_default()),
+            )
+            .map(|recorded_at| {
+                Some(Retraction {
+                    position: Position(r.position),
+                    recorded_at,
+                    reason: r.reason.clone(),
+                })
+            }),
+    };
+    // Version 1 is what reports recorded before versions existed are.
+    let version = wire.version.max(1);
+    let version_position = if wire.version_position == 0 {
+        wire.position
+    } else {
+        wire.version_position
+    };
+    match (
+        report_id,
+        incident_id,
+        received_at,
+        report,
+        client_report_id,
+        signature,
+        retraction,
+    ) {
         (
             Some(report_id),
             Some(incident_id),
@@ -444,6 +482,7 @@ pub fn stored_report_from_wire(wire: &v1::StoredReport) -> Result<StoredReport, 
             Some(report),
             Some(client_report_id),
             Some(signature),
+            Some(retraction),
         ) => Ok(StoredReport {
             report_id,
             incident_id,
@@ -452,6 +491,10 @@ pub fn stored_report_from_wire(wire: &v1::StoredReport) -> Result<StoredReport, 
             derived_zone,
             client_report_id,
             signature,
+            version,
+            version_position: Position(version_position),
+            amendment_reason: (!wire.amendment_reason.is_empty()).then(|| wire.amendment_reason.clone()),
+            retraction,
         }),
         _ => Err(v.into_vec()),
     }

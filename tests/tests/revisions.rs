@@ -1,0 +1,270 @@
+//! Reports are never edited in place or deleted: a reporter amends or
+//! retracts its own report, each a new event; the incident shows the
+//! current versions and keeps the history, across restarts.
+
+use tonic::Code;
+use truce_auth::Role;
+use truce_proto::v1::{self, subscribe_request::Start, subscribe_response::Kind};
+use truce_tests::{
+    Pair, crossing_report, request,
+    secure::{secure_pair, with_token},
+    stream,
+};
+
+fn killed(by: &str, low: u32, high: u32) -> v1::CasualtyClaim {
+    v1::CasualtyClaim {
+        group: v1::CasualtyGroup::Combatants as i32,
+        killed: Some(v1::CountRange { low, best: None, high }),
+        injured: None,
+        claimed_by: by.into(),
+    }
+}
+
+fn report_by(party: &str, claim: v1::CasualtyClaim) -> v1::Report {
+    v1::Report {
+        reporting_party: party.into(),
+        casualties: vec![claim],
+        attributions: Vec::new(),
+        ..crossing_report()
+    }
+}
+
+fn amend(report_id: &str, report: v1::Report, reason: &str) -> v1::AmendReportRequest {
+    v1::AmendReportRequest {
+        report_id: report_id.into(),
+        report: Some(report),
+        reason: reason.into(),
+        signature: Vec::new(),
+    }
+}
+
+fn retract(report_id: &str, reason: &str) -> v1::RetractReportRequest {
+    v1::RetractReportRequest {
+        report_id: report_id.into(),
+        reason: reason.into(),
+    }
+}
+
+async fn incident(pair: &Pair, token: &str, id: &str, at: u64) -> v1::Incident {
+    pair.query_client()
+        .await
+        .get_incident(with_token(
+            token,
+            v1::GetIncidentRequest {
+                incident_id: id.into(),
+                min_position: at,
+            },
+        ))
+        .await
+        .expect("get incident")
+        .into_inner()
+        .incident
+        .expect("incident")
+}
+
+fn range(range: &Option<v1::CountRange>) -> (u32, u32) {
+    let range = range.as_ref().expect("a range");
+    (range.low, range.high)
+}
+
+#[tokio::test]
+async fn amendments_and_retractions_are_events_and_history_is_kept() {
+    let s = secure_pair().await;
+    let hamas = s
+        .file
+        .add("hamas-desk", &"hamas".parse().expect("party"), &[Role::Reporter])
+        .expect("add")
+        .token;
+    tokio::time::sleep(truce_serve::auth::RELOAD_POLL + std::time::Duration::from_millis(800)).await;
+    let mut ingest = s.pair.ingest_client().await;
+    let mut query = s.pair.query_client().await;
+
+    // Two parties report the same crossing with different figures.
+    let idf_report = report_by("idf", killed("idf", 1, 1));
+    let first = ingest
+        .submit_report(with_token(&s.idf, request("a", idf_report.clone())))
+        .await
+        .expect("idf report")
+        .into_inner();
+    let second = ingest
+        .submit_report(with_token(
+            &hamas,
+            request("b", report_by("hamas", killed("hamas", 3, 4))),
+        ))
+        .await
+        .expect("hamas report")
+        .into_inner();
+    assert_eq!(second.incident_id, first.incident_id, "same event, same incident");
+    let mut changes = query
+        .subscribe(with_token(
+            &s.observer,
+            stream::request(&format!("id = \"{}\"", first.incident_id), Start::FromNow(true)),
+        ))
+        .await
+        .expect("subscribe")
+        .into_inner();
+    stream::next(&mut changes).await.expect("subscribed");
+
+    // The IDF corrects its figure.
+    let mut corrected = idf_report.clone();
+    corrected.casualties = vec![killed("idf", 2, 2)];
+    let amended = ingest
+        .amend_report(with_token(
+            &s.idf,
+            amend(&first.report_id, corrected.clone(), "second body found"),
+        ))
+        .await
+        .expect("amend")
+        .into_inner();
+    let current = amended.report.expect("report");
+    assert_eq!((current.version, current.version_position), (2, amended.position));
+    assert_eq!(current.amendment_reason, "second body found");
+    assert_eq!(current.report.as_ref(), Some(&corrected));
+    let summary = amended.incident.expect("incident");
+    assert_eq!(range(&summary.killed), (2, 4), "claims refolded over current versions");
+    assert_eq!(summary.report_count, 2);
+
+    // Hamas may not touch the IDF's report, nor speak for the IDF.
+    let status = ingest
+        .amend_report(with_token(&hamas, amend(&first.report_id, corrected.clone(), "no")))
+        .await
+        .expect_err("another party's report");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let status = ingest
+        .retract_report(with_token(&hamas, retract(&first.report_id, "no")))
+        .await
+        .expect_err("another party's report");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let status = ingest
+        .retract_report(with_token(&s.observer, retract(&first.report_id, "no")))
+        .await
+        .expect_err("observers do not write");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+
+    // Hamas withdraws its own report.
+    let retracted = ingest
+        .retract_report(with_token(&hamas, retract(&second.report_id, "figures unverified")))
+        .await
+        .expect("retract")
+        .into_inner();
+    let withdrawn = retracted.report.expect("report");
+    let retraction = withdrawn.retraction.expect("marked retracted");
+    assert_eq!(
+        (retraction.position, retraction.reason.as_str()),
+        (retracted.position, "figures unverified")
+    );
+    let summary = retracted.incident.expect("incident");
+    assert_eq!(summary.report_count, 1);
+    assert_eq!(range(&summary.killed), (2, 2), "a retracted claim no longer counts");
+    assert_eq!(summary.reporters, vec!["idf".to_owned()]);
+
+    // Twice is refused; so is amending a retracted report; and bad input.
+    let status = ingest
+        .retract_report(with_token(&hamas, retract(&second.report_id, "again")))
+        .await
+        .expect_err("twice");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    let status = ingest
+        .amend_report(with_token(
+            &hamas,
+            amend(&second.report_id, report_by("hamas", killed("hamas", 5, 5)), "x"),
+        ))
+        .await
+        .expect_err("retracted");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    let status = ingest
+        .amend_report(with_token(&s.idf, amend("rpt-999", corrected.clone(), "x")))
+        .await
+        .expect_err("unknown");
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    let status = ingest
+        .amend_report(with_token(&s.idf, amend(&first.report_id, corrected.clone(), "")))
+        .await
+        .expect_err("no reason");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(truce_tests::violations(&status)[0].0, "reason");
+    let mut elsewhere = corrected.clone();
+    elsewhere.incident_id = "inc-999".into();
+    let status = ingest
+        .amend_report(with_token(&s.idf, amend(&first.report_id, elsewhere, "move")))
+        .await
+        .expect_err("an amendment stays in its incident");
+    assert_eq!(truce_tests::violations(&status)[0].0, "report.incident_id");
+
+    // Subscribers saw exactly the two revisions, in order.
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        if let Kind::Change(change) = stream::next(&mut changes).await.expect("change") {
+            seen.push((change.kind(), change.report_id, change.position));
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (v1::ChangeKind::ReportAmended, first.report_id.clone(), amended.position),
+            (
+                v1::ChangeKind::ReportRetracted,
+                second.report_id.clone(),
+                retracted.position
+            ),
+        ]
+    );
+
+    // The incident shows current versions and keeps the earlier one, and
+    // so it does after a restart, rebuilt from the log.
+    let check = |incident: v1::Incident| {
+        let versions: Vec<(String, u32, bool)> = incident
+            .reports
+            .iter()
+            .map(|r| (r.report_id.clone(), r.version, r.retraction.is_some()))
+            .collect();
+        assert_eq!(
+            versions,
+            vec![(first.report_id.clone(), 2, false), (second.report_id.clone(), 1, true)]
+        );
+        assert_eq!(incident.earlier_versions.len(), 1);
+        assert_eq!(incident.earlier_versions[0].version, 1);
+        assert_eq!(incident.earlier_versions[0].report.as_ref(), Some(&idf_report));
+        let claimants: Vec<&str> = incident.casualties.iter().map(|c| c.claimed_by.as_str()).collect();
+        assert_eq!(claimants, vec!["idf"], "only current, unretracted claims");
+    };
+    check(incident(&s.pair, &s.observer, &first.incident_id, retracted.position).await);
+    let report = query
+        .get_report(with_token(
+            &s.observer,
+            v1::GetReportRequest {
+                report_id: first.report_id.clone(),
+                min_position: 0,
+            },
+        ))
+        .await
+        .expect("get report")
+        .into_inner();
+    assert_eq!(report.report.expect("current").version, 2);
+    assert_eq!(report.earlier_versions.len(), 1);
+
+    s.pair.stop().await;
+    let pair = Pair::start_full(
+        truce_ingest::IngestConfig {
+            data_dir: s.dir.path().to_owned(),
+            ..Default::default()
+        },
+        truce_query::QuerySettings::default(),
+        truce_serve::auth::AuthMode::Tokens(s.file.clone()),
+    )
+    .await;
+    check(incident(&pair, &s.observer, &first.incident_id, retracted.position).await);
+    // The sequencer rebuilt its state too: a further amendment builds on
+    // version 2.
+    corrected.summary.push_str(" Both were armed.");
+    let again = pair
+        .ingest_client()
+        .await
+        .amend_report(with_token(&s.idf, amend(&first.report_id, corrected, "detail")))
+        .await
+        .expect("amend after restart")
+        .into_inner();
+    assert_eq!(again.report.expect("report").version, 3);
+    assert_eq!(again.incident.expect("incident").report_count, 1);
+    pair.stop().await;
+}
