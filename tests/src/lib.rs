@@ -8,7 +8,7 @@ use tonic::transport::Channel;
 use truce_ingest::IngestConfig;
 use truce_proto::v1::{self, ingest_service_client::IngestServiceClient, query_service_client::QueryServiceClient};
 use truce_query::QuerySettings;
-use truce_serve::auth::AuthMode;
+use truce_serve::auth::{Access, AuthMode};
 
 /// Every wait in a test is bounded by this.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -82,14 +82,14 @@ impl Pair {
     }
 
     /// Starts the pair with everything chosen.
-    pub async fn start_full(config: IngestConfig, settings: QuerySettings, auth: AuthMode) -> Pair {
+    pub async fn start_full(config: IngestConfig, settings: QuerySettings, auth: impl Into<Access>) -> Pair {
         let (ingest_listener, ingest) = listener().await;
         let (query_listener, query) = listener().await;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(truce::up::run(
             config,
             settings,
-            auth,
+            auth.into(),
             ingest_listener,
             query_listener,
             async move {

@@ -26,7 +26,7 @@ use truce_log::{LogReader, LogStore};
 use truce_proto::v1::{ingest_service_server::IngestServiceServer, log_service_server::LogServiceServer};
 use truce_serve::{
     MAX_MESSAGE_BYTES, Stopping,
-    auth::{AuthMode, Authenticator},
+    auth::{Access, Authenticator},
 };
 
 pub use sequencer::Submitter;
@@ -135,6 +135,7 @@ impl IngestNode {
         ));
         let log = LogServiceServer::new(log_service::LogFeed::new(
             self.reader.clone(),
+            auth.clone(),
             std::sync::Arc::clone(&self.signer),
             stopping,
         ));
@@ -181,7 +182,7 @@ impl IngestNode {
 /// Serves the ingest service on `listener` until `shutdown`.
 pub async fn run(
     config: IngestConfig,
-    auth: AuthMode,
+    auth: impl Into<Access>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {

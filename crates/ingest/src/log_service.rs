@@ -12,7 +12,7 @@ use truce_proto::{
     ServiceError,
     v1::{self, log_service_server::LogService, read_log_response::Kind},
 };
-use truce_serve::{Stopping, auth::Caller};
+use truce_serve::{Stopping, auth::Authenticator};
 
 /// How often an idle follower hears the head, so it can tell a quiet log
 /// from a dead connection.
@@ -22,16 +22,18 @@ pub const HEARTBEAT: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub struct LogFeed {
     reader: LogReader,
+    auth: Authenticator,
     signer: Arc<CheckpointSigner>,
     stopping: Stopping,
 }
 
 impl LogFeed {
-    /// Serves `reader`'s log, signing checkpoints with `signer`, until
-    /// `stopping`.
-    pub fn new(reader: LogReader, signer: Arc<CheckpointSigner>, stopping: Stopping) -> LogFeed {
+    /// Serves `reader`'s log to callers `auth` admits, signing checkpoints
+    /// with `signer`, until `stopping`.
+    pub fn new(reader: LogReader, auth: Authenticator, signer: Arc<CheckpointSigner>, stopping: Stopping) -> LogFeed {
         LogFeed {
             reader,
+            auth,
             signer,
             stopping,
         }
@@ -53,7 +55,7 @@ impl LogService for LogFeed {
         &self,
         request: Request<v1::GetLogHeadRequest>,
     ) -> Result<Response<v1::GetLogHeadResponse>, Status> {
-        Caller::of(&request)?.require_reader()?;
+        self.auth.reader(&request)?;
         let head = self.reader.head();
         let checkpoint = Checkpoint {
             incarnation: self.reader.incarnation().to_string(),
@@ -73,7 +75,7 @@ impl LogService for LogFeed {
     type ReadLogStream = EntryStream;
 
     async fn read_log(&self, request: Request<v1::ReadLogRequest>) -> Result<Response<EntryStream>, Status> {
-        Caller::of(&request)?.require_reader()?;
+        self.auth.reader(&request)?;
         let request = request.into_inner();
         if !request.incarnation.is_empty() && request.incarnation != self.reader.incarnation().as_str() {
             return Err(ServiceError::FailedPrecondition(format!(

@@ -18,7 +18,10 @@ use truce_proto::{
 };
 
 use truce_auth::{PartyKeys, Principal, Role};
-use truce_serve::auth::{Authenticator, Caller};
+use truce_serve::{
+    auth::{Authenticator, Caller},
+    limits::CallKind,
+};
 
 use crate::sequencer::{Accepted, Amendment, Command, Revised, Submission, Submitter, Withdrawal};
 
@@ -271,8 +274,7 @@ impl IngestService for Ingest {
         &self,
         request: Request<v1::AmendReportRequest>,
     ) -> Result<Response<v1::ReviseReportResponse>, Status> {
-        let caller = Caller::of(&request)?;
-        caller.require("amend reports", Principal::may_report)?;
+        let caller = self.auth.writer(&request, "amend reports", Principal::may_report)?;
         let amendment = self.amendment(&caller, request.into_inner())?;
         let revised = self.submitter.revise(Command::Amend(amendment)).await?;
         Ok(Response::new(revised_to_wire(revised)))
@@ -282,8 +284,7 @@ impl IngestService for Ingest {
         &self,
         request: Request<v1::RetractReportRequest>,
     ) -> Result<Response<v1::ReviseReportResponse>, Status> {
-        let caller = Caller::of(&request)?;
-        caller.require("retract reports", Principal::may_report)?;
+        let caller = self.auth.writer(&request, "retract reports", Principal::may_report)?;
         let withdrawal = withdrawal(&caller, request.into_inner())?;
         let revised = self.submitter.revise(Command::Retract(withdrawal)).await?;
         Ok(Response::new(revised_to_wire(revised)))
@@ -293,11 +294,12 @@ impl IngestService for Ingest {
         &self,
         request: Request<v1::ReviewIncidentRequest>,
     ) -> Result<Response<v1::ReviewIncidentResponse>, Status> {
-        let caller = Caller::of(&request)?;
+        let caller = self
+            .auth
+            .writer(&request, "review incidents", |p| p.has(Role::Monitor))?;
         let Some(principal) = caller.principal().cloned() else {
             return Err(ServiceError::PermissionDenied("reviews need a monitor's identity".into()).into());
         };
-        caller.require("review incidents", |p| p.has(Role::Monitor))?;
         let review = review_from_request(request.into_inner(), &principal)?;
         let reviewed = self.submitter.review(review).await?;
         Ok(Response::new(v1::ReviewIncidentResponse {
@@ -310,8 +312,7 @@ impl IngestService for Ingest {
         &self,
         request: Request<v1::SubmitReportRequest>,
     ) -> Result<Response<v1::SubmitReportResponse>, Status> {
-        let caller = Caller::of(&request)?;
-        caller.require("submit reports", Principal::may_report)?;
+        let caller = self.auth.writer(&request, "submit reports", Principal::may_report)?;
         let submission = self.validate(as_caller(&caller, request.into_inner())?, now())?;
         let accepted = self.submitter.submit(submission).await?;
         Ok(Response::new(to_response(accepted)))
@@ -323,6 +324,7 @@ impl IngestService for Ingest {
         &self,
         request: Request<Streaming<v1::SubmitReportsRequest>>,
     ) -> Result<Response<Self::SubmitReportsStream>, Status> {
+        // Opening the stream is free; each report in it is charged.
         let caller = Caller::of(&request)?;
         caller.require("submit reports", Principal::may_report)?;
         let mut inbound = request.into_inner();
@@ -351,7 +353,11 @@ impl IngestService for Ingest {
                 }
                 let outcome = match request.request {
                     None => Err(ServiceError::invalid("request", "is required")),
-                    Some(request) => as_caller(&caller, request).and_then(|r| service.validate(r, now())),
+                    Some(request) => service
+                        .auth
+                        .charge(&caller, CallKind::Write, 1)
+                        .and_then(|()| as_caller(&caller, request))
+                        .and_then(|r| service.validate(r, now())),
                 };
                 match outcome {
                     Err(error) => {

@@ -63,6 +63,18 @@ pub enum ServiceError {
         /// What a client needs to recover, e.g. `resume_token`.
         metadata: Vec<(&'static str, String)>,
     },
+    /// The caller is over its rate limit: retry after the delay. Details
+    /// carry `RetryInfo{retry_delay}` and `ErrorInfo{reason: RATE_LIMITED}`.
+    #[error("{message}")]
+    RateLimited {
+        /// For people.
+        message: String,
+        /// When enough of the allowance is back.
+        retry_after: std::time::Duration,
+    },
+    /// The caller's deadline passed before the answer was ready.
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// Shutting down, or storage or an upstream is down: retry.
     #[error("{0}")]
     Unavailable(String),
@@ -95,7 +107,8 @@ impl ServiceError {
             ServiceError::AlreadyExists(_) => Code::AlreadyExists,
             ServiceError::FailedPrecondition(_) => Code::FailedPrecondition,
             ServiceError::OutOfRange { .. } => Code::OutOfRange,
-            ServiceError::ResourceExhausted { .. } => Code::ResourceExhausted,
+            ServiceError::ResourceExhausted { .. } | ServiceError::RateLimited { .. } => Code::ResourceExhausted,
+            ServiceError::DeadlineExceeded(_) => Code::DeadlineExceeded,
             ServiceError::Unavailable(_) => Code::Unavailable,
             ServiceError::Internal(_) => Code::Internal,
         }
@@ -122,10 +135,15 @@ impl ServiceError {
             _ => Vec::new(),
         };
         self.log();
+        let retry_delay = match self {
+            ServiceError::RateLimited { retry_after, .. } => prost_types::Duration::try_from(*retry_after).ok(),
+            _ => None,
+        };
         v1::RejectedReport {
             code: self.code() as i32,
             message: self.client_message(),
             field_violations,
+            retry_delay,
         }
     }
 
@@ -168,6 +186,12 @@ impl From<ServiceError> for Status {
             ServiceError::ResourceExhausted { reason, metadata, .. } => {
                 Status::with_error_details(Code::ResourceExhausted, message, error_info(reason, metadata))
             }
+            ServiceError::RateLimited { retry_after, .. } => {
+                let mut details = error_info("RATE_LIMITED", Vec::new());
+                details.set_retry_info(Some(retry_after));
+                Status::with_error_details(Code::ResourceExhausted, message, details)
+            }
+            ServiceError::DeadlineExceeded(_) => Status::deadline_exceeded(message),
             ServiceError::Unavailable(_) => Status::unavailable(message),
             ServiceError::Internal(_) => Status::internal(message),
         }

@@ -73,7 +73,7 @@ impl StandaloneArgs {
             ),
             None => None,
         };
-        let auth = self.auth.mode(&self.data_dir);
+        let auth = self.auth.access(&self.data_dir);
         let upstream = crate::Upstream {
             endpoint: self.upstream,
             replica_dir: self.data_dir,

@@ -24,7 +24,7 @@ use tonic::service::RoutesBuilder;
 use truce_proto::v1::query_service_server::QueryServiceServer;
 use truce_serve::{
     MAX_MESSAGE_BYTES, Stopping,
-    auth::{AuthMode, Authenticator},
+    auth::{Access, Authenticator},
 };
 
 pub use follower::{QueryState, Upstream};
@@ -93,7 +93,7 @@ pub fn add_services(
 pub async fn run(
     upstream: Upstream,
     settings: QuerySettings,
-    auth: AuthMode,
+    auth: impl Into<Access>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {

@@ -1,6 +1,6 @@
 //! `truce.v1.QueryService`.
 
-use std::{pin::Pin, sync::Arc};
+use std::{pin::Pin, sync::Arc, time::Duration};
 
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -15,10 +15,7 @@ use truce_proto::{
     convert::timestamp_from_wire,
     v1::{self, query_service_server::QueryService},
 };
-use truce_serve::{
-    Stopping,
-    auth::{Authenticator, Caller},
-};
+use truce_serve::{Stopping, auth::Authenticator};
 
 use crate::{
     QuerySettings,
@@ -101,21 +98,35 @@ impl Order {
 }
 
 /// Longest wait for the view to reach a requested position.
-pub const MAX_POSITION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const MAX_POSITION_WAIT: Duration = Duration::from_secs(10);
+
+/// How long before a caller's deadline a wait gives up, so the answer
+/// (DEADLINE_EXCEEDED, with the reason) still reaches it in time.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(20);
 
 impl Queries {
     /// Waits until the view has applied `min_position` (0: no wait).
-    async fn reach(&self, min_position: u64) -> Result<(), ServiceError> {
+    /// Waits until the view has applied `min_position`: up to
+    /// [`MAX_POSITION_WAIT`] (then UNAVAILABLE: retry), or until shortly
+    /// before the caller's `deadline` (then DEADLINE_EXCEEDED), whichever
+    /// comes first.
+    async fn reach(&self, min_position: u64, deadline: Option<Duration>) -> Result<(), ServiceError> {
         if min_position == 0 {
             return Ok(());
         }
+        // Answer before the deadline, so the caller hears why.
+        let before_deadline = deadline.map(|d| d.saturating_sub(DEADLINE_MARGIN));
+        let wait = before_deadline.map_or(MAX_POSITION_WAIT, |d| d.min(MAX_POSITION_WAIT));
         let mut applied = self.state.applied.subscribe();
-        let reached = tokio::time::timeout(MAX_POSITION_WAIT, applied.wait_for(|p| p.0 >= min_position)).await;
+        let reached = tokio::time::timeout(wait, applied.wait_for(|p| p.0 >= min_position)).await;
+        let at = self.state.applied.borrow().0;
         match reached {
             Ok(Ok(_)) => Ok(()),
+            _ if before_deadline.is_some_and(|d| d <= MAX_POSITION_WAIT) => Err(ServiceError::DeadlineExceeded(
+                format!("the view did not reach position {min_position} before the deadline (it is at {at})"),
+            )),
             _ => Err(ServiceError::Unavailable(format!(
-                "the view has not reached position {min_position} yet (it is at {}); retry",
-                self.state.applied.borrow().0
+                "the view has not reached position {min_position} yet (it is at {at}); retry"
             ))),
         }
     }
@@ -157,9 +168,10 @@ impl QueryService for Queries {
         &self,
         request: Request<v1::GetIncidentRequest>,
     ) -> Result<Response<v1::GetIncidentResponse>, Status> {
-        Caller::of(&request)?.require_reader()?;
+        self.auth.reader(&request)?;
+        let deadline = truce_serve::deadline(&request);
         let request = request.into_inner();
-        self.reach(request.min_position).await?;
+        self.reach(request.min_position, deadline).await?;
         let text = request.incident_id;
         let id: IncidentId = text
             .parse()
@@ -179,9 +191,10 @@ impl QueryService for Queries {
         &self,
         request: Request<v1::GetReportRequest>,
     ) -> Result<Response<v1::GetReportResponse>, Status> {
-        Caller::of(&request)?.require_reader()?;
+        self.auth.reader(&request)?;
+        let deadline = truce_serve::deadline(&request);
         let request = request.into_inner();
-        self.reach(request.min_position).await?;
+        self.reach(request.min_position, deadline).await?;
         let text = request.report_id;
         let id: ReportId = text.parse().map_err(|rule| ServiceError::invalid("report_id", rule))?;
         let view = self.state.read_view();
@@ -211,7 +224,8 @@ impl QueryService for Queries {
         &self,
         request: Request<v1::ListIncidentsRequest>,
     ) -> Result<Response<v1::ListIncidentsResponse>, Status> {
-        Caller::of(&request)?.require_reader()?;
+        self.auth.reader(&request)?;
+        let deadline = truce_serve::deadline(&request);
         let request = request.into_inner();
         let filter = parse_filter(&request.filter)?;
         let order = Order::parse(&request.order_by)?;
@@ -220,7 +234,7 @@ impl QueryService for Queries {
             n if n < 0 => return Err(ServiceError::invalid("page_size", "must not be negative").into()),
             n => (n as usize).min(MAX_PAGE_SIZE),
         };
-        self.reach(request.min_position).await?;
+        self.reach(request.min_position, deadline).await?;
         let digest = query_digest(filter.text(), &request.order_by);
         let token = if request.page_token.is_empty() {
             None
@@ -279,8 +293,7 @@ impl QueryService for Queries {
     type SubscribeStream = ChangeStream;
 
     async fn subscribe(&self, request: Request<v1::SubscribeRequest>) -> Result<Response<ChangeStream>, Status> {
-        let caller = Caller::of(&request)?;
-        caller.require_reader()?;
+        let caller = self.auth.reader(&request)?;
         let subscription = Subscription::from_request(request.get_ref(), &self.state)?;
         let key = match caller.principal() {
             Some(principal) => format!("principal {}", principal.name),
@@ -307,7 +320,8 @@ impl QueryService for Queries {
         &self,
         request: Request<v1::SummarizeRequest>,
     ) -> Result<Response<v1::SummarizeResponse>, Status> {
-        Caller::of(&request)?.require_reader()?;
+        self.auth.reader(&request)?;
+        let deadline = truce_serve::deadline(&request);
         let request = request.into_inner();
         let filter = parse_filter(&request.filter)?;
         let bound = |field: &str, t: &Option<prost_types::Timestamp>| {
@@ -320,7 +334,7 @@ impl QueryService for Queries {
         if end <= start {
             return Err(ServiceError::invalid("occurred_end", "must be after occurred_start").into());
         }
-        self.reach(request.min_position).await?;
+        self.reach(request.min_position, deadline).await?;
         let view = self.state.read_view();
         let mut breakdown = Breakdown::default();
         for incident in view.incidents() {

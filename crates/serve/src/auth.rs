@@ -18,6 +18,8 @@ use tonic::{Request, Status};
 use truce_auth::{Principal, Principals, PrincipalsFile};
 use truce_proto::ServiceError;
 
+use crate::limits::{CallKind, Rate, RateLimiter, RateLimits};
+
 /// How often the principals file is checked for changes.
 pub const RELOAD_POLL: Duration = Duration::from_secs(2);
 
@@ -28,6 +30,25 @@ pub enum AuthMode {
     Tokens(PrincipalsFile),
     /// Anyone on a loopback address, no token needed. Local experiments only.
     InsecureLoopback,
+}
+
+/// How callers are let in, and how much each may do.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// How callers are let in.
+    pub mode: AuthMode,
+    /// What each principal may do per second.
+    pub limits: RateLimits,
+}
+
+impl From<AuthMode> for Access {
+    /// With the default rate limits.
+    fn from(mode: AuthMode) -> Access {
+        Access {
+            mode,
+            limits: RateLimits::default(),
+        }
+    }
 }
 
 /// Who is calling.
@@ -58,6 +79,12 @@ impl Caller {
         }
     }
 
+    /// Who the rate limits count against: the principal's name; `None`
+    /// for anonymous loopback callers, who are not limited.
+    fn limited_as(&self) -> Option<&str> {
+        self.principal().map(|p| p.name.as_str())
+    }
+
     /// Fails with PERMISSION_DENIED unless `allowed` holds for the principal.
     pub fn require(&self, what: &str, allowed: impl FnOnce(&Principal) -> bool) -> Result<(), ServiceError> {
         match self {
@@ -80,6 +107,7 @@ impl Caller {
 #[derive(Debug, Clone)]
 pub struct Authenticator {
     mode: AuthMode,
+    limiter: Arc<RateLimiter>,
     principals: Arc<RwLock<Arc<Principals>>>,
     changed: watch::Sender<u64>,
 }
@@ -87,7 +115,8 @@ pub struct Authenticator {
 impl Authenticator {
     /// Checks the mode and loads the principals (creating the file with an
     /// admin token on first start).
-    pub fn start(mode: AuthMode) -> Result<Authenticator, truce_auth::AuthError> {
+    pub fn start(access: impl Into<Access>) -> Result<Authenticator, truce_auth::AuthError> {
+        let Access { mode, limits } = access.into();
         let principals = match &mode {
             AuthMode::Tokens(file) => {
                 if let Some(token_path) = file.create_if_missing()? {
@@ -111,6 +140,7 @@ impl Authenticator {
         };
         Ok(Authenticator {
             mode,
+            limiter: Arc::new(RateLimiter::new(limits)),
             principals: Arc::new(RwLock::new(Arc::new(principals))),
             changed: watch::channel(0).0,
         })
@@ -186,6 +216,36 @@ impl Authenticator {
         }
     }
 
+    /// The caller of `request`, once it may read and is within its rate.
+    pub fn reader<T>(&self, request: &Request<T>) -> Result<Caller, ServiceError> {
+        let caller = Caller::of(request)?;
+        caller.require_reader()?;
+        self.charge(&caller, CallKind::Read, 1)?;
+        Ok(caller)
+    }
+
+    /// The caller of `request`, once `allowed` holds for it (`what` names
+    /// the action for the refusal) and it is within its write rate.
+    pub fn writer<T>(
+        &self,
+        request: &Request<T>,
+        what: &str,
+        allowed: impl FnOnce(&Principal) -> bool,
+    ) -> Result<Caller, ServiceError> {
+        let caller = Caller::of(request)?;
+        caller.require(what, allowed)?;
+        self.charge(&caller, CallKind::Write, 1)?;
+        Ok(caller)
+    }
+
+    /// Charges `caller` `cost` calls of `kind` against its rate limit.
+    pub fn charge(&self, caller: &Caller, kind: CallKind, cost: u32) -> Result<(), ServiceError> {
+        match caller.limited_as() {
+            Some(name) => self.limiter.charge(name, kind, cost),
+            None => Ok(()),
+        }
+    }
+
     /// The report-signing keys registered for `party`, if any.
     pub fn party_keys(&self, party: &truce_domain::PartyId) -> Option<truce_auth::PartyKeys> {
         self.current().party_keys(party).cloned()
@@ -248,9 +308,40 @@ pub struct AuthArgs {
     /// local experiments only.
     #[arg(long, env = "TRUCE_INSECURE_LOOPBACK")]
     pub insecure_loopback: bool,
+    /// Reports (submitted, amended, retracted) and reviews per second per
+    /// principal; 0: unlimited.
+    #[arg(long, env = "TRUCE_WRITES_PER_SECOND", default_value_t = RateLimits::default().writes.per_second)]
+    pub writes_per_second: u32,
+    /// Writes a principal may make at once before the rate applies.
+    #[arg(long, env = "TRUCE_WRITE_BURST", default_value_t = RateLimits::default().writes.burst)]
+    pub write_burst: u32,
+    /// Queries, subscriptions and log reads per second per principal; 0:
+    /// unlimited.
+    #[arg(long, env = "TRUCE_READS_PER_SECOND", default_value_t = RateLimits::default().reads.per_second)]
+    pub reads_per_second: u32,
+    /// Reads a principal may make at once before the rate applies.
+    #[arg(long, env = "TRUCE_READ_BURST", default_value_t = RateLimits::default().reads.burst)]
+    pub read_burst: u32,
 }
 
 impl AuthArgs {
+    /// The access these flags ask for; `data_dir` holds the default file.
+    pub fn access(&self, data_dir: &std::path::Path) -> Access {
+        Access {
+            mode: self.mode(data_dir),
+            limits: RateLimits {
+                writes: Rate {
+                    per_second: self.writes_per_second,
+                    burst: self.write_burst,
+                },
+                reads: Rate {
+                    per_second: self.reads_per_second,
+                    burst: self.read_burst,
+                },
+            },
+        }
+    }
+
     /// The mode these flags ask for; `data_dir` holds the default file.
     pub fn mode(&self, data_dir: &std::path::Path) -> AuthMode {
         if self.insecure_loopback {

@@ -201,7 +201,7 @@ pub fn main() -> anyhow::Result<()> {
             Command::Up(args) => {
                 let ingest = tokio::net::TcpListener::bind(args.ingest_listen).await?;
                 let query = tokio::net::TcpListener::bind(args.query_listen).await?;
-                let auth = args.auth.mode(&args.ingest.data_dir);
+                let auth = args.auth.access(&args.ingest.data_dir);
                 crate::up::run(
                     args.ingest.config(),
                     args.query.settings(),

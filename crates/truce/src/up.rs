@@ -7,7 +7,7 @@ use truce_ingest::{IngestConfig, IngestNode};
 use truce_query::QuerySettings;
 use truce_serve::{
     Stopping,
-    auth::{AuthMode, Authenticator},
+    auth::{Access, Authenticator},
 };
 
 /// Serves ingest on `ingest` and query on `query` over one embedded log
@@ -15,7 +15,7 @@ use truce_serve::{
 pub async fn run(
     config: IngestConfig,
     settings: QuerySettings,
-    auth: AuthMode,
+    auth: impl Into<Access>,
     ingest: TcpListener,
     query: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
