@@ -160,6 +160,7 @@ pub async fn start_query_with(upstream: SocketAddr, dir: &Path, settings: QueryS
         endpoint: format!("http://{upstream}"),
         replica_dir: dir.to_owned(),
         token: None,
+        tls: None,
     };
     let task = tokio::spawn(truce_query::run(
         upstream,

@@ -39,6 +39,7 @@ async fn limited(limits: RateLimits) -> Limited {
         Access {
             mode: AuthMode::Tokens(file),
             limits,
+            tls: None,
         },
     )
     .await;

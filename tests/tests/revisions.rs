@@ -98,7 +98,10 @@ async fn amendments_and_retractions_are_events_and_history_is_kept() {
     let mut changes = query
         .subscribe(with_token(
             &s.observer,
-            stream::request(&format!("id = \"{}\"", first.incident_id), Start::FromNow(true)),
+            stream::request(
+                &format!("id = \"{}\"", first.incident_id),
+                Start::AfterPosition(second.position),
+            ),
         ))
         .await
         .expect("subscribe")

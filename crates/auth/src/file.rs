@@ -21,8 +21,14 @@ pub struct StoredPrincipal {
     pub party: String,
     /// Its roles.
     pub roles: Vec<Role>,
-    /// SHA-256 of its bearer token, lowercase hex.
+    /// SHA-256 of its bearer token, lowercase hex; empty for a principal
+    /// that authenticates by certificate only.
+    #[serde(default)]
     pub token_sha256: String,
+    /// The subject of its TLS client certificate, in RFC 4514 form as the
+    /// server logs unknown ones, e.g. "CN=idf-desk,O=IDF"; for mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_subject: Option<String>,
 }
 
 /// A party's report-signing keys as the file stores them.
@@ -38,7 +44,7 @@ pub struct StoredParty {
     pub require_signatures: bool,
 }
 
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Document {
     principals: Vec<StoredPrincipal>,
@@ -123,9 +129,20 @@ impl PrincipalsFile {
 
     /// Reads and checks every principal.
     pub fn load(&self) -> Result<Principals, AuthError> {
-        let document = self.read_document()?;
+        self.check(self.read_document()?)
+    }
+
+    /// Writes `document` once it checks: never a file the services refuse.
+    fn save(&self, document: &Document) -> Result<(), AuthError> {
+        self.check(document.clone())?;
+        self.write_document(document)
+    }
+
+    /// Checks every entry of `document`, naming the first bad one.
+    fn check(&self, document: Document) -> Result<Principals, AuthError> {
         let mut seen_names = std::collections::HashSet::new();
         let mut entries = Vec::new();
+        let mut subjects = Vec::new();
         for (i, stored) in document.principals.into_iter().enumerate() {
             let at = |what: String| self.invalid(format!("principals[{i}] ({}): {what}", stored.name));
             if stored.name.is_empty() || !seen_names.insert(stored.name.clone()) {
@@ -133,18 +150,32 @@ impl PrincipalsFile {
             }
             let party: PartyId = stored.party.parse().map_err(|e| at(format!("party: {e}")))?;
             let hash = stored.token_sha256.to_ascii_lowercase();
-            if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+            let has_token = !hash.is_empty();
+            if has_token && (hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit())) {
                 return Err(at("token_sha256 must be 64 hex digits".into()));
+            }
+            if !has_token && stored.certificate_subject.is_none() {
+                return Err(at("needs token_sha256 or certificate_subject".into()));
             }
             if stored.roles.is_empty() {
                 return Err(at("needs at least one role".into()));
+            }
+            if let Some(subject) = &stored.certificate_subject
+                && subjects.iter().any(|(s, _)| s == subject)
+            {
+                return Err(at(format!("certificate subject {subject:?} is given twice")));
             }
             let principal = Principal {
                 name: stored.name,
                 party,
                 roles: stored.roles,
             };
-            entries.push((hash, principal));
+            if let Some(subject) = stored.certificate_subject {
+                subjects.push((subject, principal.clone()));
+            }
+            if has_token {
+                entries.push((hash, principal));
+            }
         }
         let mut parties = std::collections::HashMap::new();
         for (i, stored) in document.parties.into_iter().enumerate() {
@@ -171,7 +202,9 @@ impl PrincipalsFile {
                 return Err(at("the party is listed twice".into()));
             }
         }
-        Ok(Principals::new(entries).with_parties(parties))
+        Ok(Principals::new(entries)
+            .with_certificate_subjects(subjects)
+            .with_parties(parties))
     }
 
     /// Registers `public_key` (64 hex digits) as a signing key of `party`.
@@ -194,9 +227,7 @@ impl PrincipalsFile {
                 require_signatures: false,
             }),
         }
-        self.write_document(&document)?;
-        // The written file must load: never leave a file the services refuse.
-        self.load().map(|_| ())
+        self.save(&document)
     }
 
     /// Creates the file with one admin principal if it does not exist,
@@ -216,6 +247,7 @@ impl PrincipalsFile {
                 party: "operator".into(),
                 roles: vec![Role::Admin],
                 token_sha256: token_hash(&token),
+                certificate_subject: None,
             }],
             parties: Vec::new(),
         };
@@ -227,29 +259,46 @@ impl PrincipalsFile {
 
     /// Adds a principal with a new token and returns the token.
     pub fn add(&self, name: &str, party: &PartyId, roles: &[Role]) -> Result<AddedPrincipal, AuthError> {
+        let token = generate_token().map_err(|e| self.io(e))?;
+        self.insert(StoredPrincipal {
+            name: name.to_owned(),
+            party: party.to_string(),
+            roles: roles.to_vec(),
+            token_sha256: token_hash(&token),
+            certificate_subject: None,
+        })?;
+        Ok(AddedPrincipal {
+            name: name.to_owned(),
+            token,
+        })
+    }
+
+    /// Adds a principal that authenticates with a TLS client certificate
+    /// whose subject is `subject` (no token).
+    pub fn add_certificate(&self, name: &str, party: &PartyId, roles: &[Role], subject: &str) -> Result<(), AuthError> {
+        self.insert(StoredPrincipal {
+            name: name.to_owned(),
+            party: party.to_string(),
+            roles: roles.to_vec(),
+            token_sha256: String::new(),
+            certificate_subject: Some(subject.to_owned()),
+        })
+    }
+
+    fn insert(&self, principal: StoredPrincipal) -> Result<(), AuthError> {
         let mut document = if self.path.exists() {
             self.read_document()?
         } else {
             Document::default()
         };
-        if document.principals.iter().any(|p| p.name == name) {
-            return Err(self.invalid(format!("a principal named {name:?} exists already")));
+        if document.principals.iter().any(|p| p.name == principal.name) {
+            return Err(self.invalid(format!("a principal named {:?} exists already", principal.name)));
         }
-        if roles.is_empty() {
+        if principal.roles.is_empty() {
             return Err(self.invalid("a principal needs at least one role"));
         }
-        let token = generate_token().map_err(|e| self.io(e))?;
-        document.principals.push(StoredPrincipal {
-            name: name.to_owned(),
-            party: party.to_string(),
-            roles: roles.to_vec(),
-            token_sha256: token_hash(&token),
-        });
-        self.write_document(&document)?;
-        Ok(AddedPrincipal {
-            name: name.to_owned(),
-            token,
-        })
+        document.principals.push(principal);
+        self.save(&document)
     }
 }
 

@@ -93,6 +93,7 @@ pub struct PartyKeys {
 #[derive(Debug, Default)]
 pub struct Principals {
     by_token_hash: HashMap<String, Arc<Principal>>,
+    by_certificate_subject: HashMap<String, Arc<Principal>>,
     parties: HashMap<PartyId, PartyKeys>,
 }
 
@@ -101,8 +102,23 @@ impl Principals {
     pub fn new(entries: impl IntoIterator<Item = (String, Principal)>) -> Principals {
         Principals {
             by_token_hash: entries.into_iter().map(|(hash, p)| (hash, Arc::new(p))).collect(),
+            by_certificate_subject: HashMap::new(),
             parties: HashMap::new(),
         }
+    }
+
+    /// With principals that authenticate by TLS client certificate, by
+    /// certificate subject.
+    pub fn with_certificate_subjects(self, entries: impl IntoIterator<Item = (String, Principal)>) -> Principals {
+        Principals {
+            by_certificate_subject: entries.into_iter().map(|(s, p)| (s, Arc::new(p))).collect(),
+            ..self
+        }
+    }
+
+    /// The principal whose client certificate has `subject`, if any.
+    pub fn authenticate_certificate(&self, subject: &str) -> Option<Arc<Principal>> {
+        self.by_certificate_subject.get(subject).cloned()
     }
 
     /// With these parties' signing keys.
@@ -123,16 +139,19 @@ impl Principals {
     /// True when a principal with this name and exactly these roles and
     /// party still holds a token: a stream opened by `principal` may go on.
     pub fn still_valid(&self, principal: &Principal) -> bool {
-        self.by_token_hash.values().any(|p| p.as_ref() == principal)
+        self.by_token_hash
+            .values()
+            .chain(self.by_certificate_subject.values())
+            .any(|p| p.as_ref() == principal)
     }
 
-    /// How many principals.
+    /// How many credentials (tokens and certificate subjects).
     pub fn len(&self) -> usize {
-        self.by_token_hash.len()
+        self.by_token_hash.len() + self.by_certificate_subject.len()
     }
 
     /// True when there are none.
     pub fn is_empty(&self) -> bool {
-        self.by_token_hash.is_empty()
+        self.len() == 0
     }
 }

@@ -192,7 +192,7 @@ pub async fn run(
     let (stopping_tx, stopping) = Stopping::new();
     let (health, mut routes) = truce_serve::base_routes()?;
     node.add_services(&mut routes, &health, &auth, stopping).await;
-    truce_serve::serve("ingest", routes, listener, shutdown, stopping_tx).await?;
+    truce_serve::serve("ingest", routes, listener, shutdown, stopping_tx, auth.tls()).await?;
     node.close().await;
     Ok(())
 }

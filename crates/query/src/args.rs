@@ -56,12 +56,40 @@ pub struct StandaloneArgs {
     /// with (any principal may read it).
     #[arg(long, env = "TRUCE_UPSTREAM_TOKEN_FILE")]
     pub upstream_token_file: Option<std::path::PathBuf>,
+    /// The CA (PEM) that signed an `https://` upstream's certificate.
+    #[arg(long, env = "TRUCE_UPSTREAM_TLS_CA")]
+    pub upstream_tls_ca: Option<std::path::PathBuf>,
+    /// A client certificate (PEM) to present to the upstream (mutual TLS).
+    #[arg(long, env = "TRUCE_UPSTREAM_TLS_CERT", requires = "upstream_tls_key")]
+    pub upstream_tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --upstream-tls-cert.
+    #[arg(long, env = "TRUCE_UPSTREAM_TLS_KEY", requires = "upstream_tls_cert")]
+    pub upstream_tls_key: Option<std::path::PathBuf>,
     /// Who may call.
     #[command(flatten)]
     pub auth: truce_serve::auth::AuthArgs,
 }
 
 impl StandaloneArgs {
+    /// TLS toward the upstream, when asked for.
+    fn upstream_tls(&self) -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        let read = |path: &std::path::PathBuf| {
+            std::fs::read(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))
+        };
+        if self.upstream_tls_ca.is_none() && self.upstream_tls_cert.is_none() {
+            return Ok(None);
+        }
+        let mut tls = ClientTlsConfig::new();
+        if let Some(ca) = &self.upstream_tls_ca {
+            tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+        }
+        if let (Some(certificate), Some(key)) = (&self.upstream_tls_cert, &self.upstream_tls_key) {
+            tls = tls.identity(Identity::from_pem(read(certificate)?, read(key)?));
+        }
+        Ok(Some(tls))
+    }
+
     /// Serves until SIGTERM or Ctrl-C.
     pub async fn run(self) -> anyhow::Result<()> {
         let token = match &self.upstream_token_file {
@@ -74,10 +102,12 @@ impl StandaloneArgs {
             None => None,
         };
         let auth = self.auth.access(&self.data_dir);
+        let tls = self.upstream_tls()?;
         let upstream = crate::Upstream {
             endpoint: self.upstream,
             replica_dir: self.data_dir,
             token,
+            tls,
         };
         let listener = tokio::net::TcpListener::bind(self.listen).await?;
         crate::run(

@@ -256,6 +256,9 @@ pub struct Upstream {
     pub replica_dir: PathBuf,
     /// The bearer token to read the log with, if the upstream wants one.
     pub token: Option<String>,
+    /// TLS toward an `https://` upstream: its CA, and a client certificate
+    /// when it authenticates by mutual TLS.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 /// A ReadLog request carrying `token`.
@@ -276,7 +279,7 @@ pub async fn follow_remote(upstream: Upstream, stopping: Stopping) -> anyhow::Re
         LogStore::open(&upstream.replica_dir)?
     } else {
         let incarnation = loop {
-            match upstream_incarnation(&upstream.endpoint, upstream.token.as_deref()).await {
+            match upstream_incarnation(&upstream).await {
                 Ok(incarnation) => break incarnation,
                 Err(error) => {
                     tracing::warn!(endpoint = %upstream.endpoint, %error, "waiting for the ingest service to create the replica");
@@ -298,8 +301,15 @@ pub async fn follow_remote(upstream: Upstream, stopping: Stopping) -> anyhow::Re
     Ok(state)
 }
 
-async fn connect(endpoint: &str) -> Result<LogServiceClient<tonic::transport::Channel>, tonic::transport::Error> {
-    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())?
+async fn connect(
+    endpoint: &str,
+    tls: Option<&tonic::transport::ClientTlsConfig>,
+) -> Result<LogServiceClient<tonic::transport::Channel>, tonic::transport::Error> {
+    let mut endpoint = tonic::transport::Endpoint::from_shared(endpoint.to_owned())?;
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls.clone())?;
+    }
+    let channel = endpoint
         .connect_timeout(Duration::from_secs(3))
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5))
@@ -308,8 +318,9 @@ async fn connect(endpoint: &str) -> Result<LogServiceClient<tonic::transport::Ch
     Ok(LogServiceClient::new(channel).max_decoding_message_size(truce_serve::MAX_MESSAGE_BYTES * 4))
 }
 
-async fn upstream_incarnation(endpoint: &str, token: Option<&str>) -> anyhow::Result<Incarnation> {
-    let mut client = connect(endpoint).await?;
+async fn upstream_incarnation(upstream: &Upstream) -> anyhow::Result<Incarnation> {
+    let token = upstream.token.as_deref();
+    let mut client = connect(&upstream.endpoint, upstream.tls.as_ref()).await?;
     let request = v1::ReadLogRequest {
         from_position: u64::MAX,
         incarnation: String::new(),
@@ -410,7 +421,7 @@ async fn pump_upstream(
     state: Arc<QueryState>,
 ) -> Result<(), Fatal> {
     let endpoint = &upstream.endpoint;
-    let mut client = match connect(endpoint).await {
+    let mut client = match connect(endpoint, upstream.tls.as_ref()).await {
         Ok(client) => client,
         Err(error) => {
             tracing::debug!(%error, "cannot reach the ingest service");

@@ -103,6 +103,6 @@ pub async fn run(
     let state = follower::follow_remote(upstream, stopping.clone()).await?;
     let (health, mut routes) = truce_serve::base_routes()?;
     add_services(&mut routes, state, &settings, &health, &auth, stopping).await;
-    truce_serve::serve("query", routes, listener, shutdown, stopping_tx).await?;
+    truce_serve::serve("query", routes, listener, shutdown, stopping_tx, auth.tls()).await?;
     Ok(())
 }

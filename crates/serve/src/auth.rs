@@ -9,12 +9,16 @@
 
 use std::{
     net::SocketAddr,
+    path::PathBuf,
     sync::{Arc, RwLock},
     time::Duration,
 };
 
 use tokio::sync::watch;
-use tonic::{Request, Status};
+use tonic::{
+    Request, Status,
+    transport::{Certificate, Identity, ServerTlsConfig},
+};
 use truce_auth::{Principal, Principals, PrincipalsFile};
 use truce_proto::ServiceError;
 
@@ -39,16 +43,58 @@ pub struct Access {
     pub mode: AuthMode,
     /// What each principal may do per second.
     pub limits: RateLimits,
+    /// TLS for the servers, if any.
+    pub tls: Option<TlsFiles>,
 }
 
 impl From<AuthMode> for Access {
-    /// With the default rate limits.
+    /// With the default rate limits, without TLS.
     fn from(mode: AuthMode) -> Access {
         Access {
             mode,
             limits: RateLimits::default(),
+            tls: None,
         }
     }
+}
+
+/// The PEM files a TLS server needs.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The server's certificate chain.
+    pub certificate: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// The CA whose client certificates are accepted (mutual TLS): a client
+    /// presenting one authenticates as the principal with its subject.
+    /// Clients without a certificate may still use bearer tokens.
+    pub client_ca: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    fn server_config(&self) -> Result<ServerTlsConfig, truce_auth::AuthError> {
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|source| truce_auth::AuthError::Io {
+                path: path.clone(),
+                source,
+            })
+        };
+        let identity = Identity::from_pem(read(&self.certificate)?, read(&self.key)?);
+        let mut config = ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = &self.client_ca {
+            config = config
+                .client_ca_root(Certificate::from_pem(read(ca)?))
+                .client_auth_optional(true);
+        }
+        Ok(config)
+    }
+}
+
+/// The subject of a DER certificate, RFC 4514 style, e.g. "CN=idf-desk".
+fn certificate_subject(der: &[u8]) -> Option<String> {
+    use x509_cert::der::Decode;
+    let certificate = x509_cert::Certificate::from_der(der).ok()?;
+    Some(certificate.tbs_certificate.subject.to_string())
 }
 
 /// Who is calling.
@@ -107,6 +153,7 @@ impl Caller {
 #[derive(Debug, Clone)]
 pub struct Authenticator {
     mode: AuthMode,
+    tls: Option<ServerTlsConfig>,
     limiter: Arc<RateLimiter>,
     principals: Arc<RwLock<Arc<Principals>>>,
     changed: watch::Sender<u64>,
@@ -116,7 +163,8 @@ impl Authenticator {
     /// Checks the mode and loads the principals (creating the file with an
     /// admin token on first start).
     pub fn start(access: impl Into<Access>) -> Result<Authenticator, truce_auth::AuthError> {
-        let Access { mode, limits } = access.into();
+        let Access { mode, limits, tls } = access.into();
+        let tls = tls.as_ref().map(TlsFiles::server_config).transpose()?;
         let principals = match &mode {
             AuthMode::Tokens(file) => {
                 if let Some(token_path) = file.create_if_missing()? {
@@ -140,6 +188,7 @@ impl Authenticator {
         };
         Ok(Authenticator {
             mode,
+            tls,
             limiter: Arc::new(RateLimiter::new(limits)),
             principals: Arc::new(RwLock::new(Arc::new(principals))),
             changed: watch::channel(0).0,
@@ -251,17 +300,33 @@ impl Authenticator {
         self.current().party_keys(party).cloned()
     }
 
+    /// The servers' TLS settings, when they serve TLS.
+    pub fn tls(&self) -> Option<&ServerTlsConfig> {
+        self.tls.as_ref()
+    }
+
     /// Resolves the caller of `request` and records it in its extensions.
     pub fn authenticate<T>(&self, mut request: Request<T>) -> Result<Request<T>, Status> {
+        // The TLS layer has verified the chain up to the client CA, so the
+        // subject is the client's.
+        let subject = request
+            .peer_certs()
+            .and_then(|certs| certs.first().and_then(|c| certificate_subject(c.as_ref())));
         let caller = self.resolve(
             request.metadata().get("authorization").and_then(|v| v.to_str().ok()),
+            subject.as_deref(),
             request.remote_addr(),
         )?;
         request.extensions_mut().insert(caller);
         Ok(request)
     }
 
-    fn resolve(&self, authorization: Option<&str>, remote: Option<SocketAddr>) -> Result<Caller, ServiceError> {
+    fn resolve(
+        &self,
+        authorization: Option<&str>,
+        certificate_subject: Option<&str>,
+        remote: Option<SocketAddr>,
+    ) -> Result<Caller, ServiceError> {
         match &self.mode {
             AuthMode::InsecureLoopback => {
                 if remote.is_some_and(|a| a.ip().is_loopback()) {
@@ -275,12 +340,28 @@ impl Authenticator {
             AuthMode::Tokens(_) => {
                 let token = authorization
                     .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
-                    .map(str::trim)
-                    .ok_or_else(|| ServiceError::Unauthenticated("send authorization: Bearer <token>".into()))?;
-                self.current()
-                    .authenticate(token)
-                    .map(Caller::Principal)
-                    .ok_or_else(|| ServiceError::Unauthenticated("unknown or revoked token".into()))
+                    .map(str::trim);
+                match (token, certificate_subject) {
+                    // A token names the principal even over mutual TLS.
+                    (Some(token), _) => self
+                        .current()
+                        .authenticate(token)
+                        .map(Caller::Principal)
+                        .ok_or_else(|| ServiceError::Unauthenticated("unknown or revoked token".into())),
+                    (None, Some(subject)) => self
+                        .current()
+                        .authenticate_certificate(subject)
+                        .map(Caller::Principal)
+                        .ok_or_else(|| {
+                            tracing::info!(%subject, "a client certificate matches no principal");
+                            ServiceError::Unauthenticated(format!(
+                                "no principal has the certificate subject {subject:?}"
+                            ))
+                        }),
+                    (None, None) => Err(ServiceError::Unauthenticated(
+                        "send authorization: Bearer <token>, or a client certificate".into(),
+                    )),
+                }
             }
         }
     }
@@ -322,6 +403,16 @@ pub struct AuthArgs {
     /// Reads a principal may make at once before the rate applies.
     #[arg(long, env = "TRUCE_READ_BURST", default_value_t = RateLimits::default().reads.burst)]
     pub read_burst: u32,
+    /// Serve TLS with this certificate chain (PEM).
+    #[arg(long, env = "TRUCE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "TRUCE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Accept client certificates issued by this CA (PEM): mutual TLS, each
+    /// certificate subject mapped to a principal's certificate_subject.
+    #[arg(long, env = "TRUCE_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl AuthArgs {
@@ -338,6 +429,14 @@ impl AuthArgs {
                     per_second: self.reads_per_second,
                     burst: self.read_burst,
                 },
+            },
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(certificate), Some(key)) => Some(TlsFiles {
+                    certificate: certificate.clone(),
+                    key: key.clone(),
+                    client_ca: self.tls_client_ca.clone(),
+                }),
+                _ => None,
             },
         }
     }

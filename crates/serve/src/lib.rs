@@ -106,6 +106,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
     stopping: watch::Sender<bool>,
+    tls: Option<&tonic::transport::ServerTlsConfig>,
 ) -> Result<(), tonic::transport::Error> {
     match listener.local_addr() {
         Ok(address) => tracing::info!(service = name, %address, "listening"),
@@ -117,7 +118,11 @@ pub async fn serve(
         let _ = stopping.send(true);
         let _ = drained_tx.send(());
     };
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls.clone())?;
+    }
+    let server = builder
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(

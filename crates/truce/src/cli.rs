@@ -124,6 +124,10 @@ struct PrincipalAddArgs {
     /// with commas).
     #[arg(long = "role", required = true, value_delimiter = ',')]
     roles: Vec<String>,
+    /// Authenticate it by TLS client certificate with this subject (e.g.
+    /// "CN=egypt-monitor") instead of a token.
+    #[arg(long)]
+    certificate_subject: Option<String>,
     /// The principals file. Default: principals.json in the data directory.
     #[arg(long, env = "TRUCE_PRINCIPALS")]
     principals: Option<std::path::PathBuf>,
@@ -143,6 +147,15 @@ fn add_principal(args: PrincipalAddArgs) -> anyhow::Result<()> {
         .map(|r| truce_auth::Role::from_name(r).ok_or_else(|| anyhow::anyhow!("--role: unknown role {r:?}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let path = args.principals.unwrap_or_else(|| args.data_dir.join("principals.json"));
+    if let Some(subject) = &args.certificate_subject {
+        truce_auth::PrincipalsFile::new(&path).add_certificate(&args.name, &party, &roles, subject)?;
+        eprintln!(
+            "added {} to {}, authenticated by client certificates with subject {subject:?}",
+            args.name,
+            path.display()
+        );
+        return Ok(());
+    }
     let added = truce_auth::PrincipalsFile::new(&path).add(&args.name, &party, &roles)?;
     eprintln!(
         "added {} to {}; its token (shown only now):",

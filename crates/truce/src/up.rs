@@ -50,6 +50,7 @@ pub async fn run(
             let _ = ingest_stop.recv().await;
         },
         stopping_tx,
+        auth.tls(),
     );
     let query_server = truce_serve::serve(
         "query",
@@ -59,6 +60,7 @@ pub async fn run(
             let _ = query_stop.recv().await;
         },
         query_stopping_tx,
+        auth.tls(),
     );
     let (ingest_result, query_result) = tokio::join!(ingest_server, query_server);
     ingest_result?;
