@@ -156,12 +156,7 @@ pub async fn start_query(upstream: SocketAddr, dir: &Path) -> Running {
 pub async fn start_query_with(upstream: SocketAddr, dir: &Path, settings: QuerySettings) -> Running {
     let (listener, addr) = listener().await;
     let (stop, stopped) = oneshot::channel::<()>();
-    let upstream = truce_query::Upstream {
-        endpoint: format!("http://{upstream}"),
-        replica_dir: dir.to_owned(),
-        token: None,
-        tls: None,
-    };
+    let upstream = truce_query::Upstream::ingest(format!("http://{upstream}"), dir);
     let task = tokio::spawn(truce_query::run(
         upstream,
         settings,

@@ -182,14 +182,16 @@ async fn client_certificates_name_principals_and_strangers_are_refused() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let follower = tokio::spawn(truce_query::run(
         truce_query::Upstream {
-            endpoint: format!("https://{}", pair.ingest),
+            source: truce_query::Source::Ingest(truce_query::IngestUpstream {
+                endpoint: format!("https://{}", pair.ingest),
+                token: None,
+                tls: Some(
+                    ClientTlsConfig::new()
+                        .ca_certificate(Certificate::from_pem(&ca.pem))
+                        .identity(Identity::from_pem(&reader.0, &reader.1)),
+                ),
+            }),
             replica_dir: replica.path().to_owned(),
-            token: None,
-            tls: Some(
-                ClientTlsConfig::new()
-                    .ca_certificate(Certificate::from_pem(&ca.pem))
-                    .identity(Identity::from_pem(&reader.0, &reader.1)),
-            ),
         },
         truce_query::QuerySettings::default(),
         AuthMode::InsecureLoopback,

@@ -87,6 +87,14 @@ impl IncidentIndex {
         self.incidents.insert(summary.id, summary);
     }
 
+    /// Forgets an incident (one whose opening report turned out not to be
+    /// stored).
+    pub fn remove(&mut self, id: IncidentId) {
+        if let Some(old) = self.incidents.remove(&id) {
+            self.by_category_and_end.remove(&(old.category, old.occurred_to, old.id));
+        }
+    }
+
     /// The open incident `report` should join, if any.
     pub fn find_match(&self, report: &Report, policy: &GroupingPolicy) -> Option<IncidentId> {
         let at = report.occurred_at;

@@ -25,12 +25,34 @@ pub struct IngestArgs {
     /// Mediator parties that must agree before a breach is confirmed.
     #[arg(long, env = "TRUCE_REVIEW_QUORUM", default_value_t = truce_domain::review::DEFAULT_QUORUM)]
     pub review_quorum: usize,
+    /// Where the event log lives: "embedded" (SQLite in the data
+    /// directory, one ingest process) or NATS servers whose JetStream
+    /// holds it, shared by any number of ingest replicas (nats://...).
+    #[arg(long, env = "TRUCE_LOG", default_value = "embedded", value_parser = log_location)]
+    pub log: String,
+    /// The stream, when the log is on JetStream.
+    #[command(flatten)]
+    pub nats: truce_jetstream::JetStreamArgs,
+}
+
+fn log_location(text: &str) -> Result<String, String> {
+    if text == "embedded" || truce_jetstream::is_nats_url(text) {
+        Ok(text.to_owned())
+    } else {
+        Err("must be \"embedded\" or a nats:// URL".to_owned())
+    }
 }
 
 impl IngestArgs {
     /// The configuration these flags describe.
     pub fn config(self) -> IngestConfig {
+        let log = if truce_jetstream::is_nats_url(&self.log) {
+            crate::LogLocation::JetStream(self.nats.settings(&self.log))
+        } else {
+            crate::LogLocation::Embedded
+        };
         IngestConfig {
+            log,
             data_dir: self.data_dir,
             grouping: GroupingPolicy {
                 max_distance_m: self.group_distance_m,

@@ -22,7 +22,7 @@ use anyhow::Context;
 use tokio::{net::TcpListener, sync::watch};
 use tonic::service::RoutesBuilder;
 use truce_domain::{geo::Demarcation, grouping::GroupingPolicy};
-use truce_log::{LogReader, LogStore};
+use truce_log::{LogReader, LogStore, SequencedLog};
 use truce_proto::v1::{ingest_service_server::IngestServiceServer, log_service_server::LogServiceServer};
 use truce_serve::{
     MAX_MESSAGE_BYTES, Stopping,
@@ -47,11 +47,24 @@ pub struct IngestConfig {
     pub demarcation: Option<PathBuf>,
     /// Mediator parties that must agree on a confirmed breach.
     pub review_quorum: usize,
+    /// Where the log is.
+    pub log: LogLocation,
+}
+
+/// Where the event log lives.
+#[derive(Debug, Clone, Default)]
+pub enum LogLocation {
+    /// In the data directory (SQLite): one ingest process.
+    #[default]
+    Embedded,
+    /// In a JetStream stream, shared by any number of ingest replicas.
+    JetStream(truce_jetstream::JetStreamSettings),
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
+            log: LogLocation::Embedded,
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             grouping: GroupingPolicy::default(),
             demarcation: None,
@@ -79,31 +92,52 @@ fn load_demarcation(path: &Path) -> anyhow::Result<Demarcation> {
         .with_context(|| format!("demarcation geometry {}", path.display()))
 }
 
-/// A running ingest node: the sequencer and a reader of its log.
+/// A running ingest node: the sequencer and, on the embedded log, a reader
+/// of it.
 #[derive(Debug)]
 pub struct IngestNode {
     submitter: Submitter,
-    reader: LogReader,
+    reader: Option<LogReader>,
     signer: std::sync::Arc<truce_log::CheckpointSigner>,
     sequencer: Option<thread::JoinHandle<()>>,
 }
 
 impl IngestNode {
-    /// Opens the log in `config.data_dir`, rebuilds the grouping state from
-    /// it and starts the sequencer.
-    pub fn open(config: &IngestConfig) -> anyhow::Result<IngestNode> {
+    /// Opens the log (in `config.data_dir`, or on JetStream), rebuilds the
+    /// grouping state from it and starts the sequencer.
+    pub async fn open(config: &IngestConfig) -> anyhow::Result<IngestNode> {
         config.validate()?;
         let demarcation = config.demarcation.as_deref().map(load_demarcation).transpose()?;
-        let store = LogStore::open(&config.data_dir)
-            .with_context(|| format!("opening the log in {}", config.data_dir.display()))?;
-        let (head_tx, head_rx) = watch::channel(store.head());
-        let reader = LogReader::new(store.path(), store.incarnation().clone(), head_rx);
+        let (store, reader, head_tx): (Box<dyn SequencedLog>, _, _) = match &config.log {
+            LogLocation::Embedded => {
+                let store = LogStore::open(&config.data_dir)
+                    .with_context(|| format!("opening the log in {}", config.data_dir.display()))?;
+                let (head_tx, head_rx) = watch::channel(store.head());
+                let reader = LogReader::new(store.path(), store.incarnation().clone(), head_rx);
+                (Box::new(store), Some(reader), head_tx)
+            }
+            LogLocation::JetStream(settings) => {
+                let log = truce_jetstream::JetStreamLog::connect(settings.clone())
+                    .await
+                    .with_context(|| format!("opening the log on JetStream at {}", settings.url))?;
+                tracing::info!(url = %settings.url, stream = %settings.stream, incarnation = %log.incarnation(), "log on JetStream");
+                let store = truce_jetstream::BlockingJetStream::open(log).await?;
+                let (head_tx, _) = watch::channel(truce_log::SequencedLog::head(&store));
+                (Box::new(store), None, head_tx)
+            }
+        };
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating {}", config.data_dir.display()))?;
         let rules = sequencer::Rules {
             grouping: config.grouping,
             demarcation,
             quorum: config.review_quorum,
         };
-        let (submitter, thread) = sequencer::start(store, rules, head_tx).context("starting the sequencer")?;
+        // Rebuilding reads the whole log; on JetStream that waits on the
+        // network, off the runtime's threads.
+        let (submitter, thread) = tokio::task::spawn_blocking(move || sequencer::start(store, rules, head_tx))
+            .await?
+            .context("starting the sequencer")?;
         let signer = truce_log::CheckpointSigner::load_or_create(&config.data_dir.join("checkpoint.key"))
             .context("loading the checkpoint signing key")?;
         Ok(IngestNode {
@@ -114,8 +148,9 @@ impl IngestNode {
         })
     }
 
-    /// A reader of this node's log, for an in-process follower.
-    pub fn reader(&self) -> LogReader {
+    /// A reader of this node's log, for an in-process follower; `None` on
+    /// JetStream, which followers read directly.
+    pub fn reader(&self) -> Option<LogReader> {
         self.reader.clone()
     }
 
@@ -133,23 +168,23 @@ impl IngestNode {
             ingest,
             auth.interceptor(),
         ));
-        let log = LogServiceServer::new(log_service::LogFeed::new(
-            self.reader.clone(),
-            auth.clone(),
-            std::sync::Arc::clone(&self.signer),
-            stopping,
-        ));
-        routes.add_service(tonic::service::interceptor::InterceptedService::new(
-            log,
-            auth.interceptor(),
-        ));
+        let mut serving = vec![<IngestServiceServer<service::Ingest> as tonic::server::NamedService>::NAME];
+        if let Some(reader) = &self.reader {
+            let log = LogServiceServer::new(log_service::LogFeed::new(
+                reader.clone(),
+                auth.clone(),
+                std::sync::Arc::clone(&self.signer),
+                stopping,
+            ));
+            routes.add_service(tonic::service::interceptor::InterceptedService::new(
+                log,
+                auth.interceptor(),
+            ));
+            serving.push(<LogServiceServer<log_service::LogFeed> as tonic::server::NamedService>::NAME);
+        }
         let health = health.clone();
         async move {
-            use tonic::server::NamedService;
-            for name in [
-                <IngestServiceServer<service::Ingest> as NamedService>::NAME,
-                <LogServiceServer<log_service::LogFeed> as NamedService>::NAME,
-            ] {
+            for name in serving {
                 health
                     .set_service_status(name, tonic_health::ServingStatus::Serving)
                     .await;
@@ -186,7 +221,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let node = IngestNode::open(&config)?;
+    let node = IngestNode::open(&config).await?;
     let auth = Authenticator::start(auth)?;
     auth.watch(truce_serve::auth::RELOAD_POLL);
     let (stopping_tx, stopping) = Stopping::new();

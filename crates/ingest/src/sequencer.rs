@@ -23,7 +23,7 @@ use truce_domain::{
     report::{Report, ReportSignature, Retraction, StoredReport},
     review::{Refusal, Review, apply_review},
 };
-use truce_log::{Head, LogError, LogStore, NewEntry};
+use truce_log::{Head, LogError, NewEntry, SequencedLog};
 use truce_proto::{
     ServiceError,
     convert::{event_from_wire, event_to_wire},
@@ -35,7 +35,7 @@ pub const MAX_BATCH: usize = 1024;
 const QUEUE: usize = 4096;
 
 /// A validated report to record.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Submission {
     /// The client's idempotency key, if any.
     pub client_report_id: Option<ClientReportId>,
@@ -74,7 +74,7 @@ pub struct Reviewed {
 }
 
 /// A validated amendment: a new version of a report.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Amendment {
     /// The report amended.
     pub report_id: ReportId,
@@ -92,7 +92,7 @@ pub struct Amendment {
 }
 
 /// A validated retraction.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Withdrawal {
     /// The report retracted.
     pub report_id: ReportId,
@@ -117,7 +117,7 @@ pub struct Revised {
 // Reports are the common case and the largest variant; boxing would cost
 // an allocation per report for nothing.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Command {
     /// A report.
     Report(Submission),
@@ -197,23 +197,30 @@ pub struct Rules {
 }
 
 struct Sequencer {
-    store: LogStore,
+    store: Box<dyn SequencedLog>,
     index: IncidentIndex,
     rules: Rules,
     head: watch::Sender<Head>,
     /// Set when a failed append left the state unknown and rebuilding it
     /// failed too: every submission is then refused as unavailable.
     broken: Option<String>,
+    /// Set when a shared log could not be read after a failed append: the
+    /// state is rebuilt from the log before the next batch.
+    stale: bool,
 }
+
+/// How often a batch is decided again after other writers got in first.
+const MAX_ATTEMPTS: usize = 8;
 
 /// Starts the sequencer on its own thread. It stops when every
 /// [`Submitter`] is dropped.
 pub fn start(
-    store: LogStore,
+    mut store: Box<dyn SequencedLog>,
     rules: Rules,
     head: watch::Sender<Head>,
 ) -> Result<(Submitter, thread::JoinHandle<()>), LogError> {
-    let index = rebuild_index(&store)?;
+    store.catch_up()?;
+    let index = rebuild_index(store.as_ref())?;
     tracing::info!(incidents = index.len(), head = store.head().position, "sequencer ready");
     let (tx, rx) = mpsc::channel(QUEUE);
     let mut sequencer = Sequencer {
@@ -222,6 +229,7 @@ pub fn start(
         rules,
         head,
         broken: None,
+        stale: false,
     };
     let thread = thread::Builder::new()
         .name("truce-sequencer".into())
@@ -234,7 +242,7 @@ fn corrupt(position: u64, what: String) -> LogError {
 }
 
 /// Replays the log into the grouping index.
-fn rebuild_index(store: &LogStore) -> Result<IncidentIndex, LogError> {
+fn rebuild_index(store: &dyn SequencedLog) -> Result<IncidentIndex, LogError> {
     let mut index = IncidentIndex::default();
     let mut next = 1;
     loop {
@@ -272,8 +280,20 @@ struct Admitted {
 enum Decision {
     /// Recorded as `admitted[i]` of the batch.
     New(usize),
-    /// A retry: the earlier answer, nothing new stored.
+    /// A retry of `admitted[i]` within the same batch.
+    Echo(usize),
+    /// A retry of a report already in the log: its answer.
     Replay(Accepted),
+}
+
+impl Decision {
+    /// The entry of the batch the answer depends on, if any.
+    fn entry(&self) -> Option<usize> {
+        match self {
+            Decision::New(i) | Decision::Echo(i) => Some(*i),
+            Decision::Replay(_) => None,
+        }
+    }
 }
 
 impl Sequencer {
@@ -293,60 +313,161 @@ impl Sequencer {
     }
 
     fn commit(&mut self, batch: &mut Vec<(Command, Reply)>) {
-        if let Some(reason) = &self.broken {
+        if self.stale
+            && let Err(error) = self.resync()
+        {
+            tracing::warn!(%error, "the log is still unreachable");
+        }
+        if let Some(reason) = self.broken.clone().or_else(|| {
+            self.stale
+                .then(|| "the log is unreachable; the report was not stored, retry".to_owned())
+        }) {
             for (_, reply) in batch.drain(..) {
                 let _ = reply.send(Err(ServiceError::Unavailable(reason.clone())));
             }
             return;
         }
-        let recorded_at = Timestamp::from_system(std::time::SystemTime::now());
-        let mut admitted: Vec<Admitted> = Vec::with_capacity(batch.len());
-        let mut keys_in_batch: HashMap<String, usize> = HashMap::new();
-        let mut outcomes: Vec<(Reply, Result<Decision, ServiceError>)> = Vec::with_capacity(batch.len());
-        for (command, reply) in batch.drain(..) {
-            let outcome = match command {
-                Command::Report(submission) => self.admit(submission, recorded_at, &mut admitted, &mut keys_in_batch),
-                Command::Review(review) => self.admit_review(review, recorded_at, &mut admitted),
-                Command::Amend(amendment) => self.admit_amendment(amendment, recorded_at, &mut admitted),
-                Command::Retract(withdrawal) => self.admit_withdrawal(withdrawal, recorded_at, &mut admitted),
-            };
-            outcomes.push((reply, outcome));
-        }
-        let entries: Vec<NewEntry> = admitted.iter().map(|a| a.entry.clone()).collect();
-        let appended = if entries.is_empty() {
-            Ok(self.store.head())
-        } else {
-            self.store.append(&entries)
-        };
-        match appended {
-            Ok(head) => {
-                let _ = self.head.send(head);
-                for (reply, outcome) in outcomes {
-                    let answer = outcome.map(|decision| match decision {
-                        Decision::New(i) => admitted[i].outcome.clone(),
-                        Decision::Replay(accepted) => Outcome::Accepted(accepted),
-                    });
-                    let _ = reply.send(answer);
-                }
-            }
-            Err(error) => {
-                tracing::error!(%error, reports = entries.len(), "append failed; nothing of the batch was stored");
-                let answer = ServiceError::Unavailable("storage failed; the report was not stored, retry".into());
-                for (reply, outcome) in outcomes {
-                    // Rejections stand; everything else was not stored.
-                    let _ = reply.send(outcome.and(Err(answer.clone())));
-                }
-                // Grouping decisions of the failed batch are in the index;
-                // put it back as the log has it.
-                match rebuild_index(&self.store) {
-                    Ok(index) => self.index = index,
-                    Err(error) => {
-                        tracing::error!(%error, "cannot rebuild state after a failed append; refusing reports");
-                        self.broken = Some("storage is failing; see the server log".into());
+        let mut pending: Vec<(Command, Reply)> = std::mem::take(batch);
+        for _ in 0..MAX_ATTEMPTS {
+            // A shared log may refuse the batch; keep the commands to decide
+            // them again.
+            let retained: Option<Vec<Command>> = self
+                .store
+                .is_shared()
+                .then(|| pending.iter().map(|(command, _)| command.clone()).collect());
+            let recorded_at = Timestamp::from_system(std::time::SystemTime::now());
+            let mut admitted: Vec<Admitted> = Vec::with_capacity(pending.len());
+            let mut keys_in_batch: HashMap<String, usize> = HashMap::new();
+            let mut outcomes: Vec<(Reply, Result<Decision, ServiceError>)> = Vec::with_capacity(pending.len());
+            for (command, reply) in pending.drain(..) {
+                let outcome = match command {
+                    Command::Report(submission) => {
+                        self.admit(submission, recorded_at, &mut admitted, &mut keys_in_batch)
                     }
+                    Command::Review(review) => self.admit_review(review, recorded_at, &mut admitted),
+                    Command::Amend(amendment) => self.admit_amendment(amendment, recorded_at, &mut admitted),
+                    Command::Retract(withdrawal) => self.admit_withdrawal(withdrawal, recorded_at, &mut admitted),
+                };
+                outcomes.push((reply, outcome));
+            }
+            let entries: Vec<NewEntry> = admitted.iter().map(|a| a.entry.clone()).collect();
+            let appended = if entries.is_empty() {
+                Ok(self.store.head())
+            } else {
+                self.store.append(&entries)
+            };
+            let stored = match (appended, retained) {
+                (Ok(head), _) => {
+                    let _ = self.head.send(head);
+                    admitted.len()
+                }
+                (
+                    Err(LogError::Conflict { appended, .. } | LogError::Uncertain { appended, .. }),
+                    Some(retained),
+                ) => match self.settle(&admitted, appended) {
+                    Ok(stored) => {
+                        let _ = self.head.send(self.store.head());
+                        // Answer what is settled; decide the rest again.
+                        for ((reply, outcome), command) in outcomes.drain(..).zip(retained) {
+                            match &outcome {
+                                Ok(decision) if decision.entry().is_some_and(|i| i >= stored) => {
+                                    pending.push((command, reply));
+                                }
+                                _ => answer(reply, outcome, &admitted),
+                            }
+                        }
+                        if pending.is_empty() {
+                            return;
+                        }
+                        tracing::debug!(retrying = pending.len(), "another writer appended first; deciding again");
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "cannot read the log after a failed append; refusing reports until it can");
+                        self.stale = true;
+                        appended
+                    }
+                },
+                (Err(error), _) => {
+                    tracing::error!(%error, reports = entries.len(), "append failed; nothing of the batch was stored");
+                    // Grouping decisions of the failed batch are in the
+                    // index; put it back as the log has it.
+                    if let Err(error) = self.resync() {
+                        tracing::error!(%error, "cannot rebuild state after a failed append; refusing reports");
+                        if !self.store.is_shared() {
+                            self.broken = Some("storage is failing; see the server log".into());
+                        }
+                    }
+                    0
+                }
+            };
+            let unstored = ServiceError::Unavailable("the log failed; the report was not stored, retry".into());
+            for (reply, outcome) in outcomes {
+                match outcome {
+                    Ok(decision) if decision.entry().is_some_and(|i| i >= stored) => {
+                        let _ = reply.send(Err(unstored.clone()));
+                    }
+                    outcome => answer(reply, outcome, &admitted),
+                }
+            }
+            return;
+        }
+        for (_, reply) in pending {
+            let _ = reply.send(Err(ServiceError::Unavailable(
+                "other ingest replicas kept appending first; retry".into(),
+            )));
+        }
+    }
+
+    /// After an append that another writer beat or that failed part way:
+    /// reads the log to its end, works out how many of `admitted` were
+    /// stored (at least `appended`; they are a prefix, since each entry
+    /// names the one before it), takes the rest out of the state, and
+    /// applies what the other writers appended.
+    fn settle(&mut self, admitted: &[Admitted], appended: usize) -> Result<usize, LogError> {
+        let caught_up = self.store.catch_up()?;
+        let mut stored = appended;
+        let mut others = caught_up.as_slice();
+        while let (Some(entry), Some(ours)) = (others.first(), admitted.get(stored)) {
+            if entry.position != ours.entry.position || entry.payload != ours.entry.payload {
+                break;
+            }
+            stored += 1;
+            others = &others[1..];
+        }
+        let first_unstored = admitted.get(stored).map(|a| a.entry.position);
+        for ours in admitted[stored..].iter().rev() {
+            let event = event_from_wire(ours.entry.position, &ours.entry.payload).map_err(|e| corrupt(ours.entry.position, e))?;
+            match event.previous_position() {
+                None => self.index.remove(event.incident().id),
+                Some(previous) => {
+                    let payload = match first_unstored {
+                        Some(first) if previous.0 >= first => admitted
+                            .iter()
+                            .find(|a| a.entry.position == previous.0)
+                            .map(|a| a.entry.payload.clone()),
+                        _ => self.store.payload(previous.0)?,
+                    }
+                    .ok_or_else(|| corrupt(previous.0, "an incident's earlier event is missing".into()))?;
+                    let before = event_from_wire(previous.0, &payload).map_err(|e| corrupt(previous.0, e))?;
+                    self.index.upsert(before.incident().clone());
                 }
             }
         }
+        for entry in others {
+            let event = event_from_wire(entry.position, &entry.payload).map_err(|e| corrupt(entry.position, e))?;
+            self.index.upsert(event.incident().clone());
+        }
+        Ok(stored)
+    }
+
+    /// Rebuilds the state from the log, after a failure left it unknown.
+    fn resync(&mut self) -> Result<(), LogError> {
+        self.store.catch_up()?;
+        self.index = rebuild_index(self.store.as_ref())?;
+        self.stale = false;
+        let _ = self.head.send(self.store.head());
+        Ok(())
     }
 
     /// Decides one submission: a new report admitted to the batch, the
@@ -366,12 +487,7 @@ impl Sequencer {
             if let Some(&i) = keys_in_batch.get(key) {
                 let earlier = &admitted[i];
                 return match (&earlier.outcome, earlier.digest) {
-                    (Outcome::Accepted(accepted), Some(digest)) if digest == submission.digest => {
-                        Ok(Decision::Replay(Accepted {
-                            replayed: true,
-                            ..accepted.clone()
-                        }))
-                    }
+                    (Outcome::Accepted(_), Some(digest)) if digest == submission.digest => Ok(Decision::Echo(i)),
                     _ => Err(key_reused()),
                 };
             }
@@ -379,7 +495,7 @@ impl Sequencer {
                 return self.replay(position, &submission).map(Decision::Replay);
             }
         }
-        let position = Position(self.store.next_position() + admitted.len() as u64);
+        let position = Position((self.store.head().position + 1) + admitted.len() as u64);
         let report_id = ReportId(position);
         let (incident_id, opened) = match submission.report.incident_id {
             Some(id) => {
@@ -474,7 +590,7 @@ impl Sequencer {
                 kind: "incident",
                 id: review.incident_id.to_string(),
             })?;
-        let position = Position(self.store.next_position() + admitted.len() as u64);
+        let position = Position((self.store.head().position + 1) + admitted.len() as u64);
         let previous_position = incident.updated_position;
         apply_review(&mut incident, &review, self.rules.quorum, recorded_at, position).map_err(
             |refusal| match refusal {
@@ -506,7 +622,7 @@ impl Sequencer {
 
     /// The event at `position`, durable or admitted to this batch.
     fn event_at(&self, position: Position, admitted: &[Admitted]) -> Result<Option<RecordedEvent>, ServiceError> {
-        let durable = self.store.next_position();
+        let durable = self.store.head().position + 1;
         let payload = if position.0 >= durable {
             admitted
                 .get((position.0 - durable) as usize)
@@ -612,7 +728,7 @@ impl Sequencer {
                 ),
             ));
         }
-        let position = Position(self.store.next_position() + admitted.len() as u64);
+        let position = Position((self.store.head().position + 1) + admitted.len() as u64);
         let derived_zone = match (&self.rules.demarcation, amendment.report.location.point) {
             (Some(demarcation), Some(point)) => demarcation.zone_of(point),
             _ => None,
@@ -658,7 +774,7 @@ impl Sequencer {
         admitted: &mut Vec<Admitted>,
     ) -> Result<Decision, ServiceError> {
         let (incident, current) = self.revisable(withdrawal.report_id, withdrawal.by.as_ref(), admitted)?;
-        let position = Position(self.store.next_position() + admitted.len() as u64);
+        let position = Position((self.store.head().position + 1) + admitted.len() as u64);
         let retracted = StoredReport {
             retraction: Some(Retraction {
                 position,
@@ -742,6 +858,22 @@ impl Sequencer {
     }
 }
 
+/// Sends the answer for a settled decision.
+fn answer(reply: Reply, outcome: Result<Decision, ServiceError>, admitted: &[Admitted]) {
+    let answer = outcome.map(|decision| match decision {
+        Decision::New(i) => admitted[i].outcome.clone(),
+        Decision::Echo(i) => match &admitted[i].outcome {
+            Outcome::Accepted(accepted) => Outcome::Accepted(Accepted {
+                replayed: true,
+                ..accepted.clone()
+            }),
+            other => other.clone(),
+        },
+        Decision::Replay(accepted) => Outcome::Accepted(accepted),
+    });
+    let _ = reply.send(answer);
+}
+
 fn key_reused() -> ServiceError {
     ServiceError::AlreadyExists(
         "client_report_id was already used by this party for a different report; use a new key for new content".into(),
@@ -758,6 +890,8 @@ mod tests {
         convert::{Received, report_digest, report_from_wire},
         v1,
     };
+
+    use truce_log::LogStore;
 
     use super::*;
 
@@ -794,7 +928,7 @@ mod tests {
     fn started(dir: &std::path::Path) -> (Submitter, watch::Receiver<Head>) {
         let store = LogStore::open(dir).unwrap();
         let (head_tx, head_rx) = watch::channel(store.head());
-        let (submitter, _thread) = start(store, Rules::default(), head_tx).unwrap();
+        let (submitter, _thread) = start(Box::new(store), Rules::default(), head_tx).unwrap();
         (submitter, head_rx)
     }
 
@@ -855,7 +989,7 @@ mod tests {
             }
         };
         let (head_tx, _head) = watch::channel(store.head());
-        let (submitter, _thread) = start(store, Rules::default(), head_tx).unwrap();
+        let (submitter, _thread) = start(Box::new(store), Rules::default(), head_tx).unwrap();
         let joined = submitter
             .submit(submission(None, &wire_report("second")))
             .await

@@ -28,6 +28,28 @@ pub enum LogError {
         /// What the upstream is.
         expected: String,
     },
+    /// The shared log cannot be reached: retry later.
+    #[error("log unavailable: {0}")]
+    Unavailable(String),
+    /// Another writer appended first: only the first `appended` entries of
+    /// the call were stored, and the log's head had moved on. Catch up and
+    /// decide again.
+    #[error("another writer appended first ({appended} entries stored)")]
+    Conflict {
+        /// Entries of the call that were stored.
+        appended: usize,
+        /// The head after them.
+        head: crate::Head,
+    },
+    /// Appending failed part way: at least the first `appended` entries were
+    /// stored; whether later ones were is unknown until the log is read.
+    #[error("append interrupted after {appended} entries: {why}")]
+    Uncertain {
+        /// Entries known to be stored.
+        appended: usize,
+        /// Why.
+        why: String,
+    },
     /// A writer bug: entries must be appended at the next position.
     #[error("append at position {got}, expected {expected}")]
     OutOfOrder {

@@ -82,6 +82,56 @@ impl fmt::Display for Incarnation {
     }
 }
 
+/// The log as the sequencer, its one writer in a process, uses it: the
+/// embedded store, or a log shared with other writers (JetStream).
+pub trait SequencedLog: Send + 'static {
+    /// The last entry this writer knows of.
+    fn head(&self) -> Head;
+    /// The position recorded for an idempotency key.
+    fn find_key(&self, key: &str) -> Result<Option<Position>, LogError>;
+    /// The bytes stored at `position`.
+    fn payload(&self, position: Position) -> Result<Option<Vec<u8>>, LogError>;
+    /// Up to `max` entries from `from`, no further than [`Self::head`].
+    fn read(&self, from: Position, max: usize) -> Result<Vec<LogEntry>, LogError>;
+    /// Appends entries at the positions after the head. A shared log may
+    /// answer [`LogError::Conflict`] or [`LogError::Uncertain`].
+    fn append(&mut self, entries: &[NewEntry]) -> Result<Head, LogError>;
+    /// Reads what other writers appended after the head, checks that it
+    /// continues the chain, and moves the head to the end.
+    fn catch_up(&mut self) -> Result<Vec<LogEntry>, LogError>;
+    /// True when other writers may append too, so an append can conflict.
+    fn is_shared(&self) -> bool {
+        false
+    }
+}
+
+impl SequencedLog for LogStore {
+    fn head(&self) -> Head {
+        LogStore::head(self)
+    }
+
+    fn find_key(&self, key: &str) -> Result<Option<Position>, LogError> {
+        LogStore::find_key(self, key)
+    }
+
+    fn payload(&self, position: Position) -> Result<Option<Vec<u8>>, LogError> {
+        LogStore::payload(self, position)
+    }
+
+    fn read(&self, from: Position, max: usize) -> Result<Vec<LogEntry>, LogError> {
+        LogStore::read(self, from, max)
+    }
+
+    fn append(&mut self, entries: &[NewEntry]) -> Result<Head, LogError> {
+        LogStore::append(self, entries)
+    }
+
+    /// The embedded log has no other writer.
+    fn catch_up(&mut self) -> Result<Vec<LogEntry>, LogError> {
+        Ok(Vec::new())
+    }
+}
+
 /// The chain link: SHA-256 over the previous hash and the payload.
 pub fn chain_hash(previous: &Hash, payload: &[u8]) -> Hash {
     use sha2::{Digest, Sha256};

@@ -43,9 +43,13 @@ pub struct StandaloneArgs {
     /// Address to listen on.
     #[arg(long, env = "TRUCE_QUERY_LISTEN", default_value = crate::DEFAULT_LISTEN)]
     pub listen: std::net::SocketAddr,
-    /// The ingest service whose log to follow.
+    /// The log to follow: an ingest service (http:// or https://), or the
+    /// NATS servers whose JetStream stream holds it (nats://).
     #[arg(long, env = "TRUCE_UPSTREAM", default_value = crate::DEFAULT_UPSTREAM)]
     pub upstream: String,
+    /// The stream, when following JetStream.
+    #[command(flatten)]
+    pub nats: truce_jetstream::JetStreamArgs,
     /// Directory of the local replica of the log.
     #[arg(long, env = "TRUCE_QUERY_DATA_DIR", default_value = crate::DEFAULT_DATA_DIR)]
     pub data_dir: std::path::PathBuf,
@@ -102,12 +106,18 @@ impl StandaloneArgs {
             None => None,
         };
         let auth = self.auth.access(&self.data_dir);
-        let tls = self.upstream_tls()?;
+        let source = if truce_jetstream::is_nats_url(&self.upstream) {
+            crate::Source::JetStream(self.nats.settings(&self.upstream))
+        } else {
+            crate::Source::Ingest(crate::IngestUpstream {
+                endpoint: self.upstream.clone(),
+                token,
+                tls: self.upstream_tls()?,
+            })
+        };
         let upstream = crate::Upstream {
-            endpoint: self.upstream,
+            source,
             replica_dir: self.data_dir,
-            token,
-            tls,
         };
         let listener = tokio::net::TcpListener::bind(self.listen).await?;
         crate::run(

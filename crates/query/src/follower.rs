@@ -247,18 +247,59 @@ pub async fn follow_local(reader: LogReader, stopping: Stopping) -> Result<Arc<Q
     Ok(state)
 }
 
-/// Where a standalone query service gets the log from.
+/// Where a standalone query service gets the log from, and where it keeps
+/// its replica.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    /// The ingest service, e.g. `http://127.0.0.1:50051`.
-    pub endpoint: String,
+    /// The log's source.
+    pub source: Source,
     /// Where the replica lives.
     pub replica_dir: PathBuf,
+}
+
+/// A log to follow.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// An ingest service's `LogService.ReadLog`.
+    Ingest(IngestUpstream),
+    /// The JetStream stream itself.
+    JetStream(truce_jetstream::JetStreamSettings),
+}
+
+impl Source {
+    fn describe(&self) -> &str {
+        match self {
+            Source::Ingest(ingest) => &ingest.endpoint,
+            Source::JetStream(settings) => &settings.url,
+        }
+    }
+}
+
+/// An ingest service to follow.
+#[derive(Debug, Clone)]
+pub struct IngestUpstream {
+    /// The ingest service, e.g. `http://127.0.0.1:50051`.
+    pub endpoint: String,
     /// The bearer token to read the log with, if the upstream wants one.
     pub token: Option<String>,
     /// TLS toward an `https://` upstream: its CA, and a client certificate
     /// when it authenticates by mutual TLS.
     pub tls: Option<tonic::transport::ClientTlsConfig>,
+}
+
+impl Upstream {
+    /// Following the ingest service at `endpoint` anonymously, keeping the
+    /// replica in `replica_dir`.
+    pub fn ingest(endpoint: impl Into<String>, replica_dir: impl Into<PathBuf>) -> Upstream {
+        Upstream {
+            source: Source::Ingest(IngestUpstream {
+                endpoint: endpoint.into(),
+                token: None,
+                tls: None,
+            }),
+            replica_dir: replica_dir.into(),
+        }
+    }
 }
 
 /// A ReadLog request carrying `token`.
@@ -279,10 +320,10 @@ pub async fn follow_remote(upstream: Upstream, stopping: Stopping) -> anyhow::Re
         LogStore::open(&upstream.replica_dir)?
     } else {
         let incarnation = loop {
-            match upstream_incarnation(&upstream).await {
+            match upstream_incarnation(&upstream.source).await {
                 Ok(incarnation) => break incarnation,
                 Err(error) => {
-                    tracing::warn!(endpoint = %upstream.endpoint, %error, "waiting for the ingest service to create the replica");
+                    tracing::warn!(upstream = %upstream.source.describe(), %error, "waiting for the upstream log to create the replica");
                     tokio::select! {
                         () = tokio::time::sleep(Duration::from_secs(1)) => {}
                         () = stopping.wait() => anyhow::bail!("stopped before the replica existed"),
@@ -318,7 +359,14 @@ async fn connect(
     Ok(LogServiceClient::new(channel).max_decoding_message_size(truce_serve::MAX_MESSAGE_BYTES * 4))
 }
 
-async fn upstream_incarnation(upstream: &Upstream) -> anyhow::Result<Incarnation> {
+async fn upstream_incarnation(source: &Source) -> anyhow::Result<Incarnation> {
+    let upstream = match source {
+        Source::Ingest(ingest) => ingest,
+        Source::JetStream(settings) => {
+            let log = truce_jetstream::JetStreamLog::connect(settings.clone()).await?;
+            return Ok(log.incarnation().clone());
+        }
+    };
     let token = upstream.token.as_deref();
     let mut client = connect(&upstream.endpoint, upstream.tls.as_ref()).await?;
     let request = v1::ReadLogRequest {
@@ -348,13 +396,22 @@ async fn replicate(
         let (tx, mut rx) = mpsc::channel::<LogEntry>(REPLICA_BATCH);
         let from = store.head().position + 1;
         let incarnation = store.incarnation().to_string();
-        let pump = tokio::spawn(pump_upstream(
-            upstream.clone(),
-            from,
-            incarnation,
-            tx,
-            Arc::clone(&state),
-        ));
+        let pump = match &upstream.source {
+            Source::Ingest(ingest) => tokio::spawn(pump_upstream(
+                ingest.clone(),
+                from,
+                incarnation,
+                tx,
+                Arc::clone(&state),
+            )),
+            Source::JetStream(settings) => tokio::spawn(pump_jetstream(
+                settings.clone(),
+                from,
+                incarnation,
+                tx,
+                Arc::clone(&state),
+            )),
+        };
         let mut batch = Vec::with_capacity(REPLICA_BATCH);
         loop {
             batch.clear();
@@ -396,7 +453,7 @@ async fn replicate(
                 return;
             }
             _ => {
-                tracing::warn!(endpoint = %upstream.endpoint, retry_in = ?backoff, "lost the upstream log; reconnecting");
+                tracing::warn!(upstream = %upstream.source.describe(), retry_in = ?backoff, "lost the upstream log; reconnecting");
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
                     () = stopping.wait() => return,
@@ -407,6 +464,74 @@ async fn replicate(
     }
 }
 
+/// Reads the JetStream stream from `from` into `tx` until the connection
+/// is lost. Between messages it asks the server for the stream's end every
+/// [`LIVENESS_PROBE`], so a quiet log is told from an unreachable one.
+async fn pump_jetstream(
+    settings: truce_jetstream::JetStreamSettings,
+    from: u64,
+    incarnation: String,
+    tx: mpsc::Sender<LogEntry>,
+    state: Arc<QueryState>,
+) -> Result<(), Fatal> {
+    let log = match tokio::time::timeout(UPSTREAM_SILENCE_LIMIT, truce_jetstream::JetStreamLog::connect(settings)).await {
+        Ok(Ok(log)) => log,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "cannot reach JetStream");
+            return Ok(());
+        }
+        Err(_) => return Ok(()),
+    };
+    if log.incarnation().as_str() != incarnation {
+        return Err(Fatal(format!(
+            "the stream is log {}, the replica of {incarnation} (delete the query data directory to follow the new log)",
+            log.incarnation()
+        )));
+    }
+    let entries = match log.follow(from).await {
+        Ok(entries) => entries,
+        Err(error) => {
+            tracing::debug!(%error, "cannot read the stream");
+            return Ok(());
+        }
+    };
+    let mut entries = std::pin::pin!(entries);
+    let mut probe = tokio::time::interval(LIVENESS_PROBE);
+    let mut expected = from;
+    loop {
+        tokio::select! {
+            entry = entries.next() => match entry {
+                Some(Ok(entry)) => {
+                    state.heard_from_log();
+                    if entry.position != expected {
+                        tracing::warn!(expected, got = entry.position, "the stream skipped a position; reconnecting");
+                        return Ok(());
+                    }
+                    expected += 1;
+                    if tx.send(entry).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "reading the stream failed; reconnecting");
+                    return Ok(());
+                }
+                None => return Ok(()),
+            },
+            _ = probe.tick() => match tokio::time::timeout(LIVENESS_PROBE, log.last_position()).await {
+                Ok(Ok(_)) => state.heard_from_log(),
+                _ => {
+                    tracing::warn!("JetStream does not answer; reconnecting");
+                    return Ok(());
+                }
+            },
+        }
+    }
+}
+
+/// How often a follower of JetStream checks that the server answers.
+const LIVENESS_PROBE: Duration = Duration::from_secs(2);
+
 /// A failure that retrying cannot fix.
 #[derive(Debug)]
 struct Fatal(String);
@@ -414,7 +539,7 @@ struct Fatal(String);
 /// Reads the upstream log from `from` into `tx` until the stream breaks.
 /// `Ok` means "reconnect"; `Err` means the upstream is another log.
 async fn pump_upstream(
-    upstream: Upstream,
+    upstream: IngestUpstream,
     from: u64,
     incarnation: String,
     tx: mpsc::Sender<LogEntry>,

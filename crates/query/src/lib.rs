@@ -27,7 +27,7 @@ use truce_serve::{
     auth::{Access, Authenticator},
 };
 
-pub use follower::{QueryState, Upstream};
+pub use follower::{IngestUpstream, QueryState, Source, Upstream};
 
 /// Default address of the query service.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50052";

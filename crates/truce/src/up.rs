@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use tokio::net::TcpListener;
-use truce_ingest::{IngestConfig, IngestNode};
+use truce_ingest::{IngestConfig, IngestNode, LogLocation};
 use truce_query::QuerySettings;
 use truce_serve::{
     Stopping,
@@ -20,11 +20,22 @@ pub async fn run(
     query: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let node = IngestNode::open(&config)?;
+    let node = IngestNode::open(&config).await?;
     let auth = Authenticator::start(auth)?;
     auth.watch(truce_serve::auth::RELOAD_POLL);
     let (stopping_tx, stopping) = Stopping::new();
-    let state = truce_query::follower::follow_local(node.reader(), stopping.clone()).await?;
+    let state = match (node.reader(), &config.log) {
+        (Some(reader), _) => truce_query::follower::follow_local(reader, stopping.clone()).await?,
+        // On JetStream the query side follows the stream, like any replica.
+        (None, LogLocation::JetStream(settings)) => {
+            let upstream = truce_query::Upstream {
+                source: truce_query::Source::JetStream(settings.clone()),
+                replica_dir: config.data_dir.join("query-replica"),
+            };
+            truce_query::follower::follow_remote(upstream, stopping.clone()).await?
+        }
+        (None, LogLocation::Embedded) => anyhow::bail!("the embedded log has no reader"),
+    };
 
     // Each port reports the health of the services it serves.
     let (ingest_health, mut ingest_routes) = truce_serve::base_routes()?;

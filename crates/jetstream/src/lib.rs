@@ -1,0 +1,406 @@
+//! The event log on NATS JetStream, for deployments beyond one machine.
+//!
+//! One stream holds the log; a stream sequence is a log position, so every
+//! query replica names the same change by the same number. Each message
+//! carries its chain hash in the `Truce-Hash` header, computed over the
+//! previous entry's hash and the message's bytes, as in the embedded log.
+//!
+//! Several ingest replicas may write at once. Each appends optimistically:
+//! every message states the sequence it expects to follow
+//! (`Nats-Expected-Last-Sequence`), so an append based on a stale view of
+//! the log is refused by the server and nothing forks the chain or the
+//! grouping; the writer catches up and decides again. An entry with an
+//! idempotency key goes to a subject of its own, named by the key's hash,
+//! with `Nats-Expected-Last-Subject-Sequence: 0`: the server itself
+//! refuses a second entry for the same key, at any distance in time, with
+//! no window to expire. The stream denies delete and purge, so the record
+//! is append-only on the server too.
+
+mod blocking;
+
+use std::time::Duration;
+
+use async_nats::{
+    HeaderMap,
+    jetstream::{
+        self,
+        consumer::{DeliverPolicy, pull::OrderedConfig},
+        context::PublishErrorKind,
+        stream::{LastRawMessageErrorKind, StorageType},
+    },
+};
+use sha2::{Digest, Sha256};
+use tokio_stream::{Stream, StreamExt};
+use truce_log::{GENESIS_HASH, Hash, Head, Incarnation, LogEntry, LogError, NewEntry, chain_hash};
+
+pub use blocking::BlockingJetStream;
+
+/// The header that carries an entry's chain hash, hex.
+pub const HASH_HEADER: &str = "Truce-Hash";
+
+/// Where the log lives on NATS.
+#[derive(Debug, Clone)]
+pub struct JetStreamSettings {
+    /// The server(s), e.g. `nats://127.0.0.1:4222` (comma-separated for a
+    /// cluster).
+    pub url: String,
+    /// The stream's name.
+    pub stream: String,
+    /// The subject prefix; the stream takes `PREFIX.>`.
+    pub subject_prefix: String,
+    /// Copies of each message in a cluster (1, 3 or 5).
+    pub replicas: usize,
+}
+
+/// The JetStream flags every truce server takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct JetStreamArgs {
+    /// The JetStream stream holding the log.
+    #[arg(long, env = "TRUCE_NATS_STREAM", default_value = "TRUCE")]
+    pub nats_stream: String,
+    /// Its subject prefix (the stream takes PREFIX.>).
+    #[arg(long, env = "TRUCE_NATS_SUBJECT_PREFIX", default_value = "truce.log")]
+    pub nats_subject_prefix: String,
+    /// Copies of each message when the stream is created in a cluster.
+    #[arg(long, env = "TRUCE_NATS_REPLICAS", default_value_t = 1)]
+    pub nats_replicas: usize,
+}
+
+impl JetStreamArgs {
+    /// The settings for the servers at `url`.
+    pub fn settings(&self, url: &str) -> JetStreamSettings {
+        JetStreamSettings {
+            url: url.to_owned(),
+            stream: self.nats_stream.clone(),
+            subject_prefix: self.nats_subject_prefix.clone(),
+            replicas: self.nats_replicas,
+        }
+    }
+}
+
+/// True when `url` names NATS servers rather than a gRPC service or the
+/// embedded log.
+pub fn is_nats_url(url: &str) -> bool {
+    url.starts_with("nats://") || url.starts_with("tls://")
+}
+
+impl JetStreamSettings {
+    /// The settings for `url` with the default stream, subjects and one
+    /// replica.
+    pub fn new(url: impl Into<String>) -> JetStreamSettings {
+        JetStreamSettings {
+            url: url.into(),
+            stream: "TRUCE".into(),
+            subject_prefix: "truce.log".into(),
+            replicas: 1,
+        }
+    }
+}
+
+/// A connection to the log's stream.
+#[derive(Debug, Clone)]
+pub struct JetStreamLog {
+    context: jetstream::Context,
+    stream: jetstream::stream::Stream,
+    settings: JetStreamSettings,
+    incarnation: Incarnation,
+}
+
+fn unavailable(what: impl std::fmt::Display) -> LogError {
+    LogError::Unavailable(what.to_string())
+}
+
+/// The SHA-256 of an idempotency key, hex: a valid subject token whatever
+/// the key holds.
+fn key_token(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+impl JetStreamLog {
+    /// Connects, creating the stream on first use (file storage, the
+    /// configured replicas, no limits, delete and purge denied) or checking
+    /// that the existing one is append-only.
+    pub async fn connect(settings: JetStreamSettings) -> Result<JetStreamLog, LogError> {
+        let client = async_nats::ConnectOptions::new()
+            .name("truce")
+            .connection_timeout(Duration::from_secs(3))
+            .retry_on_initial_connect()
+            .connect(settings.url.as_str())
+            .await
+            .map_err(|e| unavailable(format!("connecting to NATS at {}: {e}", settings.url)))?;
+        let context = jetstream::new(client);
+        let config = jetstream::stream::Config {
+            name: settings.stream.clone(),
+            subjects: vec![format!("{}.>", settings.subject_prefix)],
+            storage: StorageType::File,
+            num_replicas: settings.replicas,
+            deny_delete: true,
+            deny_purge: true,
+            allow_direct: true,
+            ..Default::default()
+        };
+        let mut stream = context
+            .get_or_create_stream(config)
+            .await
+            .map_err(|e| unavailable(format!("opening stream {}: {e}", settings.stream)))?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| unavailable(format!("reading stream {}: {e}", settings.stream)))?;
+        if !info.config.deny_delete || !info.config.deny_purge {
+            return Err(LogError::Corrupt {
+                position: 0,
+                what: format!(
+                    "stream {} allows deleting or purging messages; truce needs it append-only",
+                    settings.stream
+                ),
+            });
+        }
+        // A stream deleted and created anew is another log.
+        let incarnation = Incarnation::from_text(&format!(
+            "{}-{:x}",
+            settings.stream,
+            info.created.unix_timestamp_nanos()
+        ));
+        Ok(JetStreamLog {
+            context,
+            stream,
+            settings,
+            incarnation,
+        })
+    }
+
+    /// Which incarnation of the log this stream is.
+    pub fn incarnation(&self) -> &Incarnation {
+        &self.incarnation
+    }
+
+    /// The settings it was opened with.
+    pub fn settings(&self) -> &JetStreamSettings {
+        &self.settings
+    }
+
+    /// The last position on the server (0 when empty).
+    pub async fn last_position(&self) -> Result<u64, LogError> {
+        let info = self
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| unavailable(format!("reading stream info: {e}")))?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// The entry at `position`, if there is one.
+    pub async fn get(&self, position: u64) -> Result<Option<LogEntry>, LogError> {
+        match self.stream.get_raw_message(position).await {
+            Ok(message) => entry_of(message.sequence, &message.headers, message.payload.to_vec()).map(Some),
+            Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(error) => Err(unavailable(format!("reading position {position}: {error}"))),
+        }
+    }
+
+    /// The head: the last position and its hash.
+    pub async fn head(&self) -> Result<Head, LogError> {
+        let last = self.last_position().await?;
+        if last == 0 {
+            return Ok(Head::default());
+        }
+        let entry = self.get(last).await?.ok_or_else(|| LogError::Corrupt {
+            position: last,
+            what: "the stream's last message is missing".into(),
+        })?;
+        Ok(Head {
+            position: last,
+            hash: entry.hash,
+        })
+    }
+
+    /// The position of the entry recorded with idempotency key `key`.
+    pub async fn find_key(&self, key: &str) -> Result<Option<u64>, LogError> {
+        let subject = self.key_subject(key);
+        match self.stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(message) => Ok(Some(message.sequence)),
+            Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(error) => Err(unavailable(format!("looking up an idempotency key: {error}"))),
+        }
+    }
+
+    fn key_subject(&self, key: &str) -> String {
+        format!("{}.k.{}", self.settings.subject_prefix, key_token(key))
+    }
+
+    /// Appends `entries` after `previous` (which must be the server's
+    /// head). They are published back to back and each waits for its
+    /// acknowledgement, so the call returns once every entry is stored on
+    /// the stream's replicas. If another writer appended first, the server
+    /// refuses the first stale entry and every one after it:
+    /// `LogError::Conflict` says how many were stored.
+    pub async fn append(&self, previous: Head, entries: &[NewEntry]) -> Result<Head, LogError> {
+        let mut pending = Vec::with_capacity(entries.len());
+        let mut head = previous;
+        for entry in entries {
+            if entry.position != head.position + 1 {
+                return Err(LogError::OutOfOrder {
+                    expected: head.position + 1,
+                    got: entry.position,
+                });
+            }
+            let hash = chain_hash(&head.hash, &entry.payload);
+            let mut headers = HeaderMap::new();
+            headers.insert(HASH_HEADER, hex::encode(hash).as_str());
+            headers.insert("Nats-Expected-Last-Sequence", head.position.to_string().as_str());
+            // A republished entry (after a lost acknowledgement) is the same
+            // message: the server answers it as a duplicate.
+            headers.insert("Nats-Msg-Id", hex::encode(hash).as_str());
+            let subject = match &entry.idempotency_key {
+                Some(key) => {
+                    headers.insert("Nats-Expected-Last-Subject-Sequence", "0");
+                    self.key_subject(key)
+                }
+                None => format!("{}.e", self.settings.subject_prefix),
+            };
+            let published = self
+                .context
+                .publish_with_headers(subject, headers, entry.payload.clone().into())
+                .await;
+            match published {
+                Ok(ack) => pending.push((entry.position, hash, ack)),
+                Err(error) => {
+                    tracing::debug!(%error, "publish failed");
+                    break;
+                }
+            }
+            head = Head {
+                position: entry.position,
+                hash,
+            };
+        }
+        let mut stored = previous;
+        for (i, (position, hash, ack)) in pending.into_iter().enumerate() {
+            match ack.await {
+                Ok(ack) if ack.sequence == position => stored = Head { position, hash },
+                Ok(ack) => {
+                    return Err(LogError::Corrupt {
+                        position,
+                        what: format!("the server stored it at {} (the stream is written by something else?)", ack.sequence),
+                    });
+                }
+                Err(error) if error.kind() == PublishErrorKind::WrongLastSequence => {
+                    return Err(LogError::Conflict {
+                        appended: i,
+                        head: stored,
+                    });
+                }
+                Err(error) => {
+                    return Err(LogError::Uncertain {
+                        appended: i,
+                        why: format!("publishing position {position}: {error}"),
+                    });
+                }
+            }
+        }
+        if stored.position != previous.position + entries.len() as u64 {
+            return Err(LogError::Uncertain {
+                appended: (stored.position - previous.position) as usize,
+                why: "the connection to NATS failed while publishing".into(),
+            });
+        }
+        Ok(stored)
+    }
+
+    /// Entries from `from` through `until`, in order, with their hashes as
+    /// stored (the caller checks the chain).
+    pub async fn read(&self, from: u64, until: u64) -> Result<Vec<LogEntry>, LogError> {
+        let mut entries = Vec::new();
+        if until < from {
+            return Ok(entries);
+        }
+        let mut stream = std::pin::pin!(self.follow(from).await?);
+        while let Some(entry) = stream.next().await {
+            let entry = entry?;
+            let last = entry.position >= until;
+            entries.push(entry);
+            if last {
+                break;
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Every entry from `from` on, in order, then each new one as it is
+    /// appended, through an ordered consumer (recreated by the client on a
+    /// gap or a reconnect). Ends with an error when the connection is lost
+    /// for good.
+    pub async fn follow(&self, from: u64) -> Result<impl Stream<Item = Result<LogEntry, LogError>> + use<>, LogError> {
+        let consumer = self
+            .stream
+            .create_consumer(OrderedConfig {
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: from.max(1),
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| unavailable(format!("creating a reader: {e}")))?;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| unavailable(format!("starting a reader: {e}")))?;
+        Ok(messages.map(|message| {
+            let message = message.map_err(|e| unavailable(format!("reading the stream: {e}")))?;
+            let sequence = message
+                .info()
+                .map_err(|e| unavailable(format!("a message without its stream sequence: {e}")))?
+                .stream_sequence;
+            let headers = message.headers.clone().unwrap_or_default();
+            entry_of(sequence, &headers, message.payload.to_vec())
+        }))
+    }
+}
+
+/// An entry from a stored message, with the hash its header claims.
+fn entry_of(position: u64, headers: &HeaderMap, payload: Vec<u8>) -> Result<LogEntry, LogError> {
+    let hash: Hash = headers
+        .get(HASH_HEADER)
+        .and_then(|value| hex::decode(value.as_str()).ok())
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| LogError::Corrupt {
+            position,
+            what: format!("no {HASH_HEADER} header of 32 hex bytes"),
+        })?;
+    Ok(LogEntry {
+        position,
+        hash,
+        payload,
+    })
+}
+
+/// Checks that `entries` continue the chain after `previous`.
+pub fn check_chain(previous: &Head, entries: &[LogEntry]) -> Result<Head, LogError> {
+    let mut head = *previous;
+    for entry in entries {
+        if entry.position != head.position + 1 {
+            return Err(LogError::Corrupt {
+                position: head.position + 1,
+                what: format!("missing; the next entry is at {}", entry.position),
+            });
+        }
+        if chain_hash(&head.hash, &entry.payload) != entry.hash {
+            return Err(LogError::Corrupt {
+                position: entry.position,
+                what: "the hash does not continue the chain".into(),
+            });
+        }
+        head = Head {
+            position: entry.position,
+            hash: entry.hash,
+        };
+    }
+    Ok(head)
+}
+
+/// The head before any entry.
+pub const EMPTY: Head = Head {
+    position: 0,
+    hash: GENESIS_HASH,
+};
