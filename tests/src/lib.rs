@@ -51,13 +51,68 @@ async fn listener() -> (TcpListener, SocketAddr) {
     (listener, addr)
 }
 
-/// `truce up` in this process: both services over one embedded log.
+/// Where the suite's logs live: in each test's data directory, or, when
+/// `TRUCE_TEST_LOG` names NATS servers (`nats://127.0.0.1:4222`), in a
+/// JetStream stream of each test's own, deleted when the test ends.
+pub mod test_log {
+    use truce_jetstream::JetStreamSettings;
+
+    /// The NATS servers the suite runs on, if any.
+    pub fn nats_url() -> Option<String> {
+        std::env::var("TRUCE_TEST_LOG")
+            .ok()
+            .filter(|url| truce_jetstream::is_nats_url(url))
+    }
+
+    /// The stream for the log in `data_dir`, on the servers at `url`: the
+    /// same directory gets the same stream, so a test can restart its
+    /// services on it. Streams of test processes that have ended are
+    /// deleted on first use, so runs do not pile up on the shared server.
+    pub async fn stream_for(url: &str, data_dir: &std::path::Path) -> JetStreamSettings {
+        use sha2::Digest;
+        static CLEANED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+        CLEANED.get_or_init(|| delete_streams_of_ended_runs(url)).await;
+        let digest = sha2::Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
+        let id = format!("{}_{}", std::process::id(), hex::encode(&digest[..6]));
+        JetStreamSettings {
+            url: url.to_owned(),
+            stream: format!("{PREFIX}{id}"),
+            subject_prefix: format!("truce-test.{id}"),
+            replicas: 1,
+        }
+    }
+
+    const PREFIX: &str = "TRUCE_TEST_";
+
+    async fn delete_streams_of_ended_runs(url: &str) {
+        use tokio_stream::StreamExt;
+        let Ok(client) = async_nats::connect(url).await else { return };
+        let context = async_nats::jetstream::new(client);
+        let names: Vec<String> = context.stream_names().filter_map(Result::ok).collect().await;
+        for name in names {
+            let Some(pid) = name
+                .strip_prefix(PREFIX)
+                .and_then(|rest| rest.split('_').next())
+                .and_then(|pid| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = context.delete_stream(&name).await;
+            }
+        }
+    }
+}
+
+/// `truce up` in this process: both services over one log (embedded, or
+/// on JetStream when `TRUCE_TEST_LOG` says so).
 pub struct Pair {
     /// The ingest service's address.
     pub ingest: SocketAddr,
     /// The query service's address.
     pub query: SocketAddr,
     running: Running,
+
 }
 
 impl Pair {
@@ -82,7 +137,10 @@ impl Pair {
     }
 
     /// Starts the pair with everything chosen.
-    pub async fn start_full(config: IngestConfig, settings: QuerySettings, auth: impl Into<Access>) -> Pair {
+    pub async fn start_full(mut config: IngestConfig, settings: QuerySettings, auth: impl Into<Access>) -> Pair {
+        if let (truce_ingest::LogLocation::Embedded, Some(url)) = (&config.log, test_log::nats_url()) {
+            config.log = truce_ingest::LogLocation::JetStream(test_log::stream_for(&url, &config.data_dir).await);
+        }
         let (ingest_listener, ingest) = listener().await;
         let (query_listener, query) = listener().await;
         let (stop, stopped) = oneshot::channel::<()>();

@@ -156,12 +156,10 @@ impl JetStreamLog {
                 ),
             });
         }
-        // A stream deleted and created anew is another log.
-        let incarnation = Incarnation::from_text(&format!(
-            "{}-{:x}",
-            settings.stream,
-            info.created.unix_timestamp_nanos()
-        ));
+        // A stream deleted and created anew is another log. Hex, like the
+        // embedded log's, so tokens look alike whatever the log.
+        let identity = format!("{}\n{}", settings.stream, info.created.unix_timestamp_nanos());
+        let incarnation = Incarnation::from_text(&hex::encode(&Sha256::digest(identity.as_bytes())[..8]));
         Ok(JetStreamLog {
             context,
             stream,
