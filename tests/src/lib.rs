@@ -86,7 +86,9 @@ pub mod test_log {
 
     async fn delete_streams_of_ended_runs(url: &str) {
         use tokio_stream::StreamExt;
-        let Ok(client) = async_nats::connect(url).await else { return };
+        let Ok(client) = async_nats::connect(url).await else {
+            return;
+        };
         let context = async_nats::jetstream::new(client);
         let names: Vec<String> = context.stream_names().filter_map(Result::ok).collect().await;
         for name in names {
@@ -112,7 +114,6 @@ pub struct Pair {
     /// The query service's address.
     pub query: SocketAddr,
     running: Running,
-
 }
 
 impl Pair {

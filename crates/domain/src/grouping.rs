@@ -91,7 +91,8 @@ impl IncidentIndex {
     /// stored).
     pub fn remove(&mut self, id: IncidentId) {
         if let Some(old) = self.incidents.remove(&id) {
-            self.by_category_and_end.remove(&(old.category, old.occurred_to, old.id));
+            self.by_category_and_end
+                .remove(&(old.category, old.occurred_to, old.id));
         }
     }
 

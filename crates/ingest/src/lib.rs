@@ -98,6 +98,7 @@ fn load_demarcation(path: &Path) -> anyhow::Result<Demarcation> {
 pub struct IngestNode {
     submitter: Submitter,
     reader: Option<LogReader>,
+    feed: log_service::FeedLog,
     signer: std::sync::Arc<truce_log::CheckpointSigner>,
     sequencer: Option<thread::JoinHandle<()>>,
 }
@@ -108,26 +109,27 @@ impl IngestNode {
     pub async fn open(config: &IngestConfig) -> anyhow::Result<IngestNode> {
         config.validate()?;
         let demarcation = config.demarcation.as_deref().map(load_demarcation).transpose()?;
-        let (store, reader, head_tx): (Box<dyn SequencedLog>, _, _) = match &config.log {
+        let (store, reader, feed, head_tx): (Box<dyn SequencedLog>, _, _, _) = match &config.log {
             LogLocation::Embedded => {
                 let store = LogStore::open(&config.data_dir)
                     .with_context(|| format!("opening the log in {}", config.data_dir.display()))?;
                 let (head_tx, head_rx) = watch::channel(store.head());
                 let reader = LogReader::new(store.path(), store.incarnation().clone(), head_rx);
-                (Box::new(store), Some(reader), head_tx)
+                let feed = log_service::FeedLog::Embedded(reader.clone());
+                (Box::new(store), Some(reader), feed, head_tx)
             }
             LogLocation::JetStream(settings) => {
                 let log = truce_jetstream::JetStreamLog::connect(settings.clone())
                     .await
                     .with_context(|| format!("opening the log on JetStream at {}", settings.url))?;
                 tracing::info!(url = %settings.url, stream = %settings.stream, incarnation = %log.incarnation(), "log on JetStream");
+                let feed = log_service::FeedLog::JetStream(log.clone());
                 let store = truce_jetstream::BlockingJetStream::open(log).await?;
                 let (head_tx, _) = watch::channel(truce_log::SequencedLog::head(&store));
-                (Box::new(store), None, head_tx)
+                (Box::new(store), None, feed, head_tx)
             }
         };
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
         let rules = sequencer::Rules {
             grouping: config.grouping,
             demarcation,
@@ -143,6 +145,7 @@ impl IngestNode {
         Ok(IngestNode {
             submitter,
             reader,
+            feed,
             signer: std::sync::Arc::new(signer),
             sequencer: Some(thread),
         })
@@ -168,23 +171,23 @@ impl IngestNode {
             ingest,
             auth.interceptor(),
         ));
-        let mut serving = vec![<IngestServiceServer<service::Ingest> as tonic::server::NamedService>::NAME];
-        if let Some(reader) = &self.reader {
-            let log = LogServiceServer::new(log_service::LogFeed::new(
-                reader.clone(),
-                auth.clone(),
-                std::sync::Arc::clone(&self.signer),
-                stopping,
-            ));
-            routes.add_service(tonic::service::interceptor::InterceptedService::new(
-                log,
-                auth.interceptor(),
-            ));
-            serving.push(<LogServiceServer<log_service::LogFeed> as tonic::server::NamedService>::NAME);
-        }
+        let log = LogServiceServer::new(log_service::LogFeed::new(
+            self.feed.clone(),
+            auth.clone(),
+            std::sync::Arc::clone(&self.signer),
+            stopping,
+        ));
+        routes.add_service(tonic::service::interceptor::InterceptedService::new(
+            log,
+            auth.interceptor(),
+        ));
         let health = health.clone();
         async move {
-            for name in serving {
+            use tonic::server::NamedService;
+            for name in [
+                <IngestServiceServer<service::Ingest> as NamedService>::NAME,
+                <LogServiceServer<log_service::LogFeed> as NamedService>::NAME,
+            ] {
                 health
                     .set_service_status(name, tonic_health::ServingStatus::Serving)
                     .await;
@@ -200,6 +203,7 @@ impl IngestNode {
         let IngestNode {
             submitter,
             reader: _,
+            feed: _,
             signer: _,
             sequencer,
         } = self;

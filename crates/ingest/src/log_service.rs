@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 
-use truce_log::{Checkpoint, CheckpointSigner, LogReader};
+use truce_log::{Checkpoint, CheckpointSigner, Head, Incarnation, LogEntry, LogError, LogReader};
 use truce_proto::{
     ServiceError,
     v1::{self, log_service_server::LogService, read_log_response::Kind},
@@ -18,10 +18,48 @@ use truce_serve::{Stopping, auth::Authenticator};
 /// from a dead connection.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
 
+/// The log a feed serves.
+#[derive(Debug, Clone)]
+pub enum FeedLog {
+    /// The embedded log of this process.
+    Embedded(LogReader),
+    /// The JetStream stream, read on the callers' behalf.
+    JetStream(truce_jetstream::JetStreamLog),
+}
+
+type Entries = Pin<Box<dyn Stream<Item = Result<LogEntry, LogError>> + Send>>;
+
+impl FeedLog {
+    fn incarnation(&self) -> &Incarnation {
+        match self {
+            FeedLog::Embedded(reader) => reader.incarnation(),
+            FeedLog::JetStream(log) => log.incarnation(),
+        }
+    }
+
+    async fn head(&self) -> Result<Head, ServiceError> {
+        match self {
+            FeedLog::Embedded(reader) => Ok(reader.head()),
+            FeedLog::JetStream(log) => log.head().await.map_err(unavailable),
+        }
+    }
+
+    async fn follow(&self, from: u64) -> Result<Entries, ServiceError> {
+        match self {
+            FeedLog::Embedded(reader) => Ok(Box::pin(truce_log::follow(reader.clone(), from))),
+            FeedLog::JetStream(log) => Ok(Box::pin(log.follow(from).await.map_err(unavailable)?)),
+        }
+    }
+}
+
+fn unavailable(error: LogError) -> ServiceError {
+    ServiceError::Unavailable(error.to_string())
+}
+
 /// Serves the log to followers.
 #[derive(Debug, Clone)]
 pub struct LogFeed {
-    reader: LogReader,
+    reader: FeedLog,
     auth: Authenticator,
     signer: Arc<CheckpointSigner>,
     stopping: Stopping,
@@ -30,7 +68,7 @@ pub struct LogFeed {
 impl LogFeed {
     /// Serves `reader`'s log to callers `auth` admits, signing checkpoints
     /// with `signer`, until `stopping`.
-    pub fn new(reader: LogReader, auth: Authenticator, signer: Arc<CheckpointSigner>, stopping: Stopping) -> LogFeed {
+    pub fn new(reader: FeedLog, auth: Authenticator, signer: Arc<CheckpointSigner>, stopping: Stopping) -> LogFeed {
         LogFeed {
             reader,
             auth,
@@ -39,11 +77,11 @@ impl LogFeed {
         }
     }
 
-    fn info(&self) -> v1::LogInfo {
-        v1::LogInfo {
+    async fn info(&self) -> Result<v1::LogInfo, ServiceError> {
+        Ok(v1::LogInfo {
             incarnation: self.reader.incarnation().to_string(),
-            head_position: self.reader.head().position,
-        }
+            head_position: self.reader.head().await?.position,
+        })
     }
 }
 
@@ -56,7 +94,7 @@ impl LogService for LogFeed {
         request: Request<v1::GetLogHeadRequest>,
     ) -> Result<Response<v1::GetLogHeadResponse>, Status> {
         self.auth.reader(&request)?;
-        let head = self.reader.head();
+        let head = self.reader.head().await?;
         let checkpoint = Checkpoint {
             incarnation: self.reader.incarnation().to_string(),
             position: head.position,
@@ -89,11 +127,12 @@ impl LogService for LogFeed {
             return Err(ServiceError::invalid("until_position", "must not be before from_position").into());
         }
         let (tx, rx) = mpsc::channel(64);
-        let mut entries = truce_log::follow(self.reader.clone(), request.from_position);
+        let mut entries = self.reader.follow(request.from_position).await?;
+        let info = self.info().await?;
         let feed = self.clone();
         tokio::spawn(async move {
             let message = |kind| Ok(v1::ReadLogResponse { kind: Some(kind) });
-            if tx.send(message(Kind::Info(feed.info()))).await.is_err() {
+            if tx.send(message(Kind::Info(info))).await.is_err() {
                 return;
             }
             loop {
@@ -105,7 +144,10 @@ impl LogService for LogFeed {
                     }
                 };
                 let out = match next {
-                    Err(_idle) => message(Kind::Heartbeat(feed.info())),
+                    Err(_idle) => match feed.info().await {
+                        Ok(info) => message(Kind::Heartbeat(info)),
+                        Err(error) => Err(error.into()),
+                    },
                     Ok(None) => Err(Status::unavailable("the log closed")),
                     Ok(Some(Ok(entry))) => message(Kind::Entry(v1::LogEntry {
                         position: entry.position,

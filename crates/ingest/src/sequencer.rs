@@ -361,33 +361,35 @@ impl Sequencer {
                     let _ = self.head.send(head);
                     admitted.len()
                 }
-                (
-                    Err(LogError::Conflict { appended, .. } | LogError::Uncertain { appended, .. }),
-                    Some(retained),
-                ) => match self.settle(&admitted, appended) {
-                    Ok(stored) => {
-                        let _ = self.head.send(self.store.head());
-                        // Answer what is settled; decide the rest again.
-                        for ((reply, outcome), command) in outcomes.drain(..).zip(retained) {
-                            match &outcome {
-                                Ok(decision) if decision.entry().is_some_and(|i| i >= stored) => {
-                                    pending.push((command, reply));
+                (Err(LogError::Conflict { appended, .. } | LogError::Uncertain { appended, .. }), Some(retained)) => {
+                    match self.settle(&admitted, appended) {
+                        Ok(stored) => {
+                            let _ = self.head.send(self.store.head());
+                            // Answer what is settled; decide the rest again.
+                            for ((reply, outcome), command) in outcomes.drain(..).zip(retained) {
+                                match &outcome {
+                                    Ok(decision) if decision.entry().is_some_and(|i| i >= stored) => {
+                                        pending.push((command, reply));
+                                    }
+                                    _ => answer(reply, outcome, &admitted),
                                 }
-                                _ => answer(reply, outcome, &admitted),
                             }
+                            if pending.is_empty() {
+                                return;
+                            }
+                            tracing::debug!(
+                                retrying = pending.len(),
+                                "another writer appended first; deciding again"
+                            );
+                            continue;
                         }
-                        if pending.is_empty() {
-                            return;
+                        Err(error) => {
+                            tracing::error!(%error, "cannot read the log after a failed append; refusing reports until it can");
+                            self.stale = true;
+                            appended
                         }
-                        tracing::debug!(retrying = pending.len(), "another writer appended first; deciding again");
-                        continue;
                     }
-                    Err(error) => {
-                        tracing::error!(%error, "cannot read the log after a failed append; refusing reports until it can");
-                        self.stale = true;
-                        appended
-                    }
-                },
+                }
                 (Err(error), _) => {
                     tracing::error!(%error, reports = entries.len(), "append failed; nothing of the batch was stored");
                     // Grouping decisions of the failed batch are in the
@@ -437,7 +439,8 @@ impl Sequencer {
         }
         let first_unstored = admitted.get(stored).map(|a| a.entry.position);
         for ours in admitted[stored..].iter().rev() {
-            let event = event_from_wire(ours.entry.position, &ours.entry.payload).map_err(|e| corrupt(ours.entry.position, e))?;
+            let event = event_from_wire(ours.entry.position, &ours.entry.payload)
+                .map_err(|e| corrupt(ours.entry.position, e))?;
             match event.previous_position() {
                 None => self.index.remove(event.incident().id),
                 Some(previous) => {

@@ -46,7 +46,10 @@ impl SequencedLog for BlockingJetStream {
     }
 
     fn read(&self, from: Position, max: usize) -> Result<Vec<LogEntry>, LogError> {
-        let until = self.head.position.min(from.saturating_add(max as u64).saturating_sub(1));
+        let until = self
+            .head
+            .position
+            .min(from.saturating_add(max as u64).saturating_sub(1));
         self.runtime.block_on(self.log.read(from.max(1), until))
     }
 

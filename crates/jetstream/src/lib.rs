@@ -97,9 +97,15 @@ impl JetStreamSettings {
     }
 }
 
-/// A connection to the log's stream.
+/// A connection to the log's stream. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct JetStreamLog {
+    shared: std::sync::Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    client: async_nats::Client,
     context: jetstream::Context,
     stream: jetstream::stream::Stream,
     settings: JetStreamSettings,
@@ -128,7 +134,7 @@ impl JetStreamLog {
             .connect(settings.url.as_str())
             .await
             .map_err(|e| unavailable(format!("connecting to NATS at {}: {e}", settings.url)))?;
-        let context = jetstream::new(client);
+        let context = jetstream::new(client.clone());
         let config = jetstream::stream::Config {
             name: settings.stream.clone(),
             subjects: vec![format!("{}.>", settings.subject_prefix)],
@@ -161,26 +167,49 @@ impl JetStreamLog {
         let identity = format!("{}\n{}", settings.stream, info.created.unix_timestamp_nanos());
         let incarnation = Incarnation::from_text(&hex::encode(&Sha256::digest(identity.as_bytes())[..8]));
         Ok(JetStreamLog {
-            context,
-            stream,
-            settings,
-            incarnation,
+            shared: std::sync::Arc::new(Shared {
+                client,
+                context,
+                stream,
+                settings,
+                incarnation,
+            }),
         })
+    }
+
+    /// Whether the client is connected now. While it is not, nothing is
+    /// published: the client would buffer it and send it on reconnecting,
+    /// after the caller was told it failed.
+    pub fn is_connected(&self) -> bool {
+        self.shared.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    fn require_connection(&self) -> Result<(), LogError> {
+        if self.is_connected() {
+            Ok(())
+        } else {
+            Err(unavailable(format!(
+                "not connected to NATS at {}",
+                self.shared.settings.url
+            )))
+        }
     }
 
     /// Which incarnation of the log this stream is.
     pub fn incarnation(&self) -> &Incarnation {
-        &self.incarnation
+        &self.shared.incarnation
     }
 
     /// The settings it was opened with.
     pub fn settings(&self) -> &JetStreamSettings {
-        &self.settings
+        &self.shared.settings
     }
 
     /// The last position on the server (0 when empty).
     pub async fn last_position(&self) -> Result<u64, LogError> {
+        self.require_connection()?;
         let info = self
+            .shared
             .stream
             .get_info()
             .await
@@ -190,7 +219,8 @@ impl JetStreamLog {
 
     /// The entry at `position`, if there is one.
     pub async fn get(&self, position: u64) -> Result<Option<LogEntry>, LogError> {
-        match self.stream.get_raw_message(position).await {
+        self.require_connection()?;
+        match self.shared.stream.get_raw_message(position).await {
             Ok(message) => entry_of(message.sequence, &message.headers, message.payload.to_vec()).map(Some),
             Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
             Err(error) => Err(unavailable(format!("reading position {position}: {error}"))),
@@ -215,8 +245,9 @@ impl JetStreamLog {
 
     /// The position of the entry recorded with idempotency key `key`.
     pub async fn find_key(&self, key: &str) -> Result<Option<u64>, LogError> {
+        self.require_connection()?;
         let subject = self.key_subject(key);
-        match self.stream.get_last_raw_message_by_subject(&subject).await {
+        match self.shared.stream.get_last_raw_message_by_subject(&subject).await {
             Ok(message) => Ok(Some(message.sequence)),
             Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
             Err(error) => Err(unavailable(format!("looking up an idempotency key: {error}"))),
@@ -224,7 +255,7 @@ impl JetStreamLog {
     }
 
     fn key_subject(&self, key: &str) -> String {
-        format!("{}.k.{}", self.settings.subject_prefix, key_token(key))
+        format!("{}.k.{}", self.shared.settings.subject_prefix, key_token(key))
     }
 
     /// Appends `entries` after `previous` (which must be the server's
@@ -234,6 +265,7 @@ impl JetStreamLog {
     /// refuses the first stale entry and every one after it:
     /// `LogError::Conflict` says how many were stored.
     pub async fn append(&self, previous: Head, entries: &[NewEntry]) -> Result<Head, LogError> {
+        self.require_connection()?;
         let mut pending = Vec::with_capacity(entries.len());
         let mut head = previous;
         for entry in entries {
@@ -255,9 +287,10 @@ impl JetStreamLog {
                     headers.insert("Nats-Expected-Last-Subject-Sequence", "0");
                     self.key_subject(key)
                 }
-                None => format!("{}.e", self.settings.subject_prefix),
+                None => format!("{}.e", self.shared.settings.subject_prefix),
             };
             let published = self
+                .shared
                 .context
                 .publish_with_headers(subject, headers, entry.payload.clone().into())
                 .await;
@@ -280,7 +313,10 @@ impl JetStreamLog {
                 Ok(ack) => {
                     return Err(LogError::Corrupt {
                         position,
-                        what: format!("the server stored it at {} (the stream is written by something else?)", ack.sequence),
+                        what: format!(
+                            "the server stored it at {} (the stream is written by something else?)",
+                            ack.sequence
+                        ),
                     });
                 }
                 Err(error) if error.kind() == PublishErrorKind::WrongLastSequence => {
@@ -331,6 +367,7 @@ impl JetStreamLog {
     /// for good.
     pub async fn follow(&self, from: u64) -> Result<impl Stream<Item = Result<LogEntry, LogError>> + use<>, LogError> {
         let consumer = self
+            .shared
             .stream
             .create_consumer(OrderedConfig {
                 deliver_policy: DeliverPolicy::ByStartSequence {

@@ -397,13 +397,9 @@ async fn replicate(
         let from = store.head().position + 1;
         let incarnation = store.incarnation().to_string();
         let pump = match &upstream.source {
-            Source::Ingest(ingest) => tokio::spawn(pump_upstream(
-                ingest.clone(),
-                from,
-                incarnation,
-                tx,
-                Arc::clone(&state),
-            )),
+            Source::Ingest(ingest) => {
+                tokio::spawn(pump_upstream(ingest.clone(), from, incarnation, tx, Arc::clone(&state)))
+            }
             Source::JetStream(settings) => tokio::spawn(pump_jetstream(
                 settings.clone(),
                 from,
@@ -474,7 +470,8 @@ async fn pump_jetstream(
     tx: mpsc::Sender<LogEntry>,
     state: Arc<QueryState>,
 ) -> Result<(), Fatal> {
-    let log = match tokio::time::timeout(UPSTREAM_SILENCE_LIMIT, truce_jetstream::JetStreamLog::connect(settings)).await {
+    let log = match tokio::time::timeout(UPSTREAM_SILENCE_LIMIT, truce_jetstream::JetStreamLog::connect(settings)).await
+    {
         Ok(Ok(log)) => log,
         Ok(Err(error)) => {
             tracing::debug!(%error, "cannot reach JetStream");

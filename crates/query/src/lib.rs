@@ -76,6 +76,12 @@ pub fn add_services(
     auth: &Authenticator,
     stopping: Stopping,
 ) -> impl Future<Output = ()> + use<> {
+    tokio::spawn(report_staleness(
+        Arc::clone(&state),
+        settings.stale_timeout,
+        health.clone(),
+        stopping.clone(),
+    ));
     let queries = QueryServiceServer::new(service::Queries::new(state, settings, auth.clone(), stopping))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     routes.add_service(tonic::service::interceptor::InterceptedService::new(
@@ -85,6 +91,41 @@ pub fn add_services(
     let health = health.clone();
     async move {
         health.set_serving::<QueryServiceServer<service::Queries>>().await;
+    }
+}
+
+/// Marks the query service NOT_SERVING in `health` while the log it follows
+/// has not been heard from for `stale_after`, so load balancers send
+/// clients to a current replica; it keeps answering those who still ask.
+async fn report_staleness(
+    state: Arc<QueryState>,
+    stale_after: Duration,
+    health: tonic_health::server::HealthReporter,
+    stopping: Stopping,
+) {
+    let mut serving = true;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = stopping.wait() => return,
+        }
+        let silent = Duration::from_nanos(
+            u64::try_from(
+                truce_domain::Timestamp::from_system(std::time::SystemTime::now()).0 - state.log_heard_at().0,
+            )
+            .unwrap_or(0),
+        );
+        let fresh = silent < stale_after;
+        if fresh != serving {
+            serving = fresh;
+            if fresh {
+                tracing::info!("the log is heard from again; serving");
+                health.set_serving::<QueryServiceServer<service::Queries>>().await;
+            } else {
+                tracing::warn!(?silent, "the log has gone silent; health says NOT_SERVING");
+                health.set_not_serving::<QueryServiceServer<service::Queries>>().await;
+            }
+        }
     }
 }
 
