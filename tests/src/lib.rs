@@ -184,12 +184,18 @@ impl Pair {
 
 /// A standalone ingest service on the log in `dir`.
 pub async fn start_ingest(dir: &Path) -> Running {
-    let (listener, addr) = listener().await;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let config = IngestConfig {
+    start_ingest_with(IngestConfig {
         data_dir: dir.to_owned(),
         ..IngestConfig::default()
-    };
+    })
+    .await
+}
+
+/// A standalone ingest service with `config`, anonymous loopback callers
+/// let in.
+pub async fn start_ingest_with(config: IngestConfig) -> Running {
+    let (listener, addr) = listener().await;
+    let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(truce_ingest::run(
         config,
         AuthMode::InsecureLoopback,
@@ -213,9 +219,17 @@ pub async fn start_query(upstream: SocketAddr, dir: &Path) -> Running {
 
 /// A standalone query service with `settings`.
 pub async fn start_query_with(upstream: SocketAddr, dir: &Path, settings: QuerySettings) -> Running {
+    start_query_on(
+        truce_query::Upstream::ingest(format!("http://{upstream}"), dir),
+        settings,
+    )
+    .await
+}
+
+/// A standalone query service following `upstream`.
+pub async fn start_query_on(upstream: truce_query::Upstream, settings: QuerySettings) -> Running {
     let (listener, addr) = listener().await;
     let (stop, stopped) = oneshot::channel::<()>();
-    let upstream = truce_query::Upstream::ingest(format!("http://{upstream}"), dir);
     let task = tokio::spawn(truce_query::run(
         upstream,
         settings,

@@ -210,7 +210,17 @@ struct Sequencer {
 }
 
 /// How often a batch is decided again after other writers got in first.
-const MAX_ATTEMPTS: usize = 8;
+const MAX_ATTEMPTS: u32 = 64;
+
+/// A pause of up to `attempt` milliseconds, varying by the instant, so two
+/// writers that keep colliding fall out of step.
+fn back_off(attempt: u32) {
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let micros = u64::from(jitter % 1000) * u64::from(attempt.min(20));
+    thread::sleep(std::time::Duration::from_micros(micros));
+}
 
 /// Starts the sequencer on its own thread. It stops when every
 /// [`Submitter`] is dropped.
@@ -328,7 +338,10 @@ impl Sequencer {
             return;
         }
         let mut pending: Vec<(Command, Reply)> = std::mem::take(batch);
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                back_off(attempt);
+            }
             // A shared log may refuse the batch; keep the commands to decide
             // them again.
             let retained: Option<Vec<Command>> = self
@@ -364,6 +377,13 @@ impl Sequencer {
                 (Err(LogError::Conflict { appended, .. } | LogError::Uncertain { appended, .. }), Some(retained)) => {
                     match self.settle(&admitted, appended) {
                         Ok(stored) => {
+                            tracing::debug!(
+                                appended,
+                                stored,
+                                admitted = admitted.len(),
+                                head = self.store.head().position,
+                                "settled a conflict"
+                            );
                             let _ = self.head.send(self.store.head());
                             // Answer what is settled; decide the rest again.
                             for ((reply, outcome), command) in outcomes.drain(..).zip(retained) {
@@ -494,7 +514,7 @@ impl Sequencer {
                     _ => Err(key_reused()),
                 };
             }
-            if let Some(position) = self.store.find_key(key).map_err(internal)? {
+            if let Some(position) = self.store.find_key(key).map_err(log_failure)? {
                 return self.replay(position, &submission).map(Decision::Replay);
             }
         }
@@ -631,7 +651,7 @@ impl Sequencer {
                 .get((position.0 - durable) as usize)
                 .map(|a| a.entry.payload.clone())
         } else {
-            self.store.payload(position.0).map_err(internal)?
+            self.store.payload(position.0).map_err(log_failure)?
         };
         payload
             .map(|bytes| event_from_wire(position.0, &bytes).map_err(internal))
@@ -840,7 +860,7 @@ impl Sequencer {
         let payload = self
             .store
             .payload(position)
-            .map_err(internal)?
+            .map_err(log_failure)?
             .ok_or_else(|| internal(format!("idempotency key points at missing position {position}")))?;
         let event = event_from_wire(position, &payload).map_err(internal)?;
         let EventBody::ReportRecorded(recorded) = event.body else {
@@ -881,6 +901,15 @@ fn key_reused() -> ServiceError {
     ServiceError::AlreadyExists(
         "client_report_id was already used by this party for a different report; use a new key for new content".into(),
     )
+}
+
+/// A log that cannot be reached is worth a retry; anything else is a
+/// fault.
+fn log_failure(error: LogError) -> ServiceError {
+    match error {
+        LogError::Unavailable(why) => ServiceError::Unavailable(why),
+        other => internal(other),
+    }
 }
 
 fn internal(error: impl std::fmt::Display) -> ServiceError {
