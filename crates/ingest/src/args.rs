@@ -33,6 +33,11 @@ pub struct IngestArgs {
     /// The stream, when the log is on JetStream.
     #[command(flatten)]
     pub nats: truce_jetstream::JetStreamArgs,
+    /// The key that signs log heads (32 raw bytes; created if missing).
+    /// Default: checkpoint.key in the data directory. Ingest replicas of
+    /// one log should share one key.
+    #[arg(long, env = "TRUCE_CHECKPOINT_KEY")]
+    pub checkpoint_key: Option<PathBuf>,
 }
 
 fn log_location(text: &str) -> Result<String, String> {
@@ -53,6 +58,7 @@ impl IngestArgs {
         };
         IngestConfig {
             log,
+            checkpoint_key: self.checkpoint_key,
             data_dir: self.data_dir,
             grouping: GroupingPolicy {
                 max_distance_m: self.group_distance_m,

@@ -49,6 +49,10 @@ pub struct IngestConfig {
     pub review_quorum: usize,
     /// Where the log is.
     pub log: LogLocation,
+    /// The Ed25519 key that signs log heads; default `checkpoint.key` in
+    /// the data directory (created on first start). Replicas sharing a log
+    /// should share it.
+    pub checkpoint_key: Option<PathBuf>,
 }
 
 /// Where the event log lives.
@@ -65,6 +69,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
             log: LogLocation::Embedded,
+            checkpoint_key: None,
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             grouping: GroupingPolicy::default(),
             demarcation: None,
@@ -140,8 +145,11 @@ impl IngestNode {
         let (submitter, thread) = tokio::task::spawn_blocking(move || sequencer::start(store, rules, head_tx))
             .await?
             .context("starting the sequencer")?;
-        let signer = truce_log::CheckpointSigner::load_or_create(&config.data_dir.join("checkpoint.key"))
-            .context("loading the checkpoint signing key")?;
+        let key = config
+            .checkpoint_key
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("checkpoint.key"));
+        let signer = truce_log::CheckpointSigner::load_or_create(&key).context("loading the checkpoint signing key")?;
         Ok(IngestNode {
             submitter,
             reader,

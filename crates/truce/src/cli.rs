@@ -37,6 +37,40 @@ enum Command {
     /// Manages the parties' report-signing keys.
     #[command(subcommand)]
     Party(PartyCommand),
+    /// Asks a server's gRPC health service whether it is serving; exits 0
+    /// if so (for container health checks).
+    Health(HealthArgs),
+}
+
+/// Settings of `truce health`.
+#[derive(Debug, clap::Args)]
+struct HealthArgs {
+    /// The server, e.g. http://127.0.0.1:50051.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    address: String,
+    /// The service to ask about; empty: the server as a whole.
+    #[arg(long, default_value = "")]
+    service: String,
+}
+
+async fn check_health(args: HealthArgs) -> anyhow::Result<()> {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+    let channel = tonic::transport::Endpoint::from_shared(args.address.clone())?
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .timeout(std::time::Duration::from_secs(2))
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {}", args.address))?;
+    let status = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: args.service.clone(),
+        })
+        .await?
+        .into_inner()
+        .status();
+    println!("{}", status.as_str_name());
+    anyhow::ensure!(status == ServingStatus::Serving, "{} is not serving", args.address);
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
@@ -240,6 +274,7 @@ pub fn main() -> anyhow::Result<()> {
             Command::Checkpoint(args) => crate::verify::run_checkpoint(args).await,
             Command::Principal(PrincipalCommand::Add(args)) => add_principal(args),
             Command::Party(PartyCommand::AddKey(args)) => add_party_key(args),
+            Command::Health(args) => check_health(args).await,
         }
     })
 }
