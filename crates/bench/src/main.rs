@@ -1,18 +1,32 @@
-//! `truce-bench`: measurements that print a table. It starts what it
-//! measures itself, on loopback, as separate processes, so the figures are
-//! the servers' own.
+//! `truce-bench`: measurements of truce and of the systems a user would pick
+//! instead, on this machine, printed as tables. It starts what it measures
+//! itself, on loopback, as separate processes, so the figures are the
+//! servers' own.
 //!
 //! ```text
-//! cargo build --release -p truce -p truce-bench
+//! cargo build --release -p truce -p truce-query -p truce-bench
+//! target/release/truce-bench suite --quick     # about a minute
+//! target/release/truce-bench suite             # the published figures
 //! target/release/truce-bench idle-subscriptions --counts 1000,10000
 //! ```
 
+mod delivery;
+mod etcd;
+mod floor;
 mod idle;
-mod server;
+mod ingest;
+mod large;
+mod load;
+mod nats;
+mod plot;
+mod procs;
+mod reports;
+mod stats;
+mod suite;
 
 use clap::{Parser, Subcommand};
 
-/// Measures truce on this machine.
+/// Measures truce and its peers on this machine.
 #[derive(Debug, Parser)]
 struct Cli {
     #[command(subcommand)]
@@ -21,13 +35,21 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Every workload against truce, the raw tonic floor, etcd and
+    /// JetStream; writes Markdown and plots to the results folder.
+    Suite(suite::Args),
     /// Resident memory of the query side per idle subscription.
     IdleSubscriptions(idle::Args),
+    /// Serves the floor: a no-op unary call and a bare broadcast stream.
+    #[command(hide = true)]
+    Floor(floor::Args),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Suite(args) => suite::run(args).await,
         Command::IdleSubscriptions(args) => idle::run(args).await,
+        Command::Floor(args) => floor::run(args).await,
     }
 }
