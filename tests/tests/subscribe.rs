@@ -674,11 +674,23 @@ async fn a_stale_upstream_shows_in_progress_and_ends_the_stream() {
 
 #[tokio::test]
 async fn list_then_subscribe_is_exact_and_pages_hold_still_while_writes_continue() {
-    let dir = tempfile::tempdir().unwrap();
+    // A filter that scans every incident, and one that starts from the
+    // incidents indexed by a value, in orders that stop early or not.
+    for (filter, order) in [
+        ("killed_high >= 3", "killed_high desc"),
+        ("reporter = \"idf\" AND killed_high >= 3", "opened"),
+        ("killed_high >= 3 AND category = LINE_CROSSING", "opened desc"),
+        ("reporter = \"idf\" AND killed_high >= 3", "updated desc"),
+    ] {
+        list_then_subscribe(filter, order).await;
+    }
+}
+
+async fn list_then_subscribe(filter: &str, order: &str) {
+    let dir = tempfile::tempdir().expect("as the test expects");
     let pair = Pair::start(dir.path()).await;
     let mut ingest = pair.ingest_client().await;
     let mut query = pair.query_client().await;
-    let filter = "killed_high >= 3";
     submit_many(&mut ingest, (0..200).map(numbered_report)).await;
     // Writes go on while the client pages through the listing: each one
     // changes an incident already listed, or opens a new one.
@@ -696,6 +708,7 @@ async fn list_then_subscribe_is_exact_and_pages_hold_still_while_writes_continue
         submit_many(&mut writer_client, reports).await
     });
     let mut view = std::collections::BTreeMap::new();
+    let mut listed = Vec::new();
     let mut page_token = String::new();
     let mut listed_at = None;
     loop {
@@ -704,16 +717,22 @@ async fn list_then_subscribe_is_exact_and_pages_hold_still_while_writes_continue
                 filter: filter.into(),
                 page_size: 7,
                 page_token,
-                order_by: "killed_high desc".into(),
+                order_by: order.into(),
                 ..Default::default()
             })
             .await
-            .unwrap()
+            .expect("as the test expects")
             .into_inner();
         // Every page reflects the first page's position.
         assert_eq!(*listed_at.get_or_insert(page.position), page.position);
         for s in page.incidents {
             assert!(s.updated_position <= page.position);
+            listed.push(
+                s.incident_id
+                    .trim_start_matches("inc-")
+                    .parse::<u64>()
+                    .expect("as the test expects"),
+            );
             assert!(
                 view.insert(s.incident_id.clone(), s).is_none(),
                 "an incident listed twice"
@@ -725,23 +744,28 @@ async fn list_then_subscribe_is_exact_and_pages_hold_still_while_writes_continue
         page_token = page.next_page_token;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let at = listed_at.unwrap();
+    match order {
+        "opened" => assert!(listed.is_sorted(), "{listed:?}"),
+        "opened desc" => assert!(listed.iter().rev().is_sorted(), "{listed:?}"),
+        _ => {}
+    }
+    let at = listed_at.expect("as the test expects");
     let mut sub = query
         .subscribe(stream::request(filter, Start::AfterPosition(at)))
         .await
-        .unwrap()
+        .expect("as the test expects")
         .into_inner();
-    let head = writer.await.unwrap();
+    let head = writer.await.expect("as the test expects");
     assert!(head > at, "the writes should go on past the listing's position");
     loop {
-        let kind = next(&mut sub).await.unwrap();
+        let kind = next(&mut sub).await.expect("as the test expects");
         match &kind {
             Kind::Change(c) => {
-                let s = c.incident.clone().unwrap();
+                let s = c.incident.clone().expect("as the test expects");
                 view.insert(s.incident_id.clone(), s);
             }
             Kind::LeftFilter(c) => {
-                view.remove(&c.incident.as_ref().unwrap().incident_id);
+                view.remove(&c.incident.as_ref().expect("as the test expects").incident_id);
             }
             _ => {}
         }
@@ -757,7 +781,7 @@ async fn list_then_subscribe_is_exact_and_pages_hold_still_while_writes_continue
             ..Default::default()
         })
         .await
-        .unwrap()
+        .expect("as the test expects")
         .into_inner();
     let fresh: std::collections::BTreeMap<_, _> = fresh
         .incidents

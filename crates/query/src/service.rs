@@ -1,11 +1,16 @@
 //! `truce.v1.QueryService`.
 
-use std::{pin::Pin, sync::Arc, time::Duration};
+use std::{
+    ops::{Bound, ControlFlow},
+    pin::Pin,
+    sync::Arc,
+    time::Duration,
+};
 
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use truce_domain::{
-    IncidentId, ReportId, Timestamp,
+    IncidentId, Position, ReportId, Timestamp,
     filter::Filter,
     incident::{Incident, IncidentSummary},
     tally::{Breakdown, Tally},
@@ -242,26 +247,43 @@ impl QueryService for Queries {
             Some(PageToken::decode(&request.page_token, &digest)?)
         };
         // Every page reflects the position of the first: incidents changed
-        // since are read back as they stood then.
-        let (position, candidates) = {
+        // since are judged as they stood then, read back from the log.
+        // Listings in opening order stop at the first incident past the
+        // page.
+        let stops_early = matches!(order, Order::Opened | Order::OpenedDesc);
+        let (position, mut page, changed) = {
             let view = self.state.read_view();
             let position = token.as_ref().map_or(view.position(), |t| t.position);
-            (position, view.summaries_up_to(position))
-        };
-        let mut page: Vec<((i128, u64), Arc<IncidentSummary>)> = Vec::new();
-        for current in candidates {
-            let summary = if current.updated_position > position {
-                match self
-                    .state
-                    .as_of(current, position)
-                    .await
-                    .map_err(|e| ServiceError::Internal(e.to_string()))?
-                {
-                    Some(summary) => summary,
-                    None => continue,
+            let up_to = IncidentId(position);
+            let ids = match (order, &token) {
+                (Order::Opened, Some(t)) => (Bound::Excluded(IncidentId(Position(t.after.1))), Bound::Included(up_to)),
+                (Order::OpenedDesc, Some(t)) => (Bound::Unbounded, Bound::Excluded(IncidentId(Position(t.after.1)))),
+                _ => (Bound::Unbounded, Bound::Included(up_to)),
+            };
+            let mut page: Vec<((i128, u64), Arc<IncidentSummary>)> = Vec::new();
+            view.visit_candidates(&filter, ids, order == Order::OpenedDesc, |summary| {
+                if summary.updated_position > position {
+                    return ControlFlow::Continue(()); // judged below, as of then
                 }
-            } else {
-                current
+                let key = order.key(summary);
+                if filter.matches(summary) && token.as_ref().is_none_or(|t| key > t.after) {
+                    page.push((key, Arc::clone(summary)));
+                    if stops_early && page.len() > page_size {
+                        return ControlFlow::Break(());
+                    }
+                }
+                ControlFlow::Continue(())
+            });
+            (position, page, view.changed_since(position))
+        };
+        for current in changed {
+            let Some(summary) = self
+                .state
+                .as_of(current, position)
+                .await
+                .map_err(|e| ServiceError::Internal(e.to_string()))?
+            else {
+                continue;
             };
             let key = order.key(&summary);
             if filter.matches(&summary) && token.as_ref().is_none_or(|t| key > t.after) {

@@ -159,7 +159,79 @@ impl Filter {
     }
 }
 
+/// A value incidents are indexed by: what an equality test names. Lets a
+/// listing start from the incidents that have a value the filter requires
+/// instead of from every incident.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum IndexKey {
+    /// `status = S`.
+    Status(IncidentStatus),
+    /// `category = C`.
+    Category(Category),
+    /// `zone = Z`.
+    Zone(Zone),
+    /// `area = "A"`, lowercased (areas compare ignoring case).
+    Area(String),
+    /// `reporter = "P"`.
+    Reporter(PartyId),
+    /// `responsible = "P"`.
+    Responsible(PartyId),
+}
+
+impl IndexKey {
+    /// Every key `incident` is found by: one per value its tests compare.
+    pub fn of(incident: &IncidentSummary) -> Vec<IndexKey> {
+        let all = std::iter::once(IndexKey::Status(incident.status))
+            .chain(incident.categories.iter().map(|c| IndexKey::Category(*c)))
+            .chain(incident.zones.iter().map(|z| IndexKey::Zone(*z)))
+            .chain(incident.areas.iter().map(|a| IndexKey::Area(a.to_ascii_lowercase())))
+            .chain(incident.reporters.iter().map(|p| IndexKey::Reporter(p.clone())))
+            .chain(
+                incident
+                    .alleged_responsible
+                    .iter()
+                    .map(|p| IndexKey::Responsible(p.clone())),
+            );
+        let mut keys: Vec<IndexKey> = Vec::new();
+        for key in all {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        keys
+    }
+}
+
+impl Filter {
+    /// Keys every matching incident has: each is enough to narrow the
+    /// candidates. Empty when the filter requires none (it has no
+    /// top-level equality test, e.g. only `OR`, `NOT`, ranges or `!=`).
+    pub fn required_keys(&self) -> Vec<IndexKey> {
+        match &self.root {
+            None => Vec::new(),
+            Some(Expr::And(parts)) => parts.iter().filter_map(Expr::required_key).collect(),
+            Some(other) => other.required_key().into_iter().collect(),
+        }
+    }
+}
+
 impl Expr {
+    /// The key an equality test requires.
+    fn required_key(&self) -> Option<IndexKey> {
+        let Expr::Test(test) = self else {
+            return None;
+        };
+        Some(match test {
+            Test::Status(true, s) => IndexKey::Status(*s),
+            Test::Category(true, c) => IndexKey::Category(*c),
+            Test::Zone(true, z) => IndexKey::Zone(*z),
+            Test::Area(true, a) => IndexKey::Area(a.to_ascii_lowercase()),
+            Test::Reporter(true, p) => IndexKey::Reporter(p.clone()),
+            Test::Responsible(true, p) => IndexKey::Responsible(p.clone()),
+            _ => return None,
+        })
+    }
+
     /// True when `incident` satisfies this expression.
     pub fn matches(&self, incident: &IncidentSummary) -> bool {
         match self {

@@ -93,3 +93,39 @@ fn nesting_and_length_are_bounded() {
     let long = "area = x OR ".repeat(500) + "area = y";
     assert!(Filter::parse(&long).unwrap_err().message.contains("longer than"));
 }
+
+#[test]
+fn every_required_key_is_one_a_matching_incident_is_indexed_by() {
+    let strike = incident(|r| {
+        r.category(Category::AirStrike)
+            .in_area("Rafah")
+            .at_point(31.3, 34.25)
+            .with_killed("gaza-health-ministry", 20, 21)
+    });
+    let keys = IndexKey::of(&strike);
+    for text in [
+        "category = AIR_STRIKE AND area = \"RAFAH\" AND killed_high >= 10",
+        "area = 'rafah'",
+        "status = REPORTED AND reporter = \"idf\"",
+        "zone = AT_LINE AND NOT category = SHELLING",
+    ] {
+        let filter = Filter::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert!(filter.matches(&strike), "{text}");
+        let required = filter.required_keys();
+        assert!(!required.is_empty(), "{text} names a value to look up");
+        for key in required {
+            assert!(keys.contains(&key), "{text}: {key:?} not among {keys:?}");
+        }
+    }
+    // Nothing to narrow by: alternatives, negations, inequalities, ranges.
+    for text in [
+        "",
+        "reporter = \"idf\" OR responsible = \"hamas\"",
+        "NOT status = CONFIRMED_BREACH",
+        "category != SHELLING",
+        "killed_high >= 10",
+    ] {
+        let filter = Filter::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(filter.required_keys(), Vec::new(), "{text}");
+    }
+}
