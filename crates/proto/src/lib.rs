@@ -9,6 +9,7 @@
 
 pub mod convert;
 pub mod error;
+pub mod frame;
 
 /// Generated `truce.v1` messages and services.
 #[allow(missing_docs, unreachable_pub, clippy::all)]

@@ -47,6 +47,10 @@ pub struct LiveChange {
     pub event: RecordedEvent,
     /// The incident's summary before the event; `None` if it opened it.
     pub before: Option<Arc<IncidentSummary>>,
+    /// The change as sent to subscribers it matches, encoded by the first.
+    pub as_change: std::sync::OnceLock<truce_proto::frame::Frame>,
+    /// The change as sent to subscribers it leaves, encoded by the first.
+    pub as_departure: std::sync::OnceLock<truce_proto::frame::Frame>,
 }
 
 /// How fresh the view is.
@@ -124,7 +128,12 @@ impl QueryState {
                 .into_iter()
                 .map(|event| {
                     let before = view.apply(&event);
-                    Arc::new(LiveChange { event, before })
+                    Arc::new(LiveChange {
+                        event,
+                        before,
+                        as_change: Default::default(),
+                        as_departure: Default::default(),
+                    })
                 })
                 .collect()
         };

@@ -82,8 +82,10 @@ pub fn add_services(
         health.clone(),
         stopping.clone(),
     ));
-    let queries = QueryServiceServer::new(service::Queries::new(state, settings, auth.clone(), stopping))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let queries = service::Routes::new(
+        service::Queries::new(state, settings, auth.clone(), stopping),
+        MAX_MESSAGE_BYTES,
+    );
     routes.add_service(tonic::service::interceptor::InterceptedService::new(
         queries,
         auth.interceptor(),

@@ -1,7 +1,8 @@
 //! A subscriber's outgoing queue, and the stream tonic sends from it.
 //!
-//! Messages are boxed so the queue's preallocated slots cost a pointer
-//! each, not a whole message: an idle subscription stays small. The final
+//! Messages are queued encoded ([`Frame`]s), so a slot costs a shared
+//! pointer, not a whole message, and a change many subscribers receive is
+//! encoded once. The final
 //! status travels apart from the messages, so it can always be delivered,
 //! even when the queue is full because the reader stopped reading.
 
@@ -14,7 +15,7 @@ use std::{
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::Stream;
 use tonic::Status;
-use truce_proto::v1;
+use truce_proto::frame::Frame;
 
 /// Messages queued for one subscriber beyond what HTTP/2 flow control holds.
 pub const QUEUE: usize = 16;
@@ -33,7 +34,7 @@ pub enum Stop {
 /// The sending side.
 #[derive(Debug)]
 pub struct Outbox {
-    messages: mpsc::Sender<Box<v1::SubscribeResponse>>,
+    messages: mpsc::Sender<Frame>,
     end: oneshot::Sender<Status>,
 }
 
@@ -41,7 +42,7 @@ pub struct Outbox {
 /// there is one.
 #[derive(Debug)]
 pub struct Outgoing {
-    messages: mpsc::Receiver<Box<v1::SubscribeResponse>>,
+    messages: mpsc::Receiver<Frame>,
     end: Option<oneshot::Receiver<Status>>,
 }
 
@@ -62,9 +63,9 @@ pub fn outbox() -> (Outbox, Outgoing) {
 }
 
 impl Outbox {
-    /// Queues `message`, waiting at most `stall` for room.
-    pub async fn send(&self, message: v1::SubscribeResponse, stall: Duration) -> Result<(), Stop> {
-        match tokio::time::timeout(stall, self.messages.send(Box::new(message))).await {
+    /// Queues `frame`, waiting at most `stall` for room.
+    pub async fn send(&self, frame: Frame, stall: Duration) -> Result<(), Stop> {
+        match tokio::time::timeout(stall, self.messages.send(frame)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(Stop::Gone),
             Err(_) => Err(Stop::Stalled),
@@ -83,11 +84,11 @@ impl Outbox {
 }
 
 impl Stream for Outgoing {
-    type Item = Result<v1::SubscribeResponse, Status>;
+    type Item = Result<Frame, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match self.messages.poll_recv(cx) {
-            Poll::Ready(Some(message)) => return Poll::Ready(Some(Ok(*message))),
+            Poll::Ready(Some(frame)) => return Poll::Ready(Some(Ok(frame))),
             Poll::Pending => return Poll::Pending,
             Poll::Ready(None) => {}
         }

@@ -7,7 +7,8 @@ use std::{
     time::Duration,
 };
 
-use tokio_stream::Stream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::codegen::{BoxFuture, Service, StdError, http};
 use tonic::{Request, Response, Status};
 use truce_domain::{
     IncidentId, Position, ReportId, Timestamp,
@@ -18,7 +19,11 @@ use truce_domain::{
 use truce_proto::{
     ServiceError,
     convert::timestamp_from_wire,
-    v1::{self, query_service_server::QueryService},
+    frame::{Frame, FrameCodec, decode_frame},
+    v1::{
+        self,
+        query_service_server::{QueryService, QueryServiceServer},
+    },
 };
 use truce_serve::{Stopping, auth::Authenticator};
 
@@ -26,7 +31,7 @@ use crate::{
     QuerySettings,
     admission::Admission,
     follower::QueryState,
-    outbox::outbox,
+    outbox::{Outgoing, outbox},
     subscribe::{self, Revocation, Subscription, Timeouts},
     token::{PageToken, query_digest},
 };
@@ -44,6 +49,33 @@ pub struct Queries {
     stopping: Stopping,
     admission: Arc<Admission>,
     timeouts: Timeouts,
+}
+
+impl Queries {
+    /// Opens a subscription: its frames, then its final status.
+    async fn open_subscription(&self, request: Request<v1::SubscribeRequest>) -> Result<Response<Outgoing>, Status> {
+        let caller = self.auth.reader(&request)?;
+        let subscription = Subscription::from_request(request.get_ref(), &self.state)?;
+        let key = match caller.principal() {
+            Some(principal) => format!("principal {}", principal.name),
+            None => format!("address {:?}", request.remote_addr().map(|a| a.ip())),
+        };
+        let permit = self.admission.admit(key)?;
+        let (out, outgoing) = outbox();
+        tokio::spawn(subscribe::run(
+            Arc::clone(&self.state),
+            subscription,
+            out,
+            self.timeouts,
+            self.stopping.clone(),
+            permit,
+            Revocation {
+                auth: self.auth.clone(),
+                caller,
+            },
+        ));
+        Ok(Response::new(outgoing))
+    }
 }
 
 impl Queries {
@@ -314,28 +346,12 @@ impl QueryService for Queries {
 
     type SubscribeStream = ChangeStream;
 
+    /// Served by [`Routes`] from frames; this decodes them again, for a
+    /// server built from the generated service alone.
     async fn subscribe(&self, request: Request<v1::SubscribeRequest>) -> Result<Response<ChangeStream>, Status> {
-        let caller = self.auth.reader(&request)?;
-        let subscription = Subscription::from_request(request.get_ref(), &self.state)?;
-        let key = match caller.principal() {
-            Some(principal) => format!("principal {}", principal.name),
-            None => format!("address {:?}", request.remote_addr().map(|a| a.ip())),
-        };
-        let permit = self.admission.admit(key)?;
-        let (out, outgoing) = outbox();
-        tokio::spawn(subscribe::run(
-            Arc::clone(&self.state),
-            subscription,
-            out,
-            self.timeouts,
-            self.stopping.clone(),
-            permit,
-            Revocation {
-                auth: self.auth.clone(),
-                caller,
-            },
-        ));
-        Ok(Response::new(Box::pin(outgoing)))
+        let frames = self.open_subscription(request).await?.into_inner();
+        let messages = frames.map(|frame| frame.and_then(|f| decode_frame::<v1::SubscribeResponse>(&f)));
+        Ok(Response::new(Box::pin(messages)))
     }
 
     async fn summarize(
@@ -374,5 +390,70 @@ impl QueryService for Queries {
             by_status: keyed(&breakdown.by_status),
             position: view.position().0,
         }))
+    }
+}
+
+/// The query service as mounted: `Subscribe` answered from frames (a change
+/// is encoded once, whatever the number of subscribers it reaches), every
+/// other call by the generated server.
+#[derive(Clone)]
+pub struct Routes {
+    queries: Arc<Queries>,
+    generated: QueryServiceServer<Queries>,
+}
+
+impl Routes {
+    /// Serves `queries`, refusing requests larger than `max_request_bytes`.
+    pub fn new(queries: Queries, max_request_bytes: usize) -> Routes {
+        let queries = Arc::new(queries);
+        Routes {
+            generated: QueryServiceServer::from_arc(Arc::clone(&queries)).max_decoding_message_size(max_request_bytes),
+            queries,
+        }
+    }
+}
+
+impl tonic::server::NamedService for Routes {
+    const NAME: &'static str = <QueryServiceServer<Queries> as tonic::server::NamedService>::NAME;
+}
+
+const SUBSCRIBE_PATH: &str = "/truce.v1.QueryService/Subscribe";
+
+impl<B> Service<http::Request<B>> for Routes
+where
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if request.uri().path() != SUBSCRIBE_PATH {
+            return self.generated.call(request);
+        }
+        let queries = Arc::clone(&self.queries);
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(FrameCodec::<v1::SubscribeRequest>::default());
+            Ok(grpc.server_streaming(OpenSubscription(queries), request).await)
+        })
+    }
+}
+
+/// `Subscribe` as a streaming call of frames.
+struct OpenSubscription(Arc<Queries>);
+
+impl tonic::server::ServerStreamingService<v1::SubscribeRequest> for OpenSubscription {
+    type Response = Frame;
+    type ResponseStream = Outgoing;
+    type Future = BoxFuture<Response<Outgoing>, Status>;
+
+    fn call(&mut self, request: Request<v1::SubscribeRequest>) -> Self::Future {
+        let queries = Arc::clone(&self.0);
+        Box::pin(async move { queries.open_subscription(request).await })
     }
 }

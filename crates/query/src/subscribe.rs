@@ -11,7 +11,10 @@
 //!
 //! [`LIVE_BUFFER`]: crate::follower::LIVE_BUFFER
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use tokio::{sync::broadcast, time::Instant};
 use tonic::Status;
@@ -24,6 +27,7 @@ use truce_domain::{
 use truce_proto::{
     ServiceError,
     convert::{event_from_wire, review_to_wire, timestamp_from_wire, timestamp_to_wire},
+    frame::Frame,
     v1::{self, subscribe_response::Kind},
 };
 use truce_serve::{
@@ -33,7 +37,7 @@ use truce_serve::{
 
 use crate::{
     admission::Permit,
-    follower::QueryState,
+    follower::{LiveChange, QueryState},
     outbox::{Outbox, Stop},
     token::ResumeToken,
 };
@@ -224,8 +228,12 @@ impl Delivery<'_> {
     }
 
     async fn send(&mut self, kind: Kind) -> Result<(), Stop> {
-        let message = v1::SubscribeResponse { kind: Some(kind) };
-        match self.out.send(message, self.timeouts.stall).await {
+        self.send_frame(Frame::of(&v1::SubscribeResponse { kind: Some(kind) }))
+            .await
+    }
+
+    async fn send_frame(&mut self, frame: Frame) -> Result<(), Stop> {
+        match self.out.send(frame, self.timeouts.stall).await {
             Ok(()) => {
                 self.quiet_since = Instant::now();
                 Ok(())
@@ -315,7 +323,7 @@ impl Delivery<'_> {
             }
             for entry in entries {
                 let event = event_from_wire(entry.position, &entry.payload).map_err(internal)?;
-                self.consider(&event, None).await?;
+                self.consider(&event, None, None).await?;
             }
             // A long stretch of history that does not match still shows
             // progress.
@@ -352,7 +360,8 @@ impl Delivery<'_> {
             if change.event.position != self.delivered.next() {
                 return Ok(()); // a gap: read it from history
             }
-            self.consider(&change.event, Some(change.before.as_deref())).await?;
+            self.consider(&change.event, Some(change.before.as_deref()), Some(&change))
+                .await?;
         }
     }
 
@@ -360,12 +369,18 @@ impl Delivery<'_> {
     /// departure if it matched only before it, and nothing otherwise.
     /// `before` is the incident's previous summary when the caller has it
     /// (`Some(None)`: the event opened the incident); otherwise it is read
-    /// from the log, and only when it can matter.
-    async fn consider(&mut self, event: &RecordedEvent, before: Option<Option<&IncidentSummary>>) -> Result<(), Stop> {
+    /// from the log, and only when it can matter. A `live` change carries
+    /// its encodings, made once for every subscriber.
+    async fn consider(
+        &mut self,
+        event: &RecordedEvent,
+        before: Option<Option<&IncidentSummary>>,
+        live: Option<&LiveChange>,
+    ) -> Result<(), Stop> {
         let filter = &self.subscription.filter;
         if filter.matches(event.incident()) {
-            let change = self.change(event);
-            self.send(Kind::Change(change)).await?;
+            let frame = self.frame(event, live.map(|l| &l.as_change), Kind::Change);
+            self.send_frame(frame).await?;
         } else if filter.expr().is_some() {
             let matched_before = match (before, event.previous_position()) {
                 (Some(before), _) => before.is_some_and(|b| filter.matches(b)),
@@ -376,12 +391,31 @@ impl Delivery<'_> {
                 }
             };
             if matched_before {
-                let change = self.change(event);
-                self.send(Kind::LeftFilter(change)).await?;
+                let frame = self.frame(event, live.map(|l| &l.as_departure), Kind::LeftFilter);
+                self.send_frame(frame).await?;
             }
         }
         self.delivered = event.position;
         Ok(())
+    }
+
+    /// `event` encoded as `kind`: taken from `shared` when another
+    /// subscriber encoded it already, or encoded now (and shared).
+    fn frame(
+        &self,
+        event: &RecordedEvent,
+        shared: Option<&OnceLock<Frame>>,
+        kind: fn(v1::IncidentChange) -> Kind,
+    ) -> Frame {
+        let encode = || {
+            Frame::of(&v1::SubscribeResponse {
+                kind: Some(kind(self.change(event))),
+            })
+        };
+        match shared {
+            Some(shared) => shared.get_or_init(encode).clone(),
+            None => encode(),
+        }
     }
 
     fn change(&self, event: &RecordedEvent) -> v1::IncidentChange {
