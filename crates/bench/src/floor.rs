@@ -1,24 +1,32 @@
 //! The floor: the same gRPC services with nothing behind them. A unary
 //! `SubmitReport` that answers at once, and a `Subscribe` that is a bare
 //! broadcast of every submitted report to every stream, unfiltered. What it
-//! reaches on this machine is the limit of the RPC layer itself.
+//! reaches on this machine is the limit of the RPC layer itself. Each change
+//! is encoded once and its bytes shared by every stream, as truce does.
 
 use std::{
+    convert::Infallible,
     net::SocketAddr,
     pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
+    task::{Context, Poll},
 };
 
 use tokio::sync::broadcast;
 use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
-use tonic::{Request, Response, Status, Streaming};
-use truce_proto::v1::{
-    self,
-    ingest_service_server::{IngestService, IngestServiceServer},
-    query_service_server::{QueryService, QueryServiceServer},
+use tonic::{
+    Request, Response, Status, Streaming,
+    codegen::{BoxFuture, Service, StdError, http},
+};
+use truce_proto::{
+    frame::{Frame, FrameCodec},
+    v1::{
+        self,
+        ingest_service_server::{IngestService, IngestServiceServer},
+    },
 };
 
 /// Settings of `floor`.
@@ -32,7 +40,7 @@ pub(crate) struct Args {
 #[derive(Clone)]
 struct Floor {
     next: Arc<AtomicU64>,
-    changes: broadcast::Sender<v1::SubscribeResponse>,
+    changes: broadcast::Sender<Frame>,
 }
 
 type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -56,9 +64,9 @@ impl IngestService for Floor {
                 }),
                 ..Default::default()
             };
-            let _ = self.changes.send(v1::SubscribeResponse {
+            let _ = self.changes.send(Frame::of(&v1::SubscribeResponse {
                 kind: Some(v1::subscribe_response::Kind::Change(change)),
-            });
+            }));
         }
         Ok(Response::new(v1::SubmitReportResponse {
             position,
@@ -97,43 +105,55 @@ impl IngestService for Floor {
     }
 }
 
-#[tonic::async_trait]
-impl QueryService for Floor {
-    async fn get_incident(
-        &self,
-        _: Request<v1::GetIncidentRequest>,
-    ) -> Result<Response<v1::GetIncidentResponse>, Status> {
-        Err(Status::unimplemented("the floor answers Subscribe only"))
+/// `Subscribe` of the floor, served from frames; it answers no other query.
+#[derive(Clone)]
+struct Broadcast(Floor);
+
+impl tonic::server::NamedService for Broadcast {
+    const NAME: &'static str = "truce.v1.QueryService";
+}
+
+impl<B> Service<http::Request<B>> for Broadcast
+where
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
     }
 
-    async fn get_report(&self, _: Request<v1::GetReportRequest>) -> Result<Response<v1::GetReportResponse>, Status> {
-        Err(Status::unimplemented("the floor answers Subscribe only"))
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let floor = self.0.clone();
+        Box::pin(async move {
+            if request.uri().path() != "/truce.v1.QueryService/Subscribe" {
+                return Ok(Status::unimplemented("the floor answers Subscribe only").into_http());
+            }
+            let mut grpc = tonic::server::Grpc::new(FrameCodec::<v1::SubscribeRequest>::default());
+            Ok(grpc.server_streaming(floor, request).await)
+        })
     }
+}
 
-    async fn list_incidents(
-        &self,
-        _: Request<v1::ListIncidentsRequest>,
-    ) -> Result<Response<v1::ListIncidentsResponse>, Status> {
-        Err(Status::unimplemented("the floor answers Subscribe only"))
-    }
+impl tonic::server::ServerStreamingService<v1::SubscribeRequest> for Floor {
+    type Response = Frame;
+    type ResponseStream = Boxed<Frame>;
+    type Future = BoxFuture<Response<Boxed<Frame>>, Status>;
 
-    type SubscribeStream = Boxed<v1::SubscribeResponse>;
-
-    async fn subscribe(&self, _: Request<v1::SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
-        let subscribed = v1::SubscribeResponse {
+    fn call(&mut self, _: Request<v1::SubscribeRequest>) -> Self::Future {
+        let subscribed = Frame::of(&v1::SubscribeResponse {
             kind: Some(v1::subscribe_response::Kind::Subscribed(v1::Subscribed {
                 position: self.next.load(Ordering::Relaxed),
                 resume_token: String::new(),
             })),
-        };
+        });
         // A receiver that falls behind loses changes; the bench counts them.
         let changes = BroadcastStream::new(self.changes.subscribe()).filter_map(Result::ok);
-        let stream = tokio_stream::once(subscribed).chain(changes).map(Ok);
-        Ok(Response::new(Box::pin(stream)))
-    }
-
-    async fn summarize(&self, _: Request<v1::SummarizeRequest>) -> Result<Response<v1::SummarizeResponse>, Status> {
-        Err(Status::unimplemented("the floor answers Subscribe only"))
+        let stream: Boxed<Frame> = Box::pin(tokio_stream::once(subscribed).chain(changes).map(Ok));
+        Box::pin(async move { Ok(Response::new(stream)) })
     }
 }
 
@@ -152,7 +172,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     });
     tonic::transport::Server::builder()
         .add_service(IngestServiceServer::new(floor.clone()))
-        .add_service(QueryServiceServer::new(floor))
+        .add_service(Broadcast(floor))
         .serve_with_incoming(incoming)
         .await?;
     Ok(())

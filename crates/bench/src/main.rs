@@ -8,7 +8,11 @@
 //! target/release/truce-bench suite --quick     # about a minute
 //! target/release/truce-bench suite             # the published figures
 //! target/release/truce-bench idle-subscriptions --counts 1000,10000
+//! TRUCE_BENCH_TRUCE=/path/to/other/truce target/release/truce-bench suite --quick
 //! ```
+//!
+//! `TRUCE_BENCH_TRUCE` measures another build of `truce` (an earlier commit,
+//! for before-and-after figures) with the same bench.
 
 mod delivery;
 mod etcd;

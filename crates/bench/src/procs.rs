@@ -87,9 +87,14 @@ impl Proc {
     }
 }
 
-/// A binary built beside this one.
+/// A binary built beside this one, or the one `TRUCE_BENCH_<NAME>` names
+/// (to measure another build, e.g. an earlier commit, with this bench).
 pub(crate) fn sibling(name: &str) -> anyhow::Result<PathBuf> {
-    let path = std::env::current_exe()?.with_file_name(name);
+    let variable = format!("TRUCE_BENCH_{}", name.to_uppercase().replace('-', "_"));
+    let path = match std::env::var_os(&variable) {
+        Some(path) => PathBuf::from(path),
+        None => std::env::current_exe()?.with_file_name(name),
+    };
     anyhow::ensure!(
         path.exists(),
         "{} not found: cargo build --release -p truce -p truce-query -p truce-bench",
