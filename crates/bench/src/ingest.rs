@@ -22,6 +22,32 @@ pub(crate) struct Window {
     pub(crate) measure: Duration,
 }
 
+/// Settings of `submit`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The ingest service, e.g. `http://127.0.0.1:50051`.
+    #[arg(long)]
+    endpoint: String,
+    /// Requests in flight.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Seconds of load after one second of warm-up.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+}
+
+/// Submits reports to a running ingest service and prints the rate.
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    let window = Window {
+        warm_up: Duration::from_secs(1),
+        measure: Duration::from_secs(args.seconds),
+    };
+    let run = format!("load-{}", std::process::id());
+    let rate = submit(&args.endpoint, args.concurrency, window, &run, 0).await?;
+    println!("{rate:.0} acknowledged reports/s at {} in flight", args.concurrency);
+    Ok(())
+}
+
 /// Connections a client fleet spreads its calls over.
 const CONNECTIONS: usize = 4;
 

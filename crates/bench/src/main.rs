@@ -47,6 +47,8 @@ enum Command {
     /// Serves the floor: a no-op unary call and a bare broadcast stream.
     #[command(hide = true)]
     Floor(floor::Args),
+    /// `SubmitReport` load on a running ingest service, for profiling it.
+    Submit(ingest::Args),
 }
 
 #[tokio::main]
@@ -55,5 +57,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Suite(args) => suite::run(args).await,
         Command::IdleSubscriptions(args) => idle::run(args).await,
         Command::Floor(args) => floor::run(args).await,
+        Command::Submit(args) => ingest::run(args).await,
     }
 }
