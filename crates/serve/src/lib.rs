@@ -5,6 +5,11 @@
 pub mod auth;
 pub mod limits;
 
+/// The allocator every truce server binary installs: allocation is a large
+/// share of a request's cost, and mimalloc's thread-local free lists make it
+/// markedly cheaper than glibc's under many small, short-lived allocations.
+pub use mimalloc::MiMalloc as Allocator;
+
 use std::{future::Future, time::Duration};
 
 use tokio::{net::TcpListener, sync::watch};

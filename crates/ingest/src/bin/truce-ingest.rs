@@ -12,6 +12,9 @@ struct Args {
     service: StandaloneArgs,
 }
 
+#[global_allocator]
+static ALLOCATOR: truce_serve::Allocator = truce_serve::Allocator;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     truce_serve::init_tracing();
