@@ -24,4 +24,4 @@ mod testing;
 
 pub use ids::{IncidentId, PartyId, Position, ReportId};
 pub use time::Timestamp;
-pub use violation::{FieldViolation, Violations};
+pub use violation::{FieldPath, FieldViolation, Violations};

@@ -28,6 +28,32 @@ impl fmt::Display for FieldViolation {
     }
 }
 
+/// A field's path, named when a violation needs it: a `&str` or `String`,
+/// or a closure that builds the path, so that checking a valid request
+/// formats no paths at all.
+pub trait FieldPath {
+    /// The dotted path.
+    fn into_path(self) -> String;
+}
+
+impl FieldPath for &str {
+    fn into_path(self) -> String {
+        self.to_owned()
+    }
+}
+
+impl FieldPath for String {
+    fn into_path(self) -> String {
+        self
+    }
+}
+
+impl<F: FnOnce() -> String> FieldPath for F {
+    fn into_path(self) -> String {
+        self()
+    }
+}
+
 /// Collects every violation of a request, so the caller learns all of them
 /// at once rather than one per round trip.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -35,12 +61,12 @@ pub struct Violations(Vec<FieldViolation>);
 
 impl Violations {
     /// Records that `field` breaks `rule`.
-    pub fn add(&mut self, field: impl Into<String>, rule: impl Into<String>) {
-        self.0.push(FieldViolation::new(field, rule));
+    pub fn add(&mut self, field: impl FieldPath, rule: impl Into<String>) {
+        self.0.push(FieldViolation::new(field.into_path(), rule));
     }
 
     /// Keeps the value of `result`, or records its error against `field`.
-    pub fn check<T>(&mut self, field: impl Into<String>, result: Result<T, String>) -> Option<T> {
+    pub fn check<T>(&mut self, field: impl FieldPath, result: Result<T, String>) -> Option<T> {
         match result {
             Ok(value) => Some(value),
             Err(rule) => {

@@ -3,7 +3,7 @@
 use prost::Message;
 use sha2::{Digest, Sha256};
 use truce_domain::{
-    FieldViolation, IncidentId, PartyId, Position, ReportId, Timestamp, Violations,
+    FieldPath, FieldViolation, IncidentId, PartyId, Position, ReportId, Timestamp, Violations,
     geo::LatLng,
     ids::ClientReportId,
     report::{
@@ -58,7 +58,7 @@ pub fn report_digest(report: &v1::Report) -> [u8; 32] {
     Sha256::digest(report.encode_to_vec()).into()
 }
 
-fn enum_field<T>(v: &mut Violations, field: String, number: i32, from: fn(i32) -> Option<T>) -> Option<T> {
+fn enum_field<T>(v: &mut Violations, field: impl FieldPath, number: i32, from: fn(i32) -> Option<T>) -> Option<T> {
     let rule = if number == 0 {
         "is required (UNSPECIFIED is not allowed)".to_owned()
     } else {
@@ -67,11 +67,11 @@ fn enum_field<T>(v: &mut Violations, field: String, number: i32, from: fn(i32) -
     v.check(field, from(number).ok_or(rule))
 }
 
-fn party(v: &mut Violations, field: String, text: &str) -> Option<PartyId> {
+fn party(v: &mut Violations, field: impl FieldPath, text: &str) -> Option<PartyId> {
     v.check(field, text.parse())
 }
 
-fn too_many(v: &mut Violations, field: String, len: usize, max: usize) -> bool {
+fn too_many(v: &mut Violations, field: impl FieldPath, len: usize, max: usize) -> bool {
     if len > max {
         v.add(field, format!("must have at most {max} items (has {len})"));
         return true;
@@ -79,7 +79,7 @@ fn too_many(v: &mut Violations, field: String, len: usize, max: usize) -> bool {
     false
 }
 
-fn range(v: &mut Violations, field: String, wire: &Option<v1::CountRange>) -> Option<Option<CountRange>> {
+fn range(v: &mut Violations, field: impl FieldPath, wire: &Option<v1::CountRange>) -> Option<Option<CountRange>> {
     match wire {
         None => Some(None),
         Some(r) => v.check(field, CountRange::new(r.low, r.best, r.high)).map(Some),
@@ -89,7 +89,9 @@ fn range(v: &mut Violations, field: String, wire: &Option<v1::CountRange>) -> Op
 /// Validates a submitted report; `path` prefixes every field name.
 pub fn report_from_wire(wire: &v1::Report, path: &str, received: Received) -> Result<Report, Vec<FieldViolation>> {
     let mut v = Violations::default();
-    let f = |name: &str| format!("{path}.{name}");
+    // Paths are built only for a violation: a valid report formats none.
+    let f = |name: &'static str| move || format!("{path}.{name}");
+    let item = |list: &'static str, i: usize, name: &'static str| move || format!("{path}.{list}[{i}].{name}");
 
     let reporting_party = party(&mut v, f("reporting_party"), &wire.reporting_party);
 
@@ -97,18 +99,18 @@ pub fn report_from_wire(wire: &v1::Report, path: &str, received: Received) -> Re
     if !too_many(&mut v, f("sources"), wire.sources.len(), limits::ITEMS) {
         for (i, s) in wire.sources.iter().enumerate() {
             let outlet = v.check(
-                f(&format!("sources[{i}].outlet")),
+                item("sources", i, "outlet"),
                 bounded_text(&s.outlet, limits::SHORT_TEXT_CHARS, true),
             );
             let url = if s.url.is_empty() {
                 Some(None)
             } else {
-                v.check(f(&format!("sources[{i}].url")), http_url(&s.url)).map(Some)
+                v.check(item("sources", i, "url"), http_url(&s.url)).map(Some)
             };
             let published_at = match &s.published_at {
                 None => Some(None),
                 Some(t) => v
-                    .check(f(&format!("sources[{i}].published_at")), timestamp_from_wire(t))
+                    .check(item("sources", i, "published_at"), timestamp_from_wire(t))
                     .map(Some),
             };
             if let (Some(outlet), Some(url), Some(published_at)) = (outlet, url, published_at) {
@@ -154,7 +156,7 @@ pub fn report_from_wire(wire: &v1::Report, path: &str, received: Received) -> Re
             v.add(f("location"), "is required");
             None
         }
-        Some(l) => location(&mut v, &f("location"), l),
+        Some(l) => location(&mut v, path, l),
     };
     let category = enum_field(&mut v, f("category"), wire.category, Category::from_number);
     let summary = v.check(f("summary"), bounded_text(&wire.summary, limits::SUMMARY_CHARS, true));
@@ -167,14 +169,14 @@ pub fn report_from_wire(wire: &v1::Report, path: &str, received: Received) -> Re
         limits::RESPONSIBLE,
     ) {
         for (i, p) in wire.alleged_responsible.iter().enumerate() {
-            alleged_responsible.extend(party(&mut v, f(&format!("alleged_responsible[{i}]")), p));
+            alleged_responsible.extend(party(&mut v, move || format!("{path}.alleged_responsible[{i}]"), p));
         }
     }
 
     let mut attributions = Vec::new();
     if !too_many(&mut v, f("attributions"), wire.attributions.len(), limits::ITEMS) {
         for (i, a) in wire.attributions.iter().enumerate() {
-            let at = |name: &str| f(&format!("attributions[{i}].{name}"));
+            let at = |name| item("attributions", i, name);
             let actor = v.check(at("actor"), bounded_text(&a.actor, limits::SHORT_TEXT_CHARS, true));
             let affiliation = v.check(
                 at("affiliation"),
@@ -194,7 +196,7 @@ pub fn report_from_wire(wire: &v1::Report, path: &str, received: Received) -> Re
     let mut casualties = Vec::new();
     if !too_many(&mut v, f("casualties"), wire.casualties.len(), limits::ITEMS) {
         for (i, c) in wire.casualties.iter().enumerate() {
-            let at = |name: &str| f(&format!("casualties[{i}].{name}"));
+            let at = |name| item("casualties", i, name);
             let group = enum_field(&mut v, at("group"), c.group, CasualtyGroup::from_number);
             let killed = range(&mut v, at("killed"), &c.killed);
             let injured = range(&mut v, at("injured"), &c.injured);
@@ -216,7 +218,7 @@ pub fn report_from_wire(wire: &v1::Report, path: &str, received: Received) -> Re
     let mut evidence = Vec::new();
     if !too_many(&mut v, f("evidence"), wire.evidence.len(), limits::ITEMS) {
         for (i, e) in wire.evidence.iter().enumerate() {
-            let at = |name: &str| f(&format!("evidence[{i}].{name}"));
+            let at = |name| item("evidence", i, name);
             let uri = v.check(at("uri"), EvidenceRef::uri(&e.uri));
             let sha256 = v.check(at("sha256"), EvidenceRef::sha256(&e.sha256));
             let media_type = v.check(at("media_type"), EvidenceRef::media_type(&e.media_type));
@@ -272,8 +274,9 @@ pub fn report_from_wire(wire: &v1::Report, path: &str, received: Received) -> Re
     }
 }
 
+/// Validates the location of the report at `path`.
 fn location(v: &mut Violations, path: &str, wire: &v1::Location) -> Option<Location> {
-    let f = |name: &str| format!("{path}.{name}");
+    let f = |name: &'static str| move || format!("{path}.location.{name}");
     let point = match &wire.point {
         None => Some(None),
         Some(p) => {
