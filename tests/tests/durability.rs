@@ -313,3 +313,62 @@ async fn sigterm_ends_streams_cleanly_and_exits() {
     let mut query = query_client(process.query).await;
     assert_eq!(list_all(&mut query, 1).await.len(), 1);
 }
+
+/// The in-process follower takes each durable batch's events straight from
+/// the sequencer; while it cannot keep up, batches beyond its queue are
+/// dropped, and it must read those from the log: every change still reaches
+/// live subscribers exactly once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Holding the view is the point: it keeps the follower from applying.
+#[allow(clippy::await_holding_lock)]
+async fn a_local_follower_that_falls_behind_reads_the_batches_it_missed_from_the_log() {
+    use truce_ingest::sequencer::{self, COMMITTED_QUEUE, Submission};
+    use truce_proto::convert::{Received, report_digest, report_from_wire};
+
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = truce_log::LogStore::open(dir.path()).expect("open the log");
+    let (head_tx, head_rx) = tokio::sync::watch::channel(store.head());
+    let reader = truce_log::LogReader::new(store.path(), store.incarnation().clone(), head_rx);
+    let (committed_tx, committed) = tokio::sync::mpsc::channel(COMMITTED_QUEUE);
+    let (submitter, _sequencer) =
+        sequencer::start(Box::new(store), Default::default(), head_tx, Some(committed_tx)).expect("start");
+    let (_stop, stopping) = truce_serve::Stopping::new();
+    let state = truce_query::follower::follow_local(reader, committed, stopping)
+        .await
+        .expect("follow the log");
+    let mut live = state.live.subscribe();
+
+    // One report per batch, three queues' worth, while the view is held.
+    let total = 3 * COMMITTED_QUEUE as u32;
+    {
+        let _held = state.read_view();
+        for n in 0..total {
+            let wire = numbered_report(n);
+            let submission = Submission {
+                client_report_id: None,
+                report: report_from_wire(&wire, "report", Received::Stored).expect("a valid report"),
+                digest: report_digest(&wire),
+                received_at: truce_domain::Timestamp(0),
+                signature: None,
+            };
+            submitter.submit(submission).await.expect("submit");
+        }
+    }
+
+    let mut seen = Vec::new();
+    while seen.len() < total as usize {
+        let change = tokio::time::timeout(PATIENCE, live.recv())
+            .await
+            .expect("every change arrives")
+            .expect("no change is lost to lag");
+        seen.push(change.event.position.0);
+    }
+    assert_eq!(seen, (1..=u64::from(total)).collect::<Vec<_>>());
+    assert_eq!(state.read_view().position().0, u64::from(total));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), live.recv())
+            .await
+            .is_err(),
+        "nothing is applied twice"
+    );
+}

@@ -97,31 +97,56 @@ fn load_demarcation(path: &Path) -> anyhow::Result<Demarcation> {
         .with_context(|| format!("demarcation geometry {}", path.display()))
 }
 
-/// A running ingest node: the sequencer and, on the embedded log, a reader
-/// of it.
+/// A running ingest node: the sequencer and its log.
 #[derive(Debug)]
 pub struct IngestNode {
     submitter: Submitter,
-    reader: Option<LogReader>,
     feed: log_service::FeedLog,
     signer: std::sync::Arc<truce_log::CheckpointSigner>,
     sequencer: Option<thread::JoinHandle<()>>,
+}
+
+/// The embedded log as an in-process follower reads it: the log itself,
+/// and each durable batch's events as the sequencer commits them.
+#[derive(Debug)]
+pub struct LocalLog {
+    /// The log.
+    pub reader: LogReader,
+    /// The events of each durable batch.
+    pub committed: sequencer::CommittedEvents,
 }
 
 impl IngestNode {
     /// Opens the log (in `config.data_dir`, or on JetStream), rebuilds the
     /// grouping state from it and starts the sequencer.
     pub async fn open(config: &IngestConfig) -> anyhow::Result<IngestNode> {
+        Ok(Self::open_inner(config, false).await?.0)
+    }
+
+    /// As [`IngestNode::open`], with the embedded log handed to an
+    /// in-process follower; `None` on JetStream, which followers read
+    /// directly.
+    pub async fn open_followed(config: &IngestConfig) -> anyhow::Result<(IngestNode, Option<LocalLog>)> {
+        Self::open_inner(config, true).await
+    }
+
+    async fn open_inner(config: &IngestConfig, followed: bool) -> anyhow::Result<(IngestNode, Option<LocalLog>)> {
         config.validate()?;
         let demarcation = config.demarcation.as_deref().map(load_demarcation).transpose()?;
-        let (store, reader, feed, head_tx): (Box<dyn SequencedLog>, _, _, _) = match &config.log {
+        let (store, local, committed_tx, feed, head_tx): (Box<dyn SequencedLog>, _, _, _, _) = match &config.log {
             LogLocation::Embedded => {
                 let store = LogStore::open(&config.data_dir)
                     .with_context(|| format!("opening the log in {}", config.data_dir.display()))?;
                 let (head_tx, head_rx) = watch::channel(store.head());
                 let reader = LogReader::new(store.path(), store.incarnation().clone(), head_rx);
                 let feed = log_service::FeedLog::Embedded(reader.clone());
-                (Box::new(store), Some(reader), feed, head_tx)
+                let (committed_tx, local) = if followed {
+                    let (tx, committed) = tokio::sync::mpsc::channel(sequencer::COMMITTED_QUEUE);
+                    (Some(tx), Some(LocalLog { reader, committed }))
+                } else {
+                    (None, None)
+                };
+                (Box::new(store), local, committed_tx, feed, head_tx)
             }
             LogLocation::JetStream(settings) => {
                 let log = truce_jetstream::JetStreamLog::connect(settings.clone())
@@ -131,7 +156,7 @@ impl IngestNode {
                 let feed = log_service::FeedLog::JetStream(log.clone());
                 let store = truce_jetstream::BlockingJetStream::open(log).await?;
                 let (head_tx, _) = watch::channel(truce_log::SequencedLog::head(&store));
-                (Box::new(store), None, feed, head_tx)
+                (Box::new(store), None, None, feed, head_tx)
             }
         };
         std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
@@ -142,27 +167,22 @@ impl IngestNode {
         };
         // Rebuilding reads the whole log; on JetStream that waits on the
         // network, off the runtime's threads.
-        let (submitter, thread) = tokio::task::spawn_blocking(move || sequencer::start(store, rules, head_tx))
-            .await?
-            .context("starting the sequencer")?;
+        let (submitter, thread) =
+            tokio::task::spawn_blocking(move || sequencer::start(store, rules, head_tx, committed_tx))
+                .await?
+                .context("starting the sequencer")?;
         let key = config
             .checkpoint_key
             .clone()
             .unwrap_or_else(|| config.data_dir.join("checkpoint.key"));
         let signer = truce_log::CheckpointSigner::load_or_create(&key).context("loading the checkpoint signing key")?;
-        Ok(IngestNode {
+        let node = IngestNode {
             submitter,
-            reader,
             feed,
             signer: std::sync::Arc::new(signer),
             sequencer: Some(thread),
-        })
-    }
-
-    /// A reader of this node's log, for an in-process follower; `None` on
-    /// JetStream, which followers read directly.
-    pub fn reader(&self) -> Option<LogReader> {
-        self.reader.clone()
+        };
+        Ok((node, local))
     }
 
     /// Adds the ingest and log services to `routes`.
@@ -210,7 +230,6 @@ impl IngestNode {
     pub async fn close(self) {
         let IngestNode {
             submitter,
-            reader: _,
             feed: _,
             signer: _,
             sequencer,

@@ -33,6 +33,13 @@ use truce_proto::{
 pub const MAX_BATCH: usize = 1024;
 /// Submissions waiting for the sequencer before submitters wait.
 const QUEUE: usize = 4096;
+/// Committed batches waiting for an in-process follower; when it falls
+/// further behind, batches are dropped and it reads them from the log.
+pub const COMMITTED_QUEUE: usize = 64;
+
+/// Events handed to an in-process follower as they become durable, so it
+/// applies them without reading and decoding them back from the log.
+pub type CommittedEvents = mpsc::Receiver<Vec<RecordedEvent>>;
 
 /// A validated report to record.
 #[derive(Debug, Clone)]
@@ -201,6 +208,8 @@ struct Sequencer {
     index: IncidentIndex,
     rules: Rules,
     head: watch::Sender<Head>,
+    /// Each durable batch's events, for an in-process follower.
+    committed: Option<mpsc::Sender<Vec<RecordedEvent>>>,
     /// Set when a failed append left the state unknown and rebuilding it
     /// failed too: every submission is then refused as unavailable.
     broken: Option<String>,
@@ -223,11 +232,13 @@ fn back_off(attempt: u32) {
 }
 
 /// Starts the sequencer on its own thread. It stops when every
-/// [`Submitter`] is dropped.
+/// [`Submitter`] is dropped. Each durable batch moves `head`, and its
+/// events go to `committed` when given, just before.
 pub fn start(
     mut store: Box<dyn SequencedLog>,
     rules: Rules,
     head: watch::Sender<Head>,
+    committed: Option<mpsc::Sender<Vec<RecordedEvent>>>,
 ) -> Result<(Submitter, thread::JoinHandle<()>), LogError> {
     store.catch_up()?;
     let index = rebuild_index(store.as_ref())?;
@@ -238,6 +249,7 @@ pub fn start(
         index,
         rules,
         head,
+        committed,
         broken: None,
         stale: false,
     };
@@ -281,6 +293,8 @@ impl Default for Rules {
 /// An event admitted to the current batch.
 struct Admitted {
     entry: NewEntry,
+    /// The event the entry encodes, until it is handed on once durable.
+    event: Option<RecordedEvent>,
     outcome: Outcome,
     /// The report's content digest, for retries within the batch.
     digest: Option<[u8; 32]>,
@@ -371,6 +385,7 @@ impl Sequencer {
             };
             let stored = match (appended, retained) {
                 (Ok(head), _) => {
+                    self.announce(&mut admitted);
                     let _ = self.head.send(head);
                     admitted.len()
                 }
@@ -438,6 +453,19 @@ impl Sequencer {
             let _ = reply.send(Err(ServiceError::Unavailable(
                 "other ingest replicas kept appending first; retry".into(),
             )));
+        }
+    }
+
+    /// Hands a durable batch's events to the in-process follower. A
+    /// follower too far behind to take them reads them from the log.
+    fn announce(&mut self, admitted: &mut [Admitted]) {
+        let Some(committed) = &self.committed else {
+            return;
+        };
+        let events: Vec<RecordedEvent> = admitted.iter_mut().filter_map(|a| a.event.take()).collect();
+        match committed.try_send(events) {
+            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => self.committed = None,
         }
     }
 
@@ -592,6 +620,7 @@ impl Sequencer {
                 payload: event_to_wire(&event),
                 idempotency_key: key,
             },
+            event: Some(event),
             outcome: Outcome::Accepted(accepted),
             digest: Some(submission.digest),
         });
@@ -637,6 +666,7 @@ impl Sequencer {
                 payload: event_to_wire(&event),
                 idempotency_key: None,
             },
+            event: Some(event),
             outcome: Outcome::Reviewed(Box::new(Reviewed { position, incident })),
             digest: None,
         });
@@ -839,14 +869,16 @@ impl Sequencer {
         admitted: &mut Vec<Admitted>,
     ) -> Decision {
         self.index.upsert(incident.clone());
+        let position = event.position;
         admitted.push(Admitted {
             entry: NewEntry {
-                position: event.position.0,
+                position: position.0,
                 payload: event_to_wire(&event),
                 idempotency_key: None,
             },
+            event: Some(event),
             outcome: Outcome::Revised(Box::new(Revised {
-                position: event.position,
+                position,
                 report,
                 incident,
             })),
@@ -960,7 +992,7 @@ mod tests {
     fn started(dir: &std::path::Path) -> (Submitter, watch::Receiver<Head>) {
         let store = LogStore::open(dir).unwrap();
         let (head_tx, head_rx) = watch::channel(store.head());
-        let (submitter, _thread) = start(Box::new(store), Rules::default(), head_tx).unwrap();
+        let (submitter, _thread) = start(Box::new(store), Rules::default(), head_tx, None).unwrap();
         (submitter, head_rx)
     }
 
@@ -1021,7 +1053,7 @@ mod tests {
             }
         };
         let (head_tx, _head) = watch::channel(store.head());
-        let (submitter, _thread) = start(Box::new(store), Rules::default(), head_tx).unwrap();
+        let (submitter, _thread) = start(Box::new(store), Rules::default(), head_tx, None).unwrap();
         let joined = submitter
             .submit(submission(None, &wire_report("second")))
             .await

@@ -156,6 +156,22 @@ impl QueryState {
         }
     }
 
+    /// Replays the history from the view's position through `last`.
+    async fn catch_up_to(&self, last: Position) -> Result<(), LogError> {
+        loop {
+            let from = self.read_view().position().next();
+            if from > last {
+                return Ok(());
+            }
+            let wanted = usize::try_from(last.0 - from.0 + 1).unwrap_or(usize::MAX).min(4096);
+            let entries = self.history.read(from.0, wanted).await?;
+            if entries.is_empty() {
+                return Ok(());
+            }
+            self.apply(decode(&entries)?);
+        }
+    }
+
     /// The event at `position` of the log.
     pub async fn event_at(&self, position: Position) -> Result<RecordedEvent, LogError> {
         let entries = self.history.read(position.0, 1).await?;
@@ -223,34 +239,46 @@ fn decode(entries: &[LogEntry]) -> Result<Vec<RecordedEvent>, LogError> {
 }
 
 /// Builds the view from `reader` (the ingest service's own log) and keeps
-/// following it.
-pub async fn follow_local(reader: LogReader, stopping: Stopping) -> Result<Arc<QueryState>, LogError> {
+/// following it: each durable batch's events arrive from the sequencer on
+/// `committed` and are applied as they are, without reading them back or
+/// decoding them. Whatever this follower missed (batches dropped while it
+/// was behind) it reads from the log first, so nothing is skipped.
+pub async fn follow_local(
+    reader: LogReader,
+    mut committed: mpsc::Receiver<Vec<RecordedEvent>>,
+    stopping: Stopping,
+) -> Result<Arc<QueryState>, LogError> {
     let state = QueryState::new(reader.clone(), false);
     state.catch_up().await?;
     tracing::info!(position = %state.read_view().position(), "view built from the local log");
-    let from = state.read_view().position().next();
-    let mut entries = truce_log::follow(reader, from.0);
     let follower = Arc::clone(&state);
+    let mut head = reader.watch_head();
     tokio::spawn(async move {
         loop {
-            let entry = tokio::select! {
-                entry = entries.next() => entry,
+            // The sequencer sends a batch before it moves the head: a batch
+            // waiting is taken first, and a head that moved without one
+            // means batches were dropped, to be read from the log.
+            let events = tokio::select! {
+                biased;
                 () = stopping.wait() => return,
-            };
-            match entry {
-                Some(Ok(entry)) => match decode(std::slice::from_ref(&entry)) {
-                    Ok(events) => follower.apply(events),
-                    Err(error) => {
-                        tracing::error!(%error, "cannot apply the log; the view stops here");
-                        return;
-                    }
+                batch = committed.recv() => match batch {
+                    Some(events) => events,
+                    None => return, // the sequencer stopped
                 },
-                Some(Err(error)) => {
-                    tracing::error!(%error, "cannot read the log; the view stops here");
-                    return;
-                }
-                None => return,
+                changed = head.changed() => match changed {
+                    Ok(()) => Vec::new(),
+                    Err(_) => return,
+                },
+            };
+            let before = events
+                .first()
+                .map_or_else(|| reader.head().position, |e| e.position.0.saturating_sub(1));
+            if let Err(error) = follower.catch_up_to(Position(before)).await {
+                tracing::error!(%error, "cannot read the log; the view stops here");
+                return;
             }
+            let applied = follower.read_view().position();
+            follower.apply(events.into_iter().filter(|e| e.position > applied).collect());
         }
     });
     Ok(state)

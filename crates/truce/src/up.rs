@@ -20,12 +20,14 @@ pub async fn run(
     query: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let node = IngestNode::open(&config).await?;
+    let (node, local) = IngestNode::open_followed(&config).await?;
     let auth = Authenticator::start(auth)?;
     auth.watch(truce_serve::auth::RELOAD_POLL);
     let (stopping_tx, stopping) = Stopping::new();
-    let state = match (node.reader(), &config.log) {
-        (Some(reader), _) => truce_query::follower::follow_local(reader, stopping.clone()).await?,
+    let state = match (local, &config.log) {
+        (Some(local), _) => {
+            truce_query::follower::follow_local(local.reader, local.committed, stopping.clone()).await?
+        }
         // On JetStream the query side follows the stream, like any replica.
         (None, LogLocation::JetStream(settings)) => {
             let upstream = truce_query::Upstream {
