@@ -102,20 +102,37 @@ impl Client {
     }
 
     /// `KV/Put`: the revision of the write.
+    /// etcd refuses writes with "too many requests" while applying lags
+    /// committing by more than 5,000 entries; the Put is retried after a
+    /// pause, as etcd's own client would be told to, and the time counts.
     pub(crate) async fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<i64, tonic::Status> {
-        self.0
-            .ready()
-            .await
-            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-        let response: tonic::Response<PutResponse> = self
-            .0
-            .unary(
-                tonic::Request::new(PutRequest { key, value }),
-                PathAndQuery::from_static("/etcdserverpb.KV/Put"),
-                ProstCodec::default(),
-            )
-            .await?;
-        Ok(response.into_inner().header.map_or(0, |h| h.revision))
+        let mut refusals = 0;
+        loop {
+            self.0
+                .ready()
+                .await
+                .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+            let request = tonic::Request::new(PutRequest {
+                key: key.clone(),
+                value: value.clone(),
+            });
+            let answer: Result<tonic::Response<PutResponse>, _> = self
+                .0
+                .unary(
+                    request,
+                    PathAndQuery::from_static("/etcdserverpb.KV/Put"),
+                    ProstCodec::default(),
+                )
+                .await;
+            match answer {
+                Ok(response) => return Ok(response.into_inner().header.map_or(0, |h| h.revision)),
+                Err(status) if status.message().contains("too many requests") && refusals < 6000 => {
+                    refusals += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                Err(status) => return Err(status),
+            }
+        }
     }
 
     /// `Watch/Watch` of every key starting with `prefix`, from the next
