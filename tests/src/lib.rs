@@ -491,15 +491,28 @@ pub mod stream {
     /// Changes (`true`) and departures (`false`) by position, read until
     /// the stream has delivered everything up to `position`.
     pub async fn changes_through(stream: &mut Changes, position: u64) -> Vec<(u64, bool)> {
+        messages_through(stream, position)
+            .await
+            .iter()
+            .filter_map(|kind| match kind {
+                Kind::Change(c) => Some((c.position, true)),
+                Kind::LeftFilter(c) => Some((c.position, false)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Changes and departures, whole, read until the stream has delivered
+    /// everything up to `position`.
+    pub async fn messages_through(stream: &mut Changes, position: u64) -> Vec<Kind> {
         let mut seen = Vec::new();
         loop {
             let kind = next(stream).await.expect("subscription failed");
-            match &kind {
-                Kind::Change(c) => seen.push((c.position, true)),
-                Kind::LeftFilter(c) => seen.push((c.position, false)),
-                _ => {}
+            let through = checkpoint(&kind).is_some_and(|(p, _)| p >= position);
+            if matches!(kind, Kind::Change(_) | Kind::LeftFilter(_)) {
+                seen.push(kind);
             }
-            if checkpoint(&kind).is_some_and(|(p, _)| p >= position) {
+            if through {
                 return seen;
             }
         }

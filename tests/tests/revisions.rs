@@ -271,3 +271,110 @@ async fn amendments_and_retractions_are_events_and_history_is_kept() {
     assert_eq!(again.incident.expect("incident").report_count, 1);
     pair.stop().await;
 }
+
+/// A subscriber replaying the log receives every change exactly as live
+/// subscribers received it, for every kind of event, with and without a
+/// filter, departures included.
+#[tokio::test]
+async fn replayed_changes_are_exactly_the_live_ones_of_every_kind() {
+    let s = secure_pair().await;
+    let add = |name: &str, party: &str, role: Role| {
+        s.file
+            .add(name, &party.parse().expect("party"), &[role])
+            .expect("add")
+            .token
+    };
+    let hamas = add("hamas-desk", "hamas", Role::Reporter);
+    let egypt = add("egypt-1", "egypt", Role::Monitor);
+    tokio::time::sleep(truce_serve::auth::RELOAD_POLL + std::time::Duration::from_millis(800)).await;
+    let mut ingest = s.pair.ingest_client().await;
+    let mut query = s.pair.query_client().await;
+    const FILTER: &str = "status = REPORTED";
+    let mut subscribe = async |filter: &str, start: Start| {
+        let mut changes = query
+            .subscribe(with_token(&s.observer, stream::request(filter, start)))
+            .await
+            .expect("subscribe")
+            .into_inner();
+        match stream::next(&mut changes).await.expect("subscribed") {
+            Kind::Subscribed(subscribed) => (changes, subscribed.position),
+            other => panic!("expected Subscribed, got {other:?}"),
+        }
+    };
+    let (mut live_all, start) = subscribe("", Start::FromNow(true)).await;
+    let (mut live_filtered, _) = subscribe(FILTER, Start::AfterPosition(start)).await;
+
+    let idf_report = report_by("idf", killed("idf", 1, 1));
+    let first = ingest
+        .submit_report(with_token(&s.idf, request("a", idf_report.clone())))
+        .await
+        .expect("idf report")
+        .into_inner();
+    let second = ingest
+        .submit_report(with_token(
+            &hamas,
+            request("b", report_by("hamas", killed("hamas", 3, 4))),
+        ))
+        .await
+        .expect("hamas report")
+        .into_inner();
+    let mut corrected = idf_report;
+    corrected.casualties = vec![killed("idf", 2, 2)];
+    ingest
+        .amend_report(with_token(
+            &s.idf,
+            amend(&first.report_id, corrected, "second body found"),
+        ))
+        .await
+        .expect("amend");
+    ingest
+        .retract_report(with_token(&hamas, retract(&second.report_id, "figures unverified")))
+        .await
+        .expect("retract");
+    let reviewed = ingest
+        .review_incident(with_token(
+            &egypt,
+            v1::ReviewIncidentRequest {
+                incident_id: first.incident_id.clone(),
+                status: v1::IncidentStatus::UnderReview as i32,
+                finding: "Both sides' figures are being checked against hospital records.".into(),
+                responsible_party: String::new(),
+            },
+        ))
+        .await
+        .expect("review")
+        .into_inner();
+    let last = reviewed.position;
+
+    let live_all = stream::messages_through(&mut live_all, last).await;
+    let live_filtered = stream::messages_through(&mut live_filtered, last).await;
+    let (mut replay_all, _) = subscribe("", Start::AfterPosition(start)).await;
+    let (mut replay_filtered, _) = subscribe(FILTER, Start::AfterPosition(start)).await;
+    let replay_all = stream::messages_through(&mut replay_all, last).await;
+    let replay_filtered = stream::messages_through(&mut replay_filtered, last).await;
+
+    let kinds: Vec<v1::ChangeKind> = live_all
+        .iter()
+        .filter_map(|kind| match kind {
+            Kind::Change(c) => Some(c.kind()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            v1::ChangeKind::IncidentOpened,
+            v1::ChangeKind::ReportAdded,
+            v1::ChangeKind::ReportAmended,
+            v1::ChangeKind::ReportRetracted,
+            v1::ChangeKind::Reviewed,
+        ]
+    );
+    assert!(
+        matches!(live_filtered.last(), Some(Kind::LeftFilter(c)) if c.position == last),
+        "the review took the incident out of the filter: {live_filtered:?}"
+    );
+    assert_eq!(replay_all, live_all);
+    assert_eq!(replay_filtered, live_filtered);
+    s.pair.stop().await;
+}

@@ -54,25 +54,7 @@ pub(crate) async fn run(count: u64, queries: usize) -> anyhow::Result<Large> {
 
     // One subscriber from the start of the log to its head.
     let channel = load::channels(&truce.endpoint("query"), 1).await?.remove(0);
-    let started = Instant::now();
-    let mut stream = delivery::subscribe(
-        channel.clone(),
-        v1::SubscribeRequest {
-            start: Some(v1::subscribe_request::Start::FromBeginning(true)),
-            ..Default::default()
-        },
-    )
-    .await?;
-    let mut replayed = 0u64;
-    while replayed < count {
-        let message = stream.message().await?.context("the replay ended early")?;
-        if let Some(position) = message.change() {
-            replayed += 1;
-            anyhow::ensure!(position == replayed, "position {position} arrived as change {replayed}");
-        }
-    }
-    let catch_up_rate = count as f64 / started.elapsed().as_secs_f64();
-    drop(stream);
+    let catch_up_rate = replay(channel.clone(), count).await?;
 
     let query = list_latencies(QueryServiceClient::new(channel), queries).await?;
     let resident_bytes = truce.proc().resident_bytes()?;
@@ -106,6 +88,49 @@ pub(crate) async fn run(count: u64, queries: usize) -> anyhow::Result<Large> {
         resident_bytes,
         cold_start,
     })
+}
+
+/// Subscribes from the start of the log and reads `count` changes, each
+/// exactly once and in order; returns changes per second.
+async fn replay(channel: tonic::transport::Channel, count: u64) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let mut stream = delivery::subscribe(
+        channel,
+        v1::SubscribeRequest {
+            start: Some(v1::subscribe_request::Start::FromBeginning(true)),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let mut replayed = 0u64;
+    while replayed < count {
+        let message = stream.message().await?.context("the replay ended early")?;
+        if let Some(position) = message.change() {
+            replayed += 1;
+            anyhow::ensure!(position == replayed, "position {position} arrived as change {replayed}");
+        }
+    }
+    Ok(count as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Settings of `replay`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ReplayArgs {
+    /// The query service, e.g. `http://127.0.0.1:50052`.
+    #[arg(long)]
+    endpoint: String,
+    /// Changes to read from the start of the log.
+    #[arg(long)]
+    count: u64,
+}
+
+/// Replays a running query service's log from the start and prints the
+/// rate, for profiling catch-up.
+pub(crate) async fn replay_command(args: ReplayArgs) -> anyhow::Result<()> {
+    let channel = load::channels(&args.endpoint, 1).await?.remove(0);
+    let rate = replay(channel, args.count).await?;
+    println!("{rate:.0} changes/s replayed from the start");
+    Ok(())
 }
 
 /// `queries` listings cycling through the selective filters, one at a time.

@@ -49,6 +49,9 @@ enum Command {
     Floor(floor::Args),
     /// `SubmitReport` load on a running ingest service, for profiling it.
     Submit(ingest::Args),
+    /// A new subscriber replaying a running query service's log from the
+    /// start, for profiling catch-up.
+    Replay(large::ReplayArgs),
 }
 
 #[tokio::main]
@@ -58,5 +61,6 @@ async fn main() -> anyhow::Result<()> {
         Command::IdleSubscriptions(args) => idle::run(args).await,
         Command::Floor(args) => floor::run(args).await,
         Command::Submit(args) => ingest::run(args).await,
+        Command::Replay(args) => large::replay_command(args).await,
     }
 }

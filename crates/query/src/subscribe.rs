@@ -11,10 +11,7 @@
 //!
 //! [`LIVE_BUFFER`]: crate::follower::LIVE_BUFFER
 
-use std::{
-    sync::{Arc, OnceLock},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use tokio::{sync::broadcast, time::Instant};
 use tonic::Status;
@@ -22,11 +19,11 @@ use truce_domain::{
     Position, Timestamp,
     event::{EventBody, RecordedEvent},
     filter::Filter,
-    incident::IncidentSummary,
 };
+use truce_log::LogError;
 use truce_proto::{
     ServiceError,
-    convert::{event_from_wire, review_to_wire, timestamp_from_wire, timestamp_to_wire},
+    convert::{StoredEvent, review_to_wire, timestamp_from_wire, timestamp_to_wire},
     frame::Frame,
     v1::{self, subscribe_response::Kind},
 };
@@ -43,7 +40,7 @@ use crate::{
 };
 
 /// Events read from history per page.
-const HISTORY_PAGE: usize = 256;
+const HISTORY_PAGE: usize = 512;
 /// Default heartbeat interval.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 /// Bounds of the heartbeat interval a client may ask for.
@@ -197,7 +194,7 @@ pub async fn run(
 
 /// One subscription's progress.
 struct Delivery<'a> {
-    state: &'a QueryState,
+    state: &'a Arc<QueryState>,
     subscription: &'a Subscription,
     out: &'a Outbox,
     timeouts: Timeouts,
@@ -309,21 +306,19 @@ impl Delivery<'_> {
         self.send(Kind::SnapshotEnd(end)).await
     }
 
-    /// Reads history until it has nothing more.
+    /// Reads history until it has nothing more. The next page is read and
+    /// decoded on another task while this one is sent, so a long replay
+    /// keeps both halves busy.
     async fn catch_up(&mut self) -> Result<(), Stop> {
+        let mut page = self.read_ahead(self.delivered.next());
         loop {
-            let entries = self
-                .state
-                .history
-                .read(self.delivered.next().0, HISTORY_PAGE)
-                .await
-                .map_err(internal)?;
-            if entries.is_empty() {
+            let events = page.await.map_err(internal)?.map_err(internal)?;
+            let Some(last) = events.last() else {
                 return Ok(());
-            }
-            for entry in entries {
-                let event = event_from_wire(entry.position, &entry.payload).map_err(internal)?;
-                self.consider(&event, None, None).await?;
+            };
+            page = self.read_ahead(last.position().next());
+            for event in &events {
+                self.consider_stored(event).await?;
             }
             // A long stretch of history that does not match still shows
             // progress.
@@ -331,6 +326,25 @@ impl Delivery<'_> {
                 self.heartbeat().await?;
             }
         }
+    }
+
+    /// Starts reading the page of history from `from`.
+    fn read_ahead(&self, from: Position) -> tokio::task::JoinHandle<Result<Vec<StoredEvent>, LogError>> {
+        let state = Arc::clone(self.state);
+        tokio::spawn(async move {
+            state
+                .history
+                .read(from.0, HISTORY_PAGE)
+                .await?
+                .into_iter()
+                .map(|entry| {
+                    StoredEvent::decode(entry.position, entry.payload.into()).map_err(|what| LogError::Corrupt {
+                        position: entry.position,
+                        what,
+                    })
+                })
+                .collect()
+        })
     }
 
     /// Takes live events until the buffer overflows (then returns, to read
@@ -360,62 +374,59 @@ impl Delivery<'_> {
             if change.event.position != self.delivered.next() {
                 return Ok(()); // a gap: read it from history
             }
-            self.consider(&change.event, Some(change.before.as_deref()), Some(&change))
-                .await?;
+            self.consider_live(&change).await?;
         }
     }
 
-    /// Sends `event` as a change if the incident matches after it, as a
-    /// departure if it matched only before it, and nothing otherwise.
-    /// `before` is the incident's previous summary when the caller has it
-    /// (`Some(None)`: the event opened the incident); otherwise it is read
-    /// from the log, and only when it can matter. A `live` change carries
-    /// its encodings, made once for every subscriber.
-    async fn consider(
-        &mut self,
-        event: &RecordedEvent,
-        before: Option<Option<&IncidentSummary>>,
-        live: Option<&LiveChange>,
-    ) -> Result<(), Stop> {
+    /// Sends a live change if the incident matches after it, as a
+    /// departure if it matched only before it, and nothing otherwise. Its
+    /// encodings are made once, by the first subscriber that needs them.
+    async fn consider_live(&mut self, live: &LiveChange) -> Result<(), Stop> {
+        let event = &live.event;
         let filter = &self.subscription.filter;
         if filter.matches(event.incident()) {
-            let frame = self.frame(event, live.map(|l| &l.as_change), Kind::Change);
+            let frame = live.as_change.get_or_init(|| self.frame(event, Kind::Change)).clone();
             self.send_frame(frame).await?;
-        } else if filter.expr().is_some() {
-            let matched_before = match (before, event.previous_position()) {
-                (Some(before), _) => before.is_some_and(|b| filter.matches(b)),
-                (None, None) => false,
-                (None, Some(previous)) => {
-                    let earlier = self.state.event_at(previous).await.map_err(internal)?;
-                    filter.matches(earlier.incident())
-                }
-            };
-            if matched_before {
-                let frame = self.frame(event, live.map(|l| &l.as_departure), Kind::LeftFilter);
-                self.send_frame(frame).await?;
-            }
+        } else if live.before.as_deref().is_some_and(|before| filter.matches(before)) {
+            let frame = live
+                .as_departure
+                .get_or_init(|| self.frame(event, Kind::LeftFilter))
+                .clone();
+            self.send_frame(frame).await?;
         }
         self.delivered = event.position;
         Ok(())
     }
 
-    /// `event` encoded as `kind`: taken from `shared` when another
-    /// subscriber encoded it already, or encoded now (and shared).
-    fn frame(
-        &self,
-        event: &RecordedEvent,
-        shared: Option<&OnceLock<Frame>>,
-        kind: fn(v1::IncidentChange) -> Kind,
-    ) -> Frame {
-        let encode = || {
-            Frame::of(&v1::SubscribeResponse {
-                kind: Some(kind(self.change(event))),
-            })
+    /// As [`Self::consider_live`], for an event read from the log: its
+    /// change is written around the stored bytes, and its incident decoded
+    /// only when there is a filter to judge it by.
+    async fn consider_stored(&mut self, event: &StoredEvent) -> Result<(), Stop> {
+        let filter = &self.subscription.filter;
+        let departure = match filter.expr() {
+            None => Some(false),
+            Some(_) if filter.matches(&event.incident().map_err(internal)?) => Some(false),
+            Some(_) => match event.previous_position() {
+                None => None,
+                Some(previous) => {
+                    let earlier = self.state.event_at(previous).await.map_err(internal)?;
+                    filter.matches(earlier.incident()).then_some(true)
+                }
+            },
         };
-        match shared {
-            Some(shared) => shared.get_or_init(encode).clone(),
-            None => encode(),
+        if let Some(departure) = departure {
+            let frame = event.frame(self.token(event.position()), departure).map_err(internal)?;
+            self.send_frame(frame).await?;
         }
+        self.delivered = event.position();
+        Ok(())
+    }
+
+    /// `event` encoded as `kind`.
+    fn frame(&self, event: &RecordedEvent, kind: fn(v1::IncidentChange) -> Kind) -> Frame {
+        Frame::of(&v1::SubscribeResponse {
+            kind: Some(kind(self.change(event))),
+        })
     }
 
     fn change(&self, event: &RecordedEvent) -> v1::IncidentChange {

@@ -6,6 +6,7 @@
 mod event;
 mod incident;
 mod report;
+mod stored;
 mod time;
 
 pub use event::{event_from_wire, event_to_wire};
@@ -14,4 +15,5 @@ pub use report::{
     REPORT_SIGNING_PREFIX, Received, report_digest, report_from_wire, report_signature_holds, report_signing_bytes,
     stored_report_from_wire,
 };
+pub use stored::StoredEvent;
 pub use time::{timestamp_from_wire, timestamp_to_wire};
