@@ -116,24 +116,63 @@ pub struct LocalLog {
     pub committed: sequencer::CommittedEvents,
 }
 
+/// A node whose log is open and whose sequencer is yet to start: starting
+/// rebuilds the grouping state from the whole log, which an in-process
+/// follower can meanwhile do for its view, on the other core.
+pub struct OpenedNode {
+    store: Box<dyn SequencedLog>,
+    committed: Option<tokio::sync::mpsc::Sender<Vec<truce_domain::event::RecordedEvent>>>,
+    feed: log_service::FeedLog,
+    head: watch::Sender<truce_log::Head>,
+    rules: sequencer::Rules,
+    signer: truce_log::CheckpointSigner,
+}
+
+impl std::fmt::Debug for OpenedNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedNode").finish_non_exhaustive()
+    }
+}
+
+impl OpenedNode {
+    /// Rebuilds the grouping state and starts the sequencer.
+    pub async fn start(self) -> anyhow::Result<IngestNode> {
+        let OpenedNode {
+            store,
+            committed,
+            feed,
+            head,
+            rules,
+            signer,
+        } = self;
+        // Rebuilding reads the whole log; on JetStream that waits on the
+        // network, off the runtime's threads.
+        let (submitter, thread) = tokio::task::spawn_blocking(move || sequencer::start(store, rules, head, committed))
+            .await?
+            .context("starting the sequencer")?;
+        Ok(IngestNode {
+            submitter,
+            feed,
+            signer: std::sync::Arc::new(signer),
+            sequencer: Some(thread),
+        })
+    }
+}
+
 impl IngestNode {
     /// Opens the log (in `config.data_dir`, or on JetStream), rebuilds the
     /// grouping state from it and starts the sequencer.
     pub async fn open(config: &IngestConfig) -> anyhow::Result<IngestNode> {
-        Ok(Self::open_inner(config, false).await?.0)
+        Self::open_log(config, false).await?.0.start().await
     }
 
-    /// As [`IngestNode::open`], with the embedded log handed to an
-    /// in-process follower; `None` on JetStream, which followers read
-    /// directly.
-    pub async fn open_followed(config: &IngestConfig) -> anyhow::Result<(IngestNode, Option<LocalLog>)> {
-        Self::open_inner(config, true).await
-    }
-
-    async fn open_inner(config: &IngestConfig, followed: bool) -> anyhow::Result<(IngestNode, Option<LocalLog>)> {
+    /// Opens the log without starting the sequencer yet; with `followed`,
+    /// the embedded log is also handed to an in-process follower (`None`
+    /// on JetStream, which followers read directly).
+    pub async fn open_log(config: &IngestConfig, followed: bool) -> anyhow::Result<(OpenedNode, Option<LocalLog>)> {
         config.validate()?;
         let demarcation = config.demarcation.as_deref().map(load_demarcation).transpose()?;
-        let (store, local, committed_tx, feed, head_tx): (Box<dyn SequencedLog>, _, _, _, _) = match &config.log {
+        let (store, local, committed, feed, head): (Box<dyn SequencedLog>, _, _, _, _) = match &config.log {
             LogLocation::Embedded => {
                 let store = LogStore::open(&config.data_dir)
                     .with_context(|| format!("opening the log in {}", config.data_dir.display()))?;
@@ -165,24 +204,20 @@ impl IngestNode {
             demarcation,
             quorum: config.review_quorum,
         };
-        // Rebuilding reads the whole log; on JetStream that waits on the
-        // network, off the runtime's threads.
-        let (submitter, thread) =
-            tokio::task::spawn_blocking(move || sequencer::start(store, rules, head_tx, committed_tx))
-                .await?
-                .context("starting the sequencer")?;
         let key = config
             .checkpoint_key
             .clone()
             .unwrap_or_else(|| config.data_dir.join("checkpoint.key"));
         let signer = truce_log::CheckpointSigner::load_or_create(&key).context("loading the checkpoint signing key")?;
-        let node = IngestNode {
-            submitter,
+        let opened = OpenedNode {
+            store,
+            committed,
             feed,
-            signer: std::sync::Arc::new(signer),
-            sequencer: Some(thread),
+            head,
+            rules,
+            signer,
         };
-        Ok((node, local))
+        Ok((opened, local))
     }
 
     /// Adds the ingest and log services to `routes`.

@@ -26,7 +26,7 @@ use truce_domain::{
 use truce_log::{Head, LogError, NewEntry, SequencedLog};
 use truce_proto::{
     ServiceError,
-    convert::{event_from_wire, event_to_wire},
+    convert::{StoredEvent, event_from_wire, event_to_wire},
 };
 
 /// Most reports in one transaction.
@@ -263,7 +263,8 @@ fn corrupt(position: u64, what: String) -> LogError {
     LogError::Corrupt { position, what }
 }
 
-/// Replays the log into the grouping index.
+/// Replays the log into the grouping index. Only each event's incident
+/// summary is decoded: the index holds nothing else.
 fn rebuild_index(store: &dyn SequencedLog) -> Result<IncidentIndex, LogError> {
     let mut index = IncidentIndex::default();
     let mut next = 1;
@@ -273,8 +274,10 @@ fn rebuild_index(store: &dyn SequencedLog) -> Result<IncidentIndex, LogError> {
             return Ok(index);
         }
         for entry in entries {
-            let event = event_from_wire(entry.position, &entry.payload).map_err(|e| corrupt(entry.position, e))?;
-            index.upsert(event.incident().clone());
+            let incident = StoredEvent::decode(entry.position, entry.payload.into())
+                .and_then(|event| event.incident())
+                .map_err(|e| corrupt(entry.position, e))?;
+            index.upsert(incident);
             next = entry.position + 1;
         }
     }

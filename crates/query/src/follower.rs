@@ -146,29 +146,32 @@ impl QueryState {
 
     /// Replays the history from the view's position to the history's head.
     async fn catch_up(&self) -> Result<(), LogError> {
-        loop {
-            let from = self.read_view().position().next();
-            let entries = self.history.read(from.0, 4096).await?;
-            if entries.is_empty() {
-                return Ok(());
-            }
-            self.apply(decode(&entries)?);
-        }
+        self.catch_up_to(Position(self.history.head().position)).await
     }
 
-    /// Replays the history from the view's position through `last`.
+    /// Replays the history from the view's position through `last`. The
+    /// next page is read and decoded on another task while one is applied.
     async fn catch_up_to(&self, last: Position) -> Result<(), LogError> {
+        let read = |from: Position| {
+            let history = self.history.clone();
+            let wanted = usize::try_from(last.0.saturating_sub(from.0) + 1)
+                .unwrap_or(usize::MAX)
+                .min(4096);
+            tokio::spawn(async move {
+                if from > last {
+                    return Ok(Vec::new());
+                }
+                decode(&history.read(from.0, wanted).await?)
+            })
+        };
+        let mut page = read(self.read_view().position().next());
         loop {
-            let from = self.read_view().position().next();
-            if from > last {
+            let events = page.await.map_err(|e| LogError::Io(std::io::Error::other(e)))??;
+            let Some(end) = events.last().map(|e| e.position) else {
                 return Ok(());
-            }
-            let wanted = usize::try_from(last.0 - from.0 + 1).unwrap_or(usize::MAX).min(4096);
-            let entries = self.history.read(from.0, wanted).await?;
-            if entries.is_empty() {
-                return Ok(());
-            }
-            self.apply(decode(&entries)?);
+            };
+            page = read(end.next());
+            self.apply(events);
         }
     }
 

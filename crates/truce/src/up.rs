@@ -20,24 +20,30 @@ pub async fn run(
     query: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (node, local) = IngestNode::open_followed(&config).await?;
+    let (opened, local) = IngestNode::open_log(&config, true).await?;
     let auth = Authenticator::start(auth)?;
     auth.watch(truce_serve::auth::RELOAD_POLL);
     let (stopping_tx, stopping) = Stopping::new();
-    let state = match (local, &config.log) {
-        (Some(local), _) => {
-            truce_query::follower::follow_local(local.reader, local.committed, stopping.clone()).await?
-        }
-        // On JetStream the query side follows the stream, like any replica.
-        (None, LogLocation::JetStream(settings)) => {
-            let upstream = truce_query::Upstream {
-                source: truce_query::Source::JetStream(settings.clone()),
-                replica_dir: config.data_dir.join("query-replica"),
-            };
-            truce_query::follower::follow_remote(upstream, stopping.clone()).await?
-        }
-        (None, LogLocation::Embedded) => anyhow::bail!("the embedded log has no reader"),
+    let following = async {
+        Ok::<_, anyhow::Error>(match (local, &config.log) {
+            (Some(local), _) => {
+                truce_query::follower::follow_local(local.reader, local.committed, stopping.clone()).await?
+            }
+            // On JetStream the query side follows the stream, like any
+            // replica.
+            (None, LogLocation::JetStream(settings)) => {
+                let upstream = truce_query::Upstream {
+                    source: truce_query::Source::JetStream(settings.clone()),
+                    replica_dir: config.data_dir.join("query-replica"),
+                };
+                truce_query::follower::follow_remote(upstream, stopping.clone()).await?
+            }
+            (None, LogLocation::Embedded) => anyhow::bail!("the embedded log has no reader"),
+        })
     };
+    // The sequencer's state and the query view are each folded from the
+    // whole log: both at once, on the two halves of the machine.
+    let (node, state) = tokio::try_join!(opened.start(), following)?;
 
     // Each port reports the health of the services it serves.
     let (ingest_health, mut ingest_routes) = truce_serve::base_routes()?;
