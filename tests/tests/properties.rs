@@ -224,7 +224,7 @@ fn valid_event_bytes() -> Vec<u8> {
         position: truce_domain::Position(1),
         recorded_at: Timestamp(1_763_800_000_000_000_000),
         body: EventBody::ReportRecorded(ReportRecorded {
-            report: stored,
+            report: stored.into(),
             opened_incident: true,
             incident,
             content_digest: [7; 32],

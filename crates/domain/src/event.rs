@@ -1,6 +1,8 @@
 //! The events of the log. Every change to the record is one of these; the
 //! query side is a fold over them.
 
+use std::sync::Arc;
+
 use crate::{PartyId, Position, ReportId, Timestamp, incident::IncidentSummary, report::StoredReport, review::Review};
 
 /// An event as recorded at a position of the log.
@@ -34,7 +36,8 @@ pub enum EventBody {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportAmended {
     /// The new version: same id and incident, the next version number.
-    pub report: StoredReport,
+    /// Shared, so the views that keep it take no copy.
+    pub report: Arc<StoredReport>,
     /// The incident's summary after it.
     pub incident: IncidentSummary,
     /// The position of the incident's previous event.
@@ -70,8 +73,9 @@ pub struct IncidentReviewed {
 /// A report was accepted into an incident.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportRecorded {
-    /// The report as stored.
-    pub report: StoredReport,
+    /// The report as stored; shared, so the views that keep it take no
+    /// copy.
+    pub report: Arc<StoredReport>,
     /// True when it opened its incident.
     pub opened_incident: bool,
     /// The incident's summary after it; carried in the event so that a
@@ -105,7 +109,7 @@ impl RecordedEvent {
             EventBody::ReportAmended(amended) => &amended.report,
             EventBody::IncidentReviewed(_) | EventBody::ReportRetracted(_) => return None,
         };
-        report.signature.as_ref().map(|s| (report, s))
+        report.signature.as_ref().map(|s| (report.as_ref(), s))
     }
 
     /// The position of the incident's previous event, if any.

@@ -279,7 +279,7 @@ impl Incident {
     pub fn apply(&mut self, event: &RecordedEvent) -> Arc<IncidentSummary> {
         match &event.body {
             EventBody::ReportRecorded(recorded) => {
-                self.reports.push(Arc::new(recorded.report.clone()));
+                self.reports.push(Arc::clone(&recorded.report));
             }
             EventBody::IncidentReviewed(reviewed) => self.reviews.push(RecordedReview {
                 position: event.position,
@@ -291,7 +291,7 @@ impl Incident {
                     .reports
                     .binary_search_by_key(&amended.report.report_id, |r| r.report_id)
                 {
-                    let earlier = std::mem::replace(&mut self.reports[i], Arc::new(amended.report.clone()));
+                    let earlier = std::mem::replace(&mut self.reports[i], Arc::clone(&amended.report));
                     self.earlier_versions.push(earlier);
                 }
             }

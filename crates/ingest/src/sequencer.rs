@@ -606,7 +606,7 @@ impl Sequencer {
             position,
             recorded_at,
             body: EventBody::ReportRecorded(ReportRecorded {
-                report: stored,
+                report: std::sync::Arc::new(stored),
                 opened_incident: opened,
                 incident: summary.clone(),
                 content_digest: submission.digest,
@@ -712,7 +712,7 @@ impl Sequencer {
         else {
             return Err(internal(format!("{} does not begin with a report", summary.id)));
         };
-        let mut incident = Incident::opened(std::sync::Arc::new(opening.report), opening.incident);
+        let mut incident = Incident::opened(opening.report, opening.incident);
         for event in events {
             incident.apply(&event);
         }
@@ -814,7 +814,7 @@ impl Sequencer {
             position,
             recorded_at,
             body: EventBody::ReportAmended(ReportAmended {
-                report: amended.clone(),
+                report: std::sync::Arc::new(amended.clone()),
                 incident: summary.clone(),
                 previous_position: incident.summary.updated_position,
             }),

@@ -445,7 +445,7 @@ impl Delivery<'_> {
                     v1::ChangeKind::ReportAdded
                 });
                 change.report_id = recorded.report.report_id.to_string();
-                change.report = Some(v1::StoredReport::from(&recorded.report));
+                change.report = Some(v1::StoredReport::from(recorded.report.as_ref()));
             }
             EventBody::IncidentReviewed(reviewed) => {
                 change.set_kind(v1::ChangeKind::Reviewed);
@@ -454,7 +454,7 @@ impl Delivery<'_> {
             EventBody::ReportAmended(amended) => {
                 change.set_kind(v1::ChangeKind::ReportAmended);
                 change.report_id = amended.report.report_id.to_string();
-                change.report = Some(v1::StoredReport::from(&amended.report));
+                change.report = Some(v1::StoredReport::from(amended.report.as_ref()));
             }
             EventBody::ReportRetracted(retracted) => {
                 change.set_kind(v1::ChangeKind::ReportRetracted);

@@ -168,7 +168,7 @@ impl View {
                     tracing::error!(position = %event.position, "an event for an unknown incident; ignored");
                     return None;
                 };
-                let report = Arc::new(recorded.report.clone());
+                let report = Arc::clone(&recorded.report);
                 self.incidents
                     .insert(summary.id, Incident::opened(report, summary.clone()));
                 None

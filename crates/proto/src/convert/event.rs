@@ -18,7 +18,7 @@ use crate::v1;
 pub fn event_to_wire(event: &RecordedEvent) -> Vec<u8> {
     let body = match &event.body {
         EventBody::ReportRecorded(r) => v1::log_event::Body::ReportRecorded(v1::ReportRecorded {
-            report: Some(v1::StoredReport::from(&r.report)),
+            report: Some(v1::StoredReport::from(r.report.as_ref())),
             opened_incident: r.opened_incident,
             incident: Some(v1::IncidentSummary::from(&r.incident)),
             content_digest: r.content_digest.to_vec(),
@@ -30,7 +30,7 @@ pub fn event_to_wire(event: &RecordedEvent) -> Vec<u8> {
             previous_position: r.previous_position.0,
         }),
         EventBody::ReportAmended(r) => v1::log_event::Body::ReportAmended(v1::ReportAmended {
-            report: Some(v1::StoredReport::from(&r.report)),
+            report: Some(v1::StoredReport::from(r.report.as_ref())),
             incident: Some(v1::IncidentSummary::from(&r.incident)),
             previous_position: r.previous_position.0,
         }),
@@ -79,7 +79,7 @@ pub fn event_from_wire(position: u64, bytes: &[u8]) -> Result<RecordedEvent, Str
                 .try_into()
                 .map_err(|_| "content_digest is not 32 bytes".to_owned())?;
             EventBody::ReportRecorded(ReportRecorded {
-                report,
+                report: report.into(),
                 opened_incident: r.opened_incident,
                 incident,
                 content_digest,
@@ -100,7 +100,7 @@ pub fn event_from_wire(position: u64, bytes: &[u8]) -> Result<RecordedEvent, Str
             let report = stored_report_from_wire(&r.report.unwrap_or_default()).map_err(|v| prefixed("report", v))?;
             let incident = summary_from_wire(&r.incident.unwrap_or_default()).map_err(|v| prefixed("incident", v))?;
             EventBody::ReportAmended(ReportAmended {
-                report,
+                report: report.into(),
                 incident,
                 previous_position: Position(r.previous_position),
             })

@@ -94,15 +94,23 @@ fn required<T>(v: &mut Violations, field: &str, value: Option<T>) -> Option<T> {
     v.check(field, value.ok_or_else(|| "is required".to_owned()))
 }
 
+// Lists are sized to what was read: summaries are kept for the life of the
+// view, and a vector grown by pushing holds spare room.
+
 fn enum_list<T>(v: &mut Violations, field: &str, numbers: &[i32], from: fn(i32) -> Option<T>) -> Vec<T> {
-    numbers
-        .iter()
-        .filter_map(|n| v.check(field, from(*n).ok_or_else(|| format!("{n} is not a known value"))))
-        .collect()
+    let mut list = Vec::with_capacity(numbers.len());
+    list.extend(
+        numbers
+            .iter()
+            .filter_map(|n| v.check(field, from(*n).ok_or_else(|| format!("{n} is not a known value")))),
+    );
+    list
 }
 
 fn parties(v: &mut Violations, field: &str, ids: &[String]) -> Vec<PartyId> {
-    ids.iter().filter_map(|p| v.check(field, p.parse())).collect()
+    let mut list = Vec::with_capacity(ids.len());
+    list.extend(ids.iter().filter_map(|p| v.check(field, p.parse())));
+    list
 }
 
 fn latlng(wire: &Option<v1::LatLng>) -> Result<LatLng, String> {

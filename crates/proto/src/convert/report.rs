@@ -95,7 +95,9 @@ pub fn report_from_wire(wire: &v1::Report, path: &str, received: Received) -> Re
 
     let reporting_party = party(&mut v, f("reporting_party"), &wire.reporting_party);
 
-    let mut sources = Vec::new();
+    // Sized to the request: reports are kept for the life of the view, and
+    // a vector grown by pushing holds spare room.
+    let mut sources = Vec::with_capacity(wire.sources.len().min(limits::ITEMS));
     if !too_many(&mut v, f("sources"), wire.sources.len(), limits::ITEMS) {
         for (i, s) in wire.sources.iter().enumerate() {
             let outlet = v.check(
@@ -161,7 +163,7 @@ pub fn report_from_wire(wire: &v1::Report, path: &str, received: Received) -> Re
     let category = enum_field(&mut v, f("category"), wire.category, Category::from_number);
     let summary = v.check(f("summary"), bounded_text(&wire.summary, limits::SUMMARY_CHARS, true));
 
-    let mut alleged_responsible = Vec::new();
+    let mut alleged_responsible = Vec::with_capacity(wire.alleged_responsible.len().min(limits::ITEMS));
     if !too_many(
         &mut v,
         f("alleged_responsible"),
@@ -173,7 +175,7 @@ pub fn report_from_wire(wire: &v1::Report, path: &str, received: Received) -> Re
         }
     }
 
-    let mut attributions = Vec::new();
+    let mut attributions = Vec::with_capacity(wire.attributions.len().min(limits::ITEMS));
     if !too_many(&mut v, f("attributions"), wire.attributions.len(), limits::ITEMS) {
         for (i, a) in wire.attributions.iter().enumerate() {
             let at = |name| item("attributions", i, name);
@@ -193,7 +195,7 @@ pub fn report_from_wire(wire: &v1::Report, path: &str, received: Received) -> Re
         }
     }
 
-    let mut casualties = Vec::new();
+    let mut casualties = Vec::with_capacity(wire.casualties.len().min(limits::ITEMS));
     if !too_many(&mut v, f("casualties"), wire.casualties.len(), limits::ITEMS) {
         for (i, c) in wire.casualties.iter().enumerate() {
             let at = |name| item("casualties", i, name);
@@ -215,7 +217,7 @@ pub fn report_from_wire(wire: &v1::Report, path: &str, received: Received) -> Re
         }
     }
 
-    let mut evidence = Vec::new();
+    let mut evidence = Vec::with_capacity(wire.evidence.len().min(limits::ITEMS));
     if !too_many(&mut v, f("evidence"), wire.evidence.len(), limits::ITEMS) {
         for (i, e) in wire.evidence.iter().enumerate() {
             let at = |name| item("evidence", i, name);
