@@ -427,6 +427,11 @@ fn render(r: &Results, plan: &Plan, mode: &str, took: Duration) -> String {
         machine(),
         plan.runs
     );
+    let _ = writeln!(
+        s,
+        "What the figures mean, where targets are missed and why, the profiles behind them, \
+         and the figures before and after each optimisation: [findings.md](findings.md).\n"
+    );
     for peer in &r.peers {
         let _ = writeln!(s, "- {peer}");
     }
