@@ -45,6 +45,30 @@ fn retract(report_id: &str, reason: &str) -> v1::RetractReportRequest {
     }
 }
 
+/// The IDF and Hamas report the same crossing with different figures: one
+/// incident, two reports. Returns the IDF's report and both answers.
+async fn two_claims(
+    ingest: &mut v1::ingest_service_client::IngestServiceClient<tonic::transport::Channel>,
+    idf: &str,
+    hamas: &str,
+) -> (v1::Report, v1::SubmitReportResponse, v1::SubmitReportResponse) {
+    let idf_report = report_by("idf", killed("idf", 1, 1));
+    let first = ingest
+        .submit_report(with_token(idf, request("a", idf_report.clone())))
+        .await
+        .expect("idf report")
+        .into_inner();
+    let second = ingest
+        .submit_report(with_token(
+            hamas,
+            request("b", report_by("hamas", killed("hamas", 3, 4))),
+        ))
+        .await
+        .expect("hamas report")
+        .into_inner();
+    (idf_report, first, second)
+}
+
 async fn incident(pair: &Pair, token: &str, id: &str, at: u64) -> v1::Incident {
     pair.query_client()
         .await
@@ -79,21 +103,7 @@ async fn amendments_and_retractions_are_events_and_history_is_kept() {
     let mut ingest = s.pair.ingest_client().await;
     let mut query = s.pair.query_client().await;
 
-    // Two parties report the same crossing with different figures.
-    let idf_report = report_by("idf", killed("idf", 1, 1));
-    let first = ingest
-        .submit_report(with_token(&s.idf, request("a", idf_report.clone())))
-        .await
-        .expect("idf report")
-        .into_inner();
-    let second = ingest
-        .submit_report(with_token(
-            &hamas,
-            request("b", report_by("hamas", killed("hamas", 3, 4))),
-        ))
-        .await
-        .expect("hamas report")
-        .into_inner();
+    let (idf_report, first, second) = two_claims(&mut ingest, &s.idf, &hamas).await;
     assert_eq!(second.incident_id, first.incident_id, "same event, same incident");
     let mut changes = query
         .subscribe(with_token(
@@ -304,20 +314,7 @@ async fn replayed_changes_are_exactly_the_live_ones_of_every_kind() {
     let (mut live_all, start) = subscribe("", Start::FromNow(true)).await;
     let (mut live_filtered, _) = subscribe(FILTER, Start::AfterPosition(start)).await;
 
-    let idf_report = report_by("idf", killed("idf", 1, 1));
-    let first = ingest
-        .submit_report(with_token(&s.idf, request("a", idf_report.clone())))
-        .await
-        .expect("idf report")
-        .into_inner();
-    let second = ingest
-        .submit_report(with_token(
-            &hamas,
-            request("b", report_by("hamas", killed("hamas", 3, 4))),
-        ))
-        .await
-        .expect("hamas report")
-        .into_inner();
+    let (idf_report, first, second) = two_claims(&mut ingest, &s.idf, &hamas).await;
     let mut corrected = idf_report;
     corrected.casualties = vec![killed("idf", 2, 2)];
     ingest

@@ -5,11 +5,16 @@
 //!
 //! ```text
 //! cargo build --release -p truce -p truce-query -p truce-bench
-//! target/release/truce-bench suite --quick     # about a minute
+//! target/release/truce-bench suite --quick     # about two minutes
 //! target/release/truce-bench suite             # the published figures
 //! target/release/truce-bench idle-subscriptions --counts 1000,10000
 //! TRUCE_BENCH_TRUCE=/path/to/other/truce target/release/truce-bench suite --quick
+//! target/release/truce-bench submit --endpoint http://127.0.0.1:50051 --concurrency 64
+//! target/release/truce-bench replay --endpoint http://127.0.0.1:50052 --count 100000
 //! ```
+//!
+//! `submit` and `replay` load a `truce up` that is already running, for
+//! profiling it (e.g. with `perf record -p`).
 //!
 //! `TRUCE_BENCH_TRUCE` measures another build of `truce` (an earlier commit,
 //! for before-and-after figures) with the same bench.
