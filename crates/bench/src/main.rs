@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo build --release -p truce -p truce-query -p truce-bench
-//! target/release/truce-bench suite --quick     # about two minutes
+//! target/release/truce-bench suite --quick     # about a minute
 //! target/release/truce-bench suite             # the published figures
 //! target/release/truce-bench idle-subscriptions --counts 1000,10000
 //! TRUCE_BENCH_TRUCE=/path/to/other/truce target/release/truce-bench suite --quick
