@@ -262,26 +262,29 @@ impl JetStreamLog {
     }
 
     /// Appends `entries` after `previous` (which must be the server's
-    /// head). They are published back to back and each waits for its
-    /// acknowledgement, so the call returns once every entry is stored on
-    /// the stream's replicas. If another writer appended first, the server
-    /// refuses the first stale entry and every one after it:
+    /// head), returning once every entry is stored on the stream's
+    /// replicas. Each entry is published only after the one before it is
+    /// acknowledged: the server checks an entry's expected last sequence,
+    /// not whose entry sits there, so an entry sent while the one before
+    /// it could still be refused might land on another writer's entry and
+    /// break the chain. If another writer appended first, the server
+    /// refuses the first stale entry and nothing after it is sent:
     /// `LogError::Conflict` says how many were stored.
     pub async fn append(&self, previous: Head, entries: &[NewEntry]) -> Result<Head, LogError> {
         self.require_connection()?;
-        let mut pending = Vec::with_capacity(entries.len());
-        let mut head = previous;
-        for entry in entries {
-            if entry.position != head.position + 1 {
+        let mut stored = previous;
+        for (i, entry) in entries.iter().enumerate() {
+            let position = entry.position;
+            if position != stored.position + 1 {
                 return Err(LogError::OutOfOrder {
-                    expected: head.position + 1,
-                    got: entry.position,
+                    expected: stored.position + 1,
+                    got: position,
                 });
             }
-            let hash = chain_hash(&head.hash, &entry.payload);
+            let hash = chain_hash(&stored.hash, &entry.payload);
             let mut headers = HeaderMap::new();
             headers.insert(HASH_HEADER, hex::encode(hash).as_str());
-            headers.insert("Nats-Expected-Last-Sequence", head.position.to_string().as_str());
+            headers.insert("Nats-Expected-Last-Sequence", stored.position.to_string().as_str());
             // A republished entry (after a lost acknowledgement) is the same
             // message: the server answers it as a duplicate.
             headers.insert("Nats-Msg-Id", hex::encode(hash).as_str());
@@ -297,21 +300,14 @@ impl JetStreamLog {
                 .context
                 .publish_with_headers(subject, headers, entry.payload.clone().into())
                 .await;
-            match published {
-                Ok(ack) => pending.push((entry.position, hash, ack)),
+            let ack = match published {
+                Ok(ack) => ack.await,
                 Err(error) => {
                     tracing::debug!(%error, "publish failed");
                     break;
                 }
-            }
-            head = Head {
-                position: entry.position,
-                hash,
             };
-        }
-        let mut stored = previous;
-        for (i, (position, hash, ack)) in pending.into_iter().enumerate() {
-            match ack.await {
+            match ack {
                 Ok(ack) if ack.sequence == position => stored = Head { position, hash },
                 Ok(ack) => {
                     return Err(LogError::Corrupt {
