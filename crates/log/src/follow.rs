@@ -49,6 +49,75 @@ pub fn follow(reader: LogReader, from: Position) -> ReceiverStream<Result<LogEnt
     ReceiverStream::new(rx)
 }
 
+/// A page read ahead, and where the one after it starts.
+type Page<T> = (Position, Vec<T>);
+
+/// Pages of the log read one ahead of their reader: while the caller works
+/// on one page, the next is read, and turned into `T` by `convert`, on
+/// another task. Reading stops after `last` and at the end of the log; a
+/// page not yet taken is abandoned when this is dropped.
+pub struct ReadAhead<T: Send + 'static> {
+    reader: LogReader,
+    last: Position,
+    page: usize,
+    convert: fn(Vec<LogEntry>) -> Result<Vec<T>, LogError>,
+    pending: Option<tokio::task::JoinHandle<Result<Page<T>, LogError>>>,
+}
+
+impl<T: Send + 'static> ReadAhead<T> {
+    /// Starts reading pages of up to `page` entries from `from` through
+    /// `last`.
+    pub fn new(
+        reader: LogReader,
+        from: Position,
+        last: Position,
+        page: usize,
+        convert: fn(Vec<LogEntry>) -> Result<Vec<T>, LogError>,
+    ) -> ReadAhead<T> {
+        let mut pages = ReadAhead {
+            reader,
+            last,
+            page,
+            convert,
+            pending: None,
+        };
+        pages.start(from.max(1));
+        pages
+    }
+
+    fn start(&mut self, from: Position) {
+        if from > self.last {
+            return;
+        }
+        let (reader, convert) = (self.reader.clone(), self.convert);
+        let wanted = usize::try_from(self.last - from + 1).map_or(self.page, |left| left.min(self.page));
+        self.pending = Some(tokio::spawn(async move {
+            let entries = reader.read(from, wanted).await?;
+            let next = entries.last().map_or(Position::MAX, |e| e.position + 1);
+            Ok((next, convert(entries)?))
+        }));
+    }
+
+    /// The next page; empty once everything through `last` (or to the end
+    /// of the log) has been read.
+    pub async fn next_page(&mut self) -> Result<Vec<T>, LogError> {
+        let Some(pending) = self.pending.take() else {
+            return Ok(Vec::new());
+        };
+        let (next, page) = pending.await.map_err(|e| LogError::Io(std::io::Error::other(e)))??;
+        self.start(next);
+        Ok(page)
+    }
+}
+
+impl<T: Send + 'static> Drop for ReadAhead<T> {
+    fn drop(&mut self) {
+        if let Some(pending) = &self.pending {
+            pending.abort();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -98,5 +167,40 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[tokio::test]
+    async fn read_ahead_gives_every_page_in_order_and_stops_at_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LogStore::open(dir.path()).unwrap();
+        let entries: Vec<_> = (1..=1000u64)
+            .map(|p| NewEntry {
+                position: p,
+                payload: p.to_le_bytes().to_vec(),
+                idempotency_key: None,
+            })
+            .collect();
+        let head = store.append(&entries).unwrap();
+        let (_head_tx, head_rx) = watch::channel(head);
+        let reader = LogReader::new(store.path(), store.incarnation().clone(), head_rx);
+        let positions = |entries: Vec<LogEntry>| Ok(entries.into_iter().map(|e| e.position).collect());
+
+        let mut seen = Vec::new();
+        let mut pages = ReadAhead::new(reader.clone(), 3, 900, 64, positions);
+        loop {
+            let page = pages.next_page().await.unwrap();
+            if page.is_empty() {
+                break;
+            }
+            assert!(page.len() <= 64);
+            seen.extend(page);
+        }
+        assert_eq!(seen, (3..=900).collect::<Vec<_>>());
+
+        let mut to_the_end = ReadAhead::new(reader.clone(), 990, u64::MAX, 64, positions);
+        assert_eq!(to_the_end.next_page().await.unwrap(), (990..=1000).collect::<Vec<_>>());
+        assert!(to_the_end.next_page().await.unwrap().is_empty());
+        let mut nothing = ReadAhead::new(reader, 5, 4, 64, positions);
+        assert!(nothing.next_page().await.unwrap().is_empty());
     }
 }

@@ -18,7 +18,7 @@ mod store;
 
 pub use checkpoint::{Broken, ChainVerifier, Checkpoint, CheckpointSigner};
 pub use error::LogError;
-pub use follow::follow;
+pub use follow::{ReadAhead, follow};
 pub use reader::LogReader;
 pub use store::{LogStore, NewEntry};
 

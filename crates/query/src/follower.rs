@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::StreamExt;
 use truce_domain::{Position, Timestamp, event::RecordedEvent, incident::IncidentSummary};
-use truce_log::{Head, Incarnation, LogEntry, LogError, LogReader, LogStore};
+use truce_log::{Head, Incarnation, LogEntry, LogError, LogReader, LogStore, ReadAhead};
 use truce_proto::{
     convert::event_from_wire,
     v1::{self, log_service_client::LogServiceClient, read_log_response::Kind},
@@ -152,25 +152,13 @@ impl QueryState {
     /// Replays the history from the view's position through `last`. The
     /// next page is read and decoded on another task while one is applied.
     async fn catch_up_to(&self, last: Position) -> Result<(), LogError> {
-        let read = |from: Position| {
-            let history = self.history.clone();
-            let wanted = usize::try_from(last.0.saturating_sub(from.0) + 1)
-                .unwrap_or(usize::MAX)
-                .min(4096);
-            tokio::spawn(async move {
-                if from > last {
-                    return Ok(Vec::new());
-                }
-                decode(&history.read(from.0, wanted).await?)
-            })
-        };
-        let mut page = read(self.read_view().position().next());
+        let from = self.read_view().position().next();
+        let mut pages = ReadAhead::new(self.history.clone(), from.0, last.0, 4096, |entries| decode(&entries));
         loop {
-            let events = page.await.map_err(|e| LogError::Io(std::io::Error::other(e)))??;
-            let Some(end) = events.last().map(|e| e.position) else {
+            let events = pages.next_page().await?;
+            if events.is_empty() {
                 return Ok(());
-            };
-            page = read(end.next());
+            }
             self.apply(events);
         }
     }

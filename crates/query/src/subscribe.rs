@@ -20,7 +20,7 @@ use truce_domain::{
     event::{EventBody, RecordedEvent},
     filter::Filter,
 };
-use truce_log::LogError;
+use truce_log::{LogEntry, LogError, ReadAhead};
 use truce_proto::{
     ServiceError,
     convert::{StoredEvent, review_to_wire, timestamp_from_wire, timestamp_to_wire},
@@ -192,9 +192,22 @@ pub async fn run(
     }
 }
 
+/// Stored events read only as far as a subscriber needs.
+fn stored_events(entries: Vec<LogEntry>) -> Result<Vec<StoredEvent>, LogError> {
+    entries
+        .into_iter()
+        .map(|entry| {
+            StoredEvent::decode(entry.position, entry.payload.into()).map_err(|what| LogError::Corrupt {
+                position: entry.position,
+                what,
+            })
+        })
+        .collect()
+}
+
 /// One subscription's progress.
 struct Delivery<'a> {
-    state: &'a Arc<QueryState>,
+    state: &'a QueryState,
     subscription: &'a Subscription,
     out: &'a Outbox,
     timeouts: Timeouts,
@@ -310,13 +323,18 @@ impl Delivery<'_> {
     /// decoded on another task while this one is sent, so a long replay
     /// keeps both halves busy.
     async fn catch_up(&mut self) -> Result<(), Stop> {
-        let mut page = self.read_ahead(self.delivered.next());
+        let mut pages = ReadAhead::new(
+            self.state.history.clone(),
+            self.delivered.next().0,
+            u64::MAX,
+            HISTORY_PAGE,
+            stored_events,
+        );
         loop {
-            let events = page.await.map_err(internal)?.map_err(internal)?;
-            let Some(last) = events.last() else {
+            let events = pages.next_page().await.map_err(internal)?;
+            if events.is_empty() {
                 return Ok(());
-            };
-            page = self.read_ahead(last.position().next());
+            }
             for event in &events {
                 self.consider_stored(event).await?;
             }
@@ -326,25 +344,6 @@ impl Delivery<'_> {
                 self.heartbeat().await?;
             }
         }
-    }
-
-    /// Starts reading the page of history from `from`.
-    fn read_ahead(&self, from: Position) -> tokio::task::JoinHandle<Result<Vec<StoredEvent>, LogError>> {
-        let state = Arc::clone(self.state);
-        tokio::spawn(async move {
-            state
-                .history
-                .read(from.0, HISTORY_PAGE)
-                .await?
-                .into_iter()
-                .map(|entry| {
-                    StoredEvent::decode(entry.position, entry.payload.into()).map_err(|what| LogError::Corrupt {
-                        position: entry.position,
-                        what,
-                    })
-                })
-                .collect()
-        })
     }
 
     /// Takes live events until the buffer overflows (then returns, to read
