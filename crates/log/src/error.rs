@@ -20,6 +20,10 @@ pub enum LogError {
         /// What is wrong.
         what: String,
     },
+    /// An idempotency key was given for a second entry: the writer must look
+    /// keys up before appending.
+    #[error("the idempotency key {0:?} is already stored")]
+    DuplicateKey(String),
     /// A replica belongs to another incarnation of the log.
     #[error("the replica is of log incarnation {found}, not {expected}")]
     OtherIncarnation {

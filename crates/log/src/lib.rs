@@ -111,7 +111,7 @@ impl SequencedLog for LogStore {
     }
 
     fn find_key(&self, key: &str) -> Result<Option<Position>, LogError> {
-        LogStore::find_key(self, key)
+        Ok(LogStore::find_key(self, key))
     }
 
     fn payload(&self, position: Position) -> Result<Option<Vec<u8>>, LogError> {

@@ -1,6 +1,7 @@
 //! The single writer.
 
 use std::{
+    collections::HashMap,
     fs::{self, File},
     path::{Path, PathBuf},
 };
@@ -19,10 +20,17 @@ CREATE TABLE IF NOT EXISTS entries (
     hash     BLOB NOT NULL,
     payload  BLOB NOT NULL
 ) STRICT;
-CREATE TABLE IF NOT EXISTS idempotency_keys (
-    key      TEXT PRIMARY KEY,
-    position INTEGER NOT NULL
-) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS entry_keys (
+    position INTEGER PRIMARY KEY,
+    key      TEXT NOT NULL
+) STRICT;
+";
+
+/// Logs written before `entry_keys` kept their keys in a table ordered by
+/// key; opening one moves them over.
+const MIGRATE_KEYS: &str = "
+INSERT INTO entry_keys (position, key) SELECT position, key FROM idempotency_keys;
+DROP TABLE idempotency_keys;
 ";
 
 /// An entry to append.
@@ -44,6 +52,11 @@ pub struct LogStore {
     path: PathBuf,
     incarnation: Incarnation,
     head: Head,
+    /// Every idempotency key and the position it was first stored at. The
+    /// keys are stored in position order, beside their entries, so an
+    /// append adds to the end of one more table instead of a random place
+    /// in a key-ordered index; lookups are served from memory.
+    keys: HashMap<Box<str>, Position>,
     _lock: File,
 }
 
@@ -116,12 +129,14 @@ impl LogStore {
             }
         };
         let head = read_head(&conn)?;
-        tracing::info!(path = %path.display(), %incarnation, head = head.position, "log opened");
+        let keys = read_keys(&conn)?;
+        tracing::info!(path = %path.display(), %incarnation, head = head.position, keys = keys.len(), "log opened");
         Ok(LogStore {
             conn,
             path,
             incarnation,
             head,
+            keys,
             _lock: lock,
         })
     }
@@ -147,14 +162,8 @@ impl LogStore {
     }
 
     /// The position recorded for an idempotency key, if any.
-    pub fn find_key(&self, key: &str) -> Result<Option<Position>, LogError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT position FROM idempotency_keys WHERE key = ?1")?;
-        Ok(stmt
-            .query_row([key], |r| r.get::<_, i64>(0))
-            .optional()?
-            .map(|p| p as u64))
+    pub fn find_key(&self, key: &str) -> Option<Position> {
+        self.keys.get(key).copied()
     }
 
     /// The payload at `position`, if it exists.
@@ -197,12 +206,13 @@ impl LogStore {
         entries: impl Iterator<Item = (Position, &'a [u8], Option<&'a Hash>, Option<&'a str>)>,
     ) -> Result<Head, LogError> {
         let mut head = self.head;
+        let mut new_keys: Vec<(&str, Position)> = Vec::new();
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
             let mut insert = tx.prepare_cached("INSERT INTO entries (position, hash, payload) VALUES (?1, ?2, ?3)")?;
-            let mut remember = tx.prepare_cached("INSERT INTO idempotency_keys (key, position) VALUES (?1, ?2)")?;
+            let mut remember = tx.prepare_cached("INSERT INTO entry_keys (position, key) VALUES (?1, ?2)")?;
             for (position, payload, claimed_hash, key) in entries {
                 if position != head.position + 1 {
                     return Err(LogError::OutOfOrder {
@@ -219,15 +229,48 @@ impl LogStore {
                 }
                 insert.execute(params![position as i64, &hash[..], payload])?;
                 if let Some(key) = key {
-                    remember.execute(params![key, position as i64])?;
+                    if self.keys.contains_key(key) || new_keys.iter().any(|(k, _)| *k == key) {
+                        return Err(LogError::DuplicateKey(key.to_owned()));
+                    }
+                    remember.execute(params![position as i64, key])?;
+                    new_keys.push((key, position));
                 }
                 head = Head { position, hash };
             }
         }
         tx.commit()?;
         self.head = head;
+        self.keys
+            .extend(new_keys.into_iter().map(|(key, position)| (Box::from(key), position)));
         Ok(head)
     }
+}
+
+/// Loads the idempotency keys, first moving those of an older log's
+/// key-ordered table over.
+fn read_keys(conn: &Connection) -> Result<HashMap<Box<str>, Position>, LogError> {
+    let old: Option<String> = conn
+        .query_row(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name = 'idempotency_keys'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if old.is_some() {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(MIGRATE_KEYS)?;
+        tx.commit()?;
+    }
+    let count: i64 = conn.query_row("SELECT count(*) FROM entry_keys", [], |r| r.get(0))?;
+    let mut keys = HashMap::with_capacity(count as usize);
+    let mut stmt = conn.prepare("SELECT key, position FROM entry_keys")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let key: String = row.get(0)?;
+        let position: i64 = row.get(1)?;
+        keys.insert(key.into_boxed_str(), position as Position);
+    }
+    Ok(keys)
 }
 
 fn read_head(conn: &Connection) -> Result<Head, LogError> {
@@ -300,8 +343,8 @@ mod tests {
         let store = LogStore::open(dir.path()).unwrap();
         assert_eq!(store.head(), head);
         assert_eq!(store.incarnation(), &incarnation);
-        assert_eq!(store.find_key("k1").unwrap(), Some(1));
-        assert_eq!(store.find_key("k2").unwrap(), None);
+        assert_eq!(store.find_key("k1"), Some(1));
+        assert_eq!(store.find_key("k2"), None);
         let h1 = chain_hash(&GENESIS_HASH, b"event 1");
         let h2 = chain_hash(&h1, b"event 2");
         assert_eq!(head.hash, chain_hash(&h2, b"event 3"));
@@ -312,14 +355,45 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = LogStore::open(dir.path()).unwrap();
         store.append(&[entry(1, Some("k"))]).unwrap();
-        // Second entry reuses a key: the whole batch is rolled back.
-        assert!(store.append(&[entry(2, None), entry(3, Some("k"))]).is_err());
+        // Third entry reuses a key: the whole batch is rolled back, and
+        // the new key of the second is not remembered.
+        assert!(matches!(
+            store.append(&[entry(2, Some("fresh")), entry(3, Some("k"))]),
+            Err(LogError::DuplicateKey(key)) if key == "k"
+        ));
         assert_eq!(store.head().position, 1);
+        assert_eq!(store.find_key("fresh"), None);
         assert!(store.payload(2).unwrap().is_none());
         assert!(matches!(
             store.append(&[entry(5, None)]),
             Err(LogError::OutOfOrder { expected: 2, got: 5 })
         ));
+    }
+
+    #[test]
+    fn keys_of_a_log_in_the_older_layout_are_moved_over() {
+        let dir = tempfile::tempdir().unwrap();
+        LogStore::open(dir.path())
+            .unwrap()
+            .append(&[entry(1, Some("new"))])
+            .unwrap();
+        {
+            let conn = connect(&dir.path().join("log.sqlite3")).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE idempotency_keys (key TEXT PRIMARY KEY, position INTEGER NOT NULL) STRICT, WITHOUT ROWID;
+                 INSERT INTO idempotency_keys VALUES ('old', 2);",
+            )
+            .unwrap();
+        }
+        let mut store = LogStore::open(dir.path()).unwrap();
+        assert_eq!((store.find_key("new"), store.find_key("old")), (Some(1), Some(2)));
+        assert!(matches!(
+            store.append(&[entry(2, Some("old"))]),
+            Err(LogError::DuplicateKey(_))
+        ));
+        drop(store);
+        let store = LogStore::open(dir.path()).unwrap();
+        assert_eq!(store.find_key("old"), Some(2));
     }
 
     #[test]
