@@ -9,6 +9,7 @@
 
 pub mod args;
 pub mod log_service;
+mod release;
 pub mod sequencer;
 pub mod service;
 

@@ -5,8 +5,10 @@
 //! whatever has queued up (up to [`MAX_BATCH`]), and for each: resolves an
 //! idempotent retry, chooses or opens its incident, derives its zone and
 //! encodes its event at the next position. The whole batch is then one
-//! transaction and one fsync, and only then is anyone answered: this is the
-//! group commit that lets hundreds of concurrent submitters share a sync.
+//! transaction and is answered only once it is on disk: this is the group
+//! commit that lets hundreds of concurrent submitters share a sync. On the
+//! embedded log the fsync happens on a thread of its own ([`crate::release`]),
+//! while the sequencer decides the next batch.
 //! Grouping is sequential by construction, so two reports of the same
 //! event arriving together cannot both open an incident.
 
@@ -24,6 +26,8 @@ use truce_domain::{
     review::{Refusal, Review, apply_review},
 };
 use truce_log::{Head, LogError, NewEntry, SequencedLog};
+
+use crate::release::{Publisher, Release, Reply, Settled};
 use truce_proto::{
     ServiceError,
     convert::{StoredEvent, event_from_wire, event_to_wire},
@@ -147,8 +151,6 @@ pub enum Outcome {
     Revised(Box<Revised>),
 }
 
-type Reply = oneshot::Sender<Result<Outcome, ServiceError>>;
-
 /// Hands submissions to the sequencer. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Submitter {
@@ -207,9 +209,8 @@ struct Sequencer {
     store: Box<dyn SequencedLog>,
     index: IncidentIndex,
     rules: Rules,
-    head: watch::Sender<Head>,
-    /// Each durable batch's events, for an in-process follower.
-    committed: Option<mpsc::Sender<Vec<RecordedEvent>>>,
+    /// Publishes each batch once it is durable.
+    release: Release,
     /// Set when a failed append left the state unknown and rebuilding it
     /// failed too: every submission is then refused as unavailable.
     broken: Option<String>,
@@ -243,13 +244,13 @@ pub fn start(
     store.catch_up()?;
     let index = rebuild_index(store.as_ref())?;
     tracing::info!(incidents = index.len(), head = store.head().position, "sequencer ready");
+    let release = Release::start(store.detach_sync()?, Publisher { head, committed })?;
     let (tx, rx) = mpsc::channel(QUEUE);
-    let mut sequencer = Sequencer {
+    let sequencer = Sequencer {
         store,
         index,
         rules,
-        head,
-        committed,
+        release,
         broken: None,
         stale: false,
     };
@@ -324,7 +325,7 @@ impl Decision {
 }
 
 impl Sequencer {
-    fn run(&mut self, mut rx: mpsc::Receiver<(Command, Reply)>) {
+    fn run(mut self, mut rx: mpsc::Receiver<(Command, Reply)>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while let Some(first) = rx.blocking_recv() {
             batch.push(first);
@@ -336,14 +337,23 @@ impl Sequencer {
             }
             self.commit(&mut batch);
         }
+        self.release.finish();
         tracing::info!("sequencer stopped");
     }
 
     fn commit(&mut self, batch: &mut Vec<(Command, Reply)>) {
-        if self.stale
-            && let Err(error) = self.resync()
-        {
-            tracing::warn!(%error, "the log is still unreachable");
+        if self.broken.is_none() {
+            self.broken = self.release.failure();
+        }
+        if self.stale {
+            match self.resync() {
+                Ok(head) => self.release.release(Settled {
+                    head: Some(head),
+                    events: Vec::new(),
+                    answers: Vec::new(),
+                }),
+                Err(error) => tracing::warn!(%error, "the log is still unreachable"),
+            }
         }
         if let Some(reason) = self.broken.clone().or_else(|| {
             self.stale
@@ -386,10 +396,13 @@ impl Sequencer {
             } else {
                 self.store.append(&entries)
             };
+            let mut moved = None;
             let stored = match (appended, retained) {
                 (Ok(head), _) => {
-                    self.announce(&mut admitted);
-                    let _ = self.head.send(head);
+                    if !entries.is_empty() {
+                        self.release.committed();
+                        moved = Some(head);
+                    }
                     admitted.len()
                 }
                 (Err(LogError::Conflict { appended, .. } | LogError::Uncertain { appended, .. }), Some(retained)) => {
@@ -402,16 +415,21 @@ impl Sequencer {
                                 head = self.store.head().position,
                                 "settled a conflict"
                             );
-                            let _ = self.head.send(self.store.head());
                             // Answer what is settled; decide the rest again.
+                            let mut answers = Vec::with_capacity(outcomes.len());
                             for ((reply, outcome), command) in outcomes.drain(..).zip(retained) {
                                 match &outcome {
                                     Ok(decision) if decision.entry().is_some_and(|i| i >= stored) => {
                                         pending.push((command, reply));
                                     }
-                                    _ => answer(reply, outcome, &admitted),
+                                    _ => answers.push((reply, resolve(outcome, &admitted))),
                                 }
                             }
+                            self.release.release(Settled {
+                                head: Some(self.store.head()),
+                                events: take_events(&mut admitted[..stored]),
+                                answers,
+                            });
                             if pending.is_empty() {
                                 return;
                             }
@@ -432,43 +450,40 @@ impl Sequencer {
                     tracing::error!(%error, reports = entries.len(), "append failed; nothing of the batch was stored");
                     // Grouping decisions of the failed batch are in the
                     // index; put it back as the log has it.
-                    if let Err(error) = self.resync() {
-                        tracing::error!(%error, "cannot rebuild state after a failed append; refusing reports");
-                        if !self.store.is_shared() {
-                            self.broken = Some("storage is failing; see the server log".into());
+                    match self.resync() {
+                        Ok(head) => moved = Some(head),
+                        Err(error) => {
+                            tracing::error!(%error, "cannot rebuild state after a failed append; refusing reports");
+                            if !self.store.is_shared() {
+                                self.broken = Some("storage is failing; see the server log".into());
+                            }
                         }
                     }
                     0
                 }
             };
             let unstored = ServiceError::Unavailable("the log failed; the report was not stored, retry".into());
-            for (reply, outcome) in outcomes {
-                match outcome {
-                    Ok(decision) if decision.entry().is_some_and(|i| i >= stored) => {
-                        let _ = reply.send(Err(unstored.clone()));
-                    }
-                    outcome => answer(reply, outcome, &admitted),
-                }
-            }
+            let answers = outcomes
+                .into_iter()
+                .map(|(reply, outcome)| {
+                    let answer = match outcome {
+                        Ok(decision) if decision.entry().is_some_and(|i| i >= stored) => Err(unstored.clone()),
+                        outcome => resolve(outcome, &admitted),
+                    };
+                    (reply, answer)
+                })
+                .collect();
+            self.release.release(Settled {
+                head: moved,
+                events: take_events(&mut admitted[..stored]),
+                answers,
+            });
             return;
         }
         for (_, reply) in pending {
             let _ = reply.send(Err(ServiceError::Unavailable(
                 "other ingest replicas kept appending first; retry".into(),
             )));
-        }
-    }
-
-    /// Hands a durable batch's events to the in-process follower. A
-    /// follower too far behind to take them reads them from the log.
-    fn announce(&mut self, admitted: &mut [Admitted]) {
-        let Some(committed) = &self.committed else {
-            return;
-        };
-        let events: Vec<RecordedEvent> = admitted.iter_mut().filter_map(|a| a.event.take()).collect();
-        match committed.try_send(events) {
-            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
-            Err(mpsc::error::TrySendError::Closed(_)) => self.committed = None,
         }
     }
 
@@ -515,13 +530,13 @@ impl Sequencer {
         Ok(stored)
     }
 
-    /// Rebuilds the state from the log, after a failure left it unknown.
-    fn resync(&mut self) -> Result<(), LogError> {
+    /// Rebuilds the state from the log, after a failure left it unknown,
+    /// and returns the head.
+    fn resync(&mut self) -> Result<Head, LogError> {
         self.store.catch_up()?;
         self.index = rebuild_index(self.store.as_ref())?;
         self.stale = false;
-        let _ = self.head.send(self.store.head());
-        Ok(())
+        Ok(self.store.head())
     }
 
     /// Decides one submission: a new report admitted to the batch, the
@@ -916,9 +931,14 @@ impl Sequencer {
     }
 }
 
-/// Sends the answer for a settled decision.
-fn answer(reply: Reply, outcome: Result<Decision, ServiceError>, admitted: &[Admitted]) {
-    let answer = outcome.map(|decision| match decision {
+/// The events of a stored batch, handed on once it is durable.
+fn take_events(admitted: &mut [Admitted]) -> Vec<RecordedEvent> {
+    admitted.iter_mut().filter_map(|a| a.event.take()).collect()
+}
+
+/// The answer for a settled decision.
+fn resolve(outcome: Result<Decision, ServiceError>, admitted: &[Admitted]) -> Result<Outcome, ServiceError> {
+    outcome.map(|decision| match decision {
         Decision::New(i) => admitted[i].outcome.clone(),
         Decision::Echo(i) => match &admitted[i].outcome {
             Outcome::Accepted(accepted) => Outcome::Accepted(Accepted {
@@ -928,8 +948,7 @@ fn answer(reply: Reply, outcome: Result<Decision, ServiceError>, admitted: &[Adm
             other => other.clone(),
         },
         Decision::Replay(accepted) => Outcome::Accepted(accepted),
-    });
-    let _ = reply.send(answer);
+    })
 }
 
 fn key_reused() -> ServiceError {

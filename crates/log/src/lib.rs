@@ -5,7 +5,9 @@
 //! rewrite of history is detectable. The store is SQLite in WAL mode with
 //! `synchronous=FULL`: a batch is one transaction and one fsync, which is
 //! how the ingest service shares one sync among many submitters (group
-//! commit). [`LogStore`] is the single writer; [`LogReader`] serves any
+//! commit). The writer may hand the fsync to another thread
+//! ([`LogStore::detach_sync`]), so that the next batch is decided and
+//! committed while the disk takes the last. [`LogStore`] is the single writer; [`LogReader`] serves any
 //! number of readers and followers from their own connections, and
 //! [`follow`] turns it into a stream that replays from a position and then
 //! continues live.
@@ -20,7 +22,7 @@ pub use checkpoint::{Broken, ChainVerifier, Checkpoint, CheckpointSigner};
 pub use error::LogError;
 pub use follow::{ReadAhead, follow};
 pub use reader::LogReader;
-pub use store::{LogStore, NewEntry};
+pub use store::{LogStore, NewEntry, WalSync};
 
 use std::fmt;
 
@@ -99,6 +101,12 @@ pub trait SequencedLog: Send + 'static {
     /// Reads what other writers appended after the head, checks that it
     /// continues the chain, and moves the head to the end.
     fn catch_up(&mut self) -> Result<Vec<LogEntry>, LogError>;
+    /// Moves the fsync out of [`Self::append`] to the returned handle, for
+    /// another thread to call; `None` for a log whose appends stay durable
+    /// when they return.
+    fn detach_sync(&mut self) -> Result<Option<WalSync>, LogError> {
+        Ok(None)
+    }
     /// True when other writers may append too, so an append can conflict.
     fn is_shared(&self) -> bool {
         false
@@ -124,6 +132,10 @@ impl SequencedLog for LogStore {
 
     fn append(&mut self, entries: &[NewEntry]) -> Result<Head, LogError> {
         LogStore::append(self, entries)
+    }
+
+    fn detach_sync(&mut self) -> Result<Option<WalSync>, LogError> {
+        LogStore::detach_sync(self).map(Some)
     }
 
     /// The embedded log has no other writer.

@@ -93,22 +93,25 @@ impl LogReader {
         self.head.clone()
     }
 
-    /// Up to `max` entries from `from` (inclusive), in order.
+    /// Up to `max` entries from `from` (inclusive), in order, none past
+    /// [`Self::head`]: the writer may have committed entries it has not yet
+    /// made durable, and those are not read.
     pub async fn read(&self, from: Position, max: usize) -> Result<Vec<LogEntry>, LogError> {
+        let until = self.head().position;
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || inner.read(from.max(1), max))
+        tokio::task::spawn_blocking(move || inner.read(from.max(1), until, max))
             .await
             .map_err(|e| LogError::Io(std::io::Error::other(e)))?
     }
 }
 
 impl Inner {
-    fn read(&self, from: Position, max: usize) -> Result<Vec<LogEntry>, LogError> {
+    fn read(&self, from: Position, until: Position, max: usize) -> Result<Vec<LogEntry>, LogError> {
         let conn = match self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             Some(conn) => conn,
             None => connect(&self.path)?,
         };
-        let entries = read_range(&conn, from, max);
+        let entries = read_range(&conn, from, until, max);
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < POOL_SIZE {
             idle.push(conn);
@@ -117,11 +120,18 @@ impl Inner {
     }
 }
 
-pub(crate) fn read_range(conn: &Connection, from: Position, max: usize) -> Result<Vec<LogEntry>, LogError> {
+/// Up to `max` entries from `from` to `until`, both inclusive.
+pub(crate) fn read_range(
+    conn: &Connection,
+    from: Position,
+    until: Position,
+    max: usize,
+) -> Result<Vec<LogEntry>, LogError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT position, hash, payload FROM entries WHERE position >= ?1 ORDER BY position LIMIT ?2",
+        "SELECT position, hash, payload FROM entries WHERE position >= ?1 AND position <= ?2 ORDER BY position LIMIT ?3",
     )?;
-    let rows = stmt.query_map([from as i64, max as i64], |r| {
+    let until = i64::try_from(until).unwrap_or(i64::MAX);
+    let rows = stmt.query_map([from as i64, until, max as i64], |r| {
         Ok((
             r.get::<_, i64>(0)? as u64,
             r.get::<_, Vec<u8>>(1)?,

@@ -44,6 +44,21 @@ pub struct NewEntry {
     pub idempotency_key: Option<String>,
 }
 
+/// Makes committed appends durable, from a thread of its own: see
+/// [`LogStore::detach_sync`].
+#[derive(Debug)]
+pub struct WalSync {
+    wal: File,
+}
+
+impl WalSync {
+    /// Flushes the write-ahead log to disk: every append committed before
+    /// the call is durable when it returns.
+    pub fn sync(&self) -> Result<(), LogError> {
+        Ok(self.wal.sync_data()?)
+    }
+}
+
 /// The log's single writer. Holding it holds an exclusive lock on the data
 /// directory, so a second process cannot append to the same log.
 #[derive(Debug)]
@@ -161,6 +176,28 @@ impl LogStore {
         self.head.position + 1
     }
 
+    /// Moves the fsync out of [`Self::append`]: from now on an append returns
+    /// once its transaction is committed, and what it appended is durable
+    /// only after a later [`WalSync::sync`] on the returned handle. One
+    /// thread can then decide and commit the next batch while another waits
+    /// for the disk to take the last. Until that sync, entries are visible
+    /// to this connection only; readers go no further than the head they
+    /// are told of, which must move only after the sync.
+    ///
+    /// SQLite's `synchronous=NORMAL` in WAL mode is what makes this safe: a
+    /// commit writes its frames to the WAL without syncing them, a
+    /// checkpoint still syncs the WAL before copying it and the database
+    /// after, and recovery keeps every commit whose frames are on disk. The
+    /// handle syncs the WAL file itself, which SQLite keeps (and reuses from
+    /// its start after a checkpoint) while this connection is open.
+    pub fn detach_sync(&mut self) -> Result<WalSync, LogError> {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let wal = File::open(wal)?;
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        Ok(WalSync { wal })
+    }
+
     /// The position recorded for an idempotency key, if any.
     pub fn find_key(&self, key: &str) -> Option<Position> {
         self.keys.get(key).copied()
@@ -177,12 +214,12 @@ impl LogStore {
     /// Up to `max` entries from `from` (inclusive), in order, on the
     /// writer's own connection: for rebuilding the writer's state at start.
     pub fn read(&self, from: Position, max: usize) -> Result<Vec<crate::LogEntry>, LogError> {
-        crate::reader::read_range(&self.conn, from.max(1), max)
+        crate::reader::read_range(&self.conn, from.max(1), Position::MAX, max)
     }
 
     /// Appends `entries` in one transaction and returns once it is durable
-    /// (one fsync for the whole batch). On error nothing of the batch is
-    /// stored.
+    /// (one fsync for the whole batch), or only committed after
+    /// [`Self::detach_sync`]. On error nothing of the batch is stored.
     pub fn append(&mut self, entries: &[NewEntry]) -> Result<Head, LogError> {
         self.append_with(
             entries
@@ -394,6 +431,31 @@ mod tests {
         drop(store);
         let store = LogStore::open(dir.path()).unwrap();
         assert_eq!(store.find_key("old"), Some(2));
+    }
+
+    #[tokio::test]
+    async fn with_the_sync_detached_readers_see_only_what_the_head_says_is_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LogStore::open(dir.path()).unwrap();
+        store.append(&[entry(1, Some("k1"))]).unwrap();
+        let sync = store.detach_sync().unwrap();
+        let (head_tx, head_rx) = tokio::sync::watch::channel(store.head());
+        let reader = crate::LogReader::new(store.path(), store.incarnation().clone(), head_rx);
+        let head = store.append(&[entry(2, Some("k2")), entry(3, None)]).unwrap();
+        // Committed: the writer knows the entries and their keys ...
+        assert_eq!(
+            (store.find_key("k2"), store.payload(3).unwrap().is_some()),
+            (Some(2), true)
+        );
+        // ... readers do not, until the head moves past the sync.
+        let positions = |entries: Vec<crate::LogEntry>| entries.iter().map(|e| e.position).collect::<Vec<_>>();
+        assert_eq!(positions(reader.read(1, 10).await.unwrap()), vec![1]);
+        sync.sync().unwrap();
+        head_tx.send(head).unwrap();
+        assert_eq!(positions(reader.read(1, 10).await.unwrap()), vec![1, 2, 3]);
+        drop(store);
+        let store = LogStore::open(dir.path()).unwrap();
+        assert_eq!((store.head(), store.find_key("k2")), (head, Some(2)));
     }
 
     #[test]

@@ -1,0 +1,216 @@
+//! Releasing settled batches: their events to the in-process follower, the
+//! new head to readers, the answers to submitters, and none of it before
+//! the batch is on disk.
+//!
+//! On a log whose append is durable when it returns, a batch is released at
+//! once. On the embedded log the fsync is moved to a syncer thread
+//! ([`truce_log::LogStore::detach_sync`]): the sequencer commits a batch,
+//! hands it over and goes on to decide the next while the disk takes this
+//! one, and one fsync covers every batch committed before it began.
+
+use std::{
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicU64, Ordering},
+        mpsc as std_mpsc,
+    },
+    thread,
+};
+
+use tokio::sync::{mpsc, oneshot, watch};
+use truce_domain::event::RecordedEvent;
+use truce_log::{Head, WalSync};
+use truce_proto::ServiceError;
+
+use crate::sequencer::Outcome;
+
+/// Where a submitter's answer goes.
+pub(crate) type Reply = oneshot::Sender<Result<Outcome, ServiceError>>;
+
+/// Batches committed but not yet handed to the syncer before the sequencer
+/// waits for it: while it waits, submissions queue up into a larger batch.
+const SYNC_QUEUE: usize = 2;
+
+/// One batch, decided and (if it appended anything) committed.
+pub(crate) struct Settled {
+    /// The head after it, if it moved the head.
+    pub(crate) head: Option<Head>,
+    /// Its events, for the in-process follower.
+    pub(crate) events: Vec<RecordedEvent>,
+    /// Each submission's answer.
+    pub(crate) answers: Vec<(Reply, Result<Outcome, ServiceError>)>,
+}
+
+/// What a durable batch is published to.
+pub(crate) struct Publisher {
+    /// Readers read no further than this.
+    pub(crate) head: watch::Sender<Head>,
+    /// Each durable batch's events, for an in-process follower.
+    pub(crate) committed: Option<mpsc::Sender<Vec<RecordedEvent>>>,
+}
+
+impl Publisher {
+    fn publish(&mut self, settled: Settled) {
+        if let Some(committed) = &self.committed
+            && !settled.events.is_empty()
+        {
+            // A follower too far behind to take them reads them from the
+            // log.
+            match committed.try_send(settled.events) {
+                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                Err(mpsc::error::TrySendError::Closed(_)) => self.committed = None,
+            }
+        }
+        if let Some(head) = settled.head {
+            let _ = self.head.send(head);
+        }
+        for (reply, answer) in settled.answers {
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// Answers a batch the disk may not have: whatever it accepted is
+    /// refused as unavailable (a retry with the same key finds out), and
+    /// nothing of it is published.
+    fn refuse(settled: Settled, reason: &str) {
+        for (reply, answer) in settled.answers {
+            let answer = answer.and(Err(ServiceError::Unavailable(reason.to_owned())));
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+/// How the sequencer releases its batches.
+pub(crate) enum Release {
+    /// The log's appends are durable when they return.
+    Now(Publisher),
+    /// Appends are only committed; the syncer releases them.
+    AfterSync(Syncer),
+}
+
+impl Release {
+    /// Releases the log's appends once they are durable, through a syncer
+    /// thread when the log hands out its fsync.
+    pub(crate) fn start(sync: Option<WalSync>, publisher: Publisher) -> std::io::Result<Release> {
+        Ok(match sync {
+            None => Release::Now(publisher),
+            Some(wal) => Release::AfterSync(Syncer::start(wal, publisher)?),
+        })
+    }
+
+    /// Counts a commit: call after each append that returned.
+    pub(crate) fn committed(&mut self) {
+        if let Release::AfterSync(syncer) = self {
+            syncer.commits += 1;
+            syncer.shared.commits.store(syncer.commits, Ordering::Release);
+        }
+    }
+
+    /// Hands `settled` on, to be published once everything committed so far
+    /// is durable.
+    pub(crate) fn release(&mut self, settled: Settled) {
+        match self {
+            Release::Now(publisher) => publisher.publish(settled),
+            Release::AfterSync(syncer) => syncer.hand_over(settled),
+        }
+    }
+
+    /// Why appending must stop: the syncer could not make a batch durable.
+    pub(crate) fn failure(&self) -> Option<String> {
+        match self {
+            Release::Now(_) => None,
+            Release::AfterSync(syncer) => syncer.shared.failed.get().cloned(),
+        }
+    }
+
+    /// Waits until every batch handed over is released.
+    pub(crate) fn finish(self) {
+        if let Release::AfterSync(syncer) = self {
+            drop(syncer.tx);
+            if syncer.thread.join().is_err() {
+                tracing::error!("the syncer thread panicked");
+            }
+        }
+    }
+}
+
+/// State the sequencer and the syncer share.
+struct Shared {
+    /// Commits made so far; a sync covers those counted before it began.
+    commits: AtomicU64,
+    /// Set when a sync failed: nothing more is released or appended.
+    failed: OnceLock<String>,
+}
+
+/// The sequencer's end of the syncer thread.
+pub(crate) struct Syncer {
+    tx: std_mpsc::SyncSender<(u64, Settled)>,
+    shared: Arc<Shared>,
+    /// Commits the sequencer has made (its own copy of `shared.commits`).
+    commits: u64,
+    thread: thread::JoinHandle<()>,
+}
+
+impl Syncer {
+    fn start(wal: WalSync, publisher: Publisher) -> std::io::Result<Syncer> {
+        let shared = Arc::new(Shared {
+            commits: AtomicU64::new(0),
+            failed: OnceLock::new(),
+        });
+        let (tx, rx) = std_mpsc::sync_channel(SYNC_QUEUE);
+        let thread = {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name("truce-syncer".into())
+                .spawn(move || sync_and_publish(&wal, &rx, publisher, &shared))?
+        };
+        Ok(Syncer {
+            tx,
+            shared,
+            commits: 0,
+            thread,
+        })
+    }
+
+    fn hand_over(&mut self, settled: Settled) {
+        // Every batch waits for the commits before it too: a replayed
+        // answer may rest on an earlier batch's entry.
+        if let Err(std_mpsc::SendError((_, settled))) = self.tx.send((self.commits, settled)) {
+            Publisher::refuse(settled, "the ingest service is shutting down");
+        }
+    }
+}
+
+/// The syncer thread: takes every batch handed over, syncs the WAL once if
+/// any of them needs it, and publishes them in order.
+fn sync_and_publish(wal: &WalSync, rx: &std_mpsc::Receiver<(u64, Settled)>, mut publisher: Publisher, shared: &Shared) {
+    let mut durable: u64 = 0;
+    let mut batches = Vec::new();
+    while let Ok(first) = rx.recv() {
+        batches.push(first);
+        batches.extend(rx.try_iter());
+        let needed = batches.iter().map(|(commits, _)| *commits).max().unwrap_or(0);
+        if needed > durable && shared.failed.get().is_none() {
+            let covered = shared.commits.load(Ordering::Acquire);
+            match wal.sync() {
+                Ok(()) => durable = covered,
+                Err(error) => {
+                    tracing::error!(%error, "syncing the log failed; refusing reports until restarted");
+                    let _ = shared
+                        .failed
+                        .set("storage is failing (the log could not be synced); see the server log".into());
+                }
+            }
+        }
+        for (needed, settled) in batches.drain(..) {
+            if needed <= durable {
+                publisher.publish(settled);
+            } else {
+                Publisher::refuse(
+                    settled,
+                    "the log could not be synced; the report may not be stored, retry",
+                );
+            }
+        }
+    }
+}
