@@ -4,7 +4,10 @@
 use std::{
     net::SocketAddr,
     path::Path,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -74,6 +77,43 @@ async fn a_restarted_pair_keeps_every_report_and_every_key() {
         .unwrap()
         .into_inner();
     assert_eq!(next.position, 121);
+    pair.stop().await;
+}
+
+/// In `truce up` a report is acknowledged only once the query service's
+/// view holds it: a client reading right after its write finds it without
+/// naming a position to wait for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_report_is_already_in_the_view_of_the_same_process() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let pair = Pair::start(dir.path()).await;
+    let mut writers = tokio::task::JoinSet::new();
+    for writer in 0..4u32 {
+        let mut ingest = pair.ingest_client().await;
+        let mut query = pair.query_client().await;
+        writers.spawn(async move {
+            for n in (writer * 100)..(writer * 100 + 100) {
+                let accepted = ingest
+                    .submit_report(request(&format!("w{n}"), numbered_report(n)))
+                    .await
+                    .expect("submit")
+                    .into_inner();
+                let found = query
+                    .get_report(v1::GetReportRequest {
+                        report_id: accepted.report_id.clone(),
+                        min_position: 0,
+                    })
+                    .await
+                    .unwrap_or_else(|status| panic!("{} acknowledged but not found: {status}", accepted.report_id))
+                    .into_inner();
+                assert!(found.position >= accepted.position);
+                assert_eq!(found.report.expect("the report").report_id, accepted.report_id);
+            }
+        });
+    }
+    while let Some(writer) = writers.join_next().await {
+        writer.expect("every acknowledged report was found");
+    }
     pair.stop().await;
 }
 
@@ -339,7 +379,12 @@ async fn a_local_follower_that_falls_behind_reads_the_batches_it_missed_from_the
     let mut live = state.live.subscribe();
 
     // One report per batch, three queues' worth, while the view is held.
+    // The writers of batches the follower holds are answered once it has
+    // applied them, so the reports are submitted without waiting for the
+    // answers, a few milliseconds apart to keep them in separate batches.
     let total = 3 * COMMITTED_QUEUE as u32;
+    let mut answers = tokio::task::JoinSet::new();
+    let answered = Arc::new(AtomicUsize::new(0));
     {
         let _held = state.read_view();
         for n in 0..total {
@@ -351,8 +396,23 @@ async fn a_local_follower_that_falls_behind_reads_the_batches_it_missed_from_the
                 received_at: truce_domain::Timestamp(0),
                 signature: None,
             };
-            submitter.submit(submission).await.expect("submit");
+            let (submitter, answered) = (submitter.clone(), Arc::clone(&answered));
+            answers.spawn(async move {
+                let answer = submitter.submit(submission).await;
+                answered.fetch_add(1, Ordering::SeqCst);
+                answer
+            });
+            tokio::time::sleep(Duration::from_millis(3)).await;
         }
+        // Batches beyond the follower's queue were answered without it.
+        let answered = answered.load(Ordering::SeqCst);
+        assert!(
+            answered >= total as usize / 2,
+            "only {answered} of {total} answered while the follower was held"
+        );
+    }
+    while let Some(answer) = answers.join_next().await {
+        answer.expect("the submitter task").expect("submit");
     }
 
     let mut seen = Vec::new();

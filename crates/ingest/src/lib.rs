@@ -122,7 +122,7 @@ pub struct LocalLog {
 /// follower can meanwhile do for its view, on the other core.
 pub struct OpenedNode {
     store: Box<dyn SequencedLog>,
-    committed: Option<tokio::sync::mpsc::Sender<Vec<truce_domain::event::RecordedEvent>>>,
+    committed: Option<tokio::sync::mpsc::Sender<truce_log::Committed<Vec<truce_domain::event::RecordedEvent>>>>,
     feed: log_service::FeedLog,
     head: watch::Sender<truce_log::Head>,
     rules: sequencer::Rules,

@@ -19,7 +19,7 @@ use std::{
 
 use tokio::sync::{mpsc, oneshot, watch};
 use truce_domain::event::RecordedEvent;
-use truce_log::{Head, WalSync};
+use truce_log::{Committed, Head, WalSync};
 use truce_proto::ServiceError;
 
 use crate::sequencer::Outcome;
@@ -46,26 +46,36 @@ pub(crate) struct Publisher {
     /// Readers read no further than this.
     pub(crate) head: watch::Sender<Head>,
     /// Each durable batch's events, for an in-process follower.
-    pub(crate) committed: Option<mpsc::Sender<Vec<RecordedEvent>>>,
+    pub(crate) committed: Option<mpsc::Sender<Committed<Vec<RecordedEvent>>>>,
 }
 
 impl Publisher {
+    /// Publishes a durable batch. An in-process follower gets its events
+    /// together with its answers, and answers once it has applied them: an
+    /// acknowledged write is then already in the view, and its change on
+    /// the way to subscribers, as a watcher of etcd sees a put before its
+    /// writer does.
     fn publish(&mut self, settled: Settled) {
-        if let Some(committed) = &self.committed
-            && !settled.events.is_empty()
-        {
-            // A follower too far behind to take them reads them from the
-            // log.
-            match committed.try_send(settled.events) {
-                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
-                Err(mpsc::error::TrySendError::Closed(_)) => self.committed = None,
-            }
-        }
-        if let Some(head) = settled.head {
+        let Settled { head, events, answers } = settled;
+        // Readers first: an answered writer may read the log at once.
+        if let Some(head) = head {
             let _ = self.head.send(head);
         }
-        for (reply, answer) in settled.answers {
-            let _ = reply.send(answer);
+        let answer = move || {
+            for (reply, answer) in answers {
+                let _ = reply.send(answer);
+            }
+        };
+        match &self.committed {
+            Some(committed) if !events.is_empty() => {
+                // A follower too far behind to take the batch reads it from
+                // the log; dropping it here answers at once.
+                match committed.try_send(Committed::new(events, answer)) {
+                    Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                    Err(mpsc::error::TrySendError::Closed(_)) => self.committed = None,
+                }
+            }
+            _ => answer(),
         }
     }
 

@@ -25,7 +25,7 @@ use truce_domain::{
     report::{Report, ReportSignature, Retraction, StoredReport},
     review::{Refusal, Review, apply_review},
 };
-use truce_log::{Head, LogError, NewEntry, SequencedLog};
+use truce_log::{Committed, Head, LogError, NewEntry, SequencedLog};
 
 use crate::release::{Publisher, Release, Reply, Settled};
 use truce_proto::{
@@ -43,7 +43,7 @@ pub const COMMITTED_QUEUE: usize = 64;
 
 /// Events handed to an in-process follower as they become durable, so it
 /// applies them without reading and decoding them back from the log.
-pub type CommittedEvents = mpsc::Receiver<Vec<RecordedEvent>>;
+pub type CommittedEvents = mpsc::Receiver<Committed<Vec<RecordedEvent>>>;
 
 /// A validated report to record.
 #[derive(Debug, Clone)]
@@ -239,7 +239,7 @@ pub fn start(
     mut store: Box<dyn SequencedLog>,
     rules: Rules,
     head: watch::Sender<Head>,
-    committed: Option<mpsc::Sender<Vec<RecordedEvent>>>,
+    committed: Option<mpsc::Sender<Committed<Vec<RecordedEvent>>>>,
 ) -> Result<(Submitter, thread::JoinHandle<()>), LogError> {
     store.catch_up()?;
     let index = rebuild_index(store.as_ref())?;

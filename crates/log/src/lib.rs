@@ -13,12 +13,14 @@
 //! continues live.
 
 mod checkpoint;
+mod committed;
 mod error;
 mod follow;
 mod reader;
 mod store;
 
 pub use checkpoint::{Broken, ChainVerifier, Checkpoint, CheckpointSigner};
+pub use committed::Committed;
 pub use error::LogError;
 pub use follow::{ReadAhead, follow};
 pub use reader::LogReader;

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::StreamExt;
 use truce_domain::{Position, Timestamp, event::RecordedEvent, incident::IncidentSummary};
-use truce_log::{Head, Incarnation, LogEntry, LogError, LogReader, LogStore, ReadAhead};
+use truce_log::{Committed, Head, Incarnation, LogEntry, LogError, LogReader, LogStore, ReadAhead};
 use truce_proto::{
     convert::event_from_wire,
     v1::{self, log_service_client::LogServiceClient, read_log_response::Kind},
@@ -232,11 +232,12 @@ fn decode(entries: &[LogEntry]) -> Result<Vec<RecordedEvent>, LogError> {
 /// Builds the view from `reader` (the ingest service's own log) and keeps
 /// following it: each durable batch's events arrive from the sequencer on
 /// `committed` and are applied as they are, without reading them back or
-/// decoding them. Whatever this follower missed (batches dropped while it
-/// was behind) it reads from the log first, so nothing is skipped.
+/// decoding them, and dropping a batch once applied answers its writers.
+/// Whatever this follower missed (batches dropped while it was behind) it
+/// reads from the log first, so nothing is skipped.
 pub async fn follow_local(
     reader: LogReader,
-    mut committed: mpsc::Receiver<Vec<RecordedEvent>>,
+    mut committed: mpsc::Receiver<Committed<Vec<RecordedEvent>>>,
     stopping: Stopping,
 ) -> Result<Arc<QueryState>, LogError> {
     let state = QueryState::new(reader.clone(), false);
@@ -246,21 +247,23 @@ pub async fn follow_local(
     let mut head = reader.watch_head();
     tokio::spawn(async move {
         loop {
-            // The sequencer sends a batch before it moves the head: a batch
-            // waiting is taken first, and a head that moved without one
-            // means batches were dropped, to be read from the log.
-            let events = tokio::select! {
+            // The head moves just before its batch is sent: a batch waiting
+            // is taken first, and a head that moved without one means
+            // batches were dropped (or one is on its way), so the log is
+            // read up to it; a batch applies only past the view.
+            let mut batch = tokio::select! {
                 biased;
                 () = stopping.wait() => return,
                 batch = committed.recv() => match batch {
-                    Some(events) => events,
+                    Some(batch) => Some(batch),
                     None => return, // the sequencer stopped
                 },
                 changed = head.changed() => match changed {
-                    Ok(()) => Vec::new(),
+                    Ok(()) => None,
                     Err(_) => return,
                 },
             };
+            let events = batch.as_mut().map(Committed::take).unwrap_or_default();
             let before = events
                 .first()
                 .map_or_else(|| reader.head().position, |e| e.position.0.saturating_sub(1));
@@ -270,6 +273,8 @@ pub async fn follow_local(
             }
             let applied = follower.read_view().position();
             follower.apply(events.into_iter().filter(|e| e.position > applied).collect());
+            // Applied and broadcast: now its writers are answered.
+            drop(batch);
         }
     });
     Ok(state)
