@@ -7,10 +7,10 @@
 //! how the ingest service shares one sync among many submitters (group
 //! commit). The writer may hand the fsync to another thread
 //! ([`LogStore::detach_sync`]), so that the next batch is decided and
-//! committed while the disk takes the last. [`LogStore`] is the single writer; [`LogReader`] serves any
-//! number of readers and followers from their own connections, and
-//! [`follow`] turns it into a stream that replays from a position and then
-//! continues live.
+//! committed while the disk takes the last. [`LogStore`] is the single
+//! writer; [`LogReader`] serves any number of readers and followers from
+//! their own connections, never past the durable head, and [`follow`] turns
+//! it into a stream that replays from a position and then continues live.
 
 mod checkpoint;
 mod committed;
