@@ -373,6 +373,7 @@ async fn a_local_follower_that_falls_behind_reads_the_batches_it_missed_from_the
     let (submitter, _sequencer) =
         sequencer::start(Box::new(store), Default::default(), head_tx, Some(committed_tx)).expect("start");
     let (_stop, stopping) = truce_serve::Stopping::new();
+    let mut head = reader.watch_head();
     let state = truce_query::follower::follow_local(reader, committed, stopping)
         .await
         .expect("follow the log");
@@ -381,7 +382,8 @@ async fn a_local_follower_that_falls_behind_reads_the_batches_it_missed_from_the
     // One report per batch, three queues' worth, while the view is held.
     // The writers of batches the follower holds are answered once it has
     // applied them, so the reports are submitted without waiting for the
-    // answers, a few milliseconds apart to keep them in separate batches.
+    // answers; each waits for the head to pass the one before, which keeps
+    // them in separate batches.
     let total = 3 * COMMITTED_QUEUE as u32;
     let mut answers = tokio::task::JoinSet::new();
     let answered = Arc::new(AtomicUsize::new(0));
@@ -402,14 +404,25 @@ async fn a_local_follower_that_falls_behind_reads_the_batches_it_missed_from_the
                 answered.fetch_add(1, Ordering::SeqCst);
                 answer
             });
-            tokio::time::sleep(Duration::from_millis(3)).await;
+            head.wait_for(|head| head.position > u64::from(n))
+                .await
+                .expect("the head moves");
         }
-        // Batches beyond the follower's queue were answered without it.
-        let answered = answered.load(Ordering::SeqCst);
-        assert!(
-            answered >= total as usize / 2,
-            "only {answered} of {total} answered while the follower was held"
-        );
+        // The follower holds one batch and its queue as many more; the
+        // writers of every other batch were answered without it.
+        let unheld = total as usize - COMMITTED_QUEUE - 1;
+        tokio::time::timeout(PATIENCE, async {
+            while answered.load(Ordering::SeqCst) < unheld {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} of {unheld} answered while the follower was held",
+                answered.load(Ordering::SeqCst)
+            )
+        });
     }
     while let Some(answer) = answers.join_next().await {
         answer.expect("the submitter task").expect("submit");
