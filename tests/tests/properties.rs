@@ -226,7 +226,7 @@ fn valid_event_bytes() -> Vec<u8> {
         body: EventBody::ReportRecorded(ReportRecorded {
             report: stored.into(),
             opened_incident: true,
-            incident,
+            incident: incident.into(),
             content_digest: [7; 32],
             previous_position: None,
         }),

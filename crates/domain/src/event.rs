@@ -39,7 +39,7 @@ pub struct ReportAmended {
     /// Shared, so the views that keep it take no copy.
     pub report: Arc<StoredReport>,
     /// The incident's summary after it.
-    pub incident: IncidentSummary,
+    pub incident: Arc<IncidentSummary>,
     /// The position of the incident's previous event.
     pub previous_position: Position,
 }
@@ -54,7 +54,7 @@ pub struct ReportRetracted {
     /// Why.
     pub reason: String,
     /// The incident's summary after it.
-    pub incident: IncidentSummary,
+    pub incident: Arc<IncidentSummary>,
     /// The position of the incident's previous event.
     pub previous_position: Position,
 }
@@ -65,7 +65,7 @@ pub struct IncidentReviewed {
     /// The ruling.
     pub review: Review,
     /// The incident's summary after it.
-    pub incident: IncidentSummary,
+    pub incident: Arc<IncidentSummary>,
     /// The position of the incident's previous event.
     pub previous_position: Position,
 }
@@ -80,7 +80,7 @@ pub struct ReportRecorded {
     pub opened_incident: bool,
     /// The incident's summary after it; carried in the event so that a
     /// subscriber replaying history can filter without rebuilding state.
-    pub incident: IncidentSummary,
+    pub incident: Arc<IncidentSummary>,
     /// SHA-256 of the submitted report's canonical encoding, to tell an
     /// idempotent retry from a conflicting reuse of its key.
     pub content_digest: [u8; 32],
@@ -93,6 +93,12 @@ pub struct ReportRecorded {
 impl RecordedEvent {
     /// The incident the event changed, as the event left it.
     pub fn incident(&self) -> &IncidentSummary {
+        self.shared_incident()
+    }
+
+    /// The same, shared: the sequencer's state, the event and the query
+    /// view all hold this one summary.
+    pub fn shared_incident(&self) -> &Arc<IncidentSummary> {
         match &self.body {
             EventBody::ReportRecorded(recorded) => &recorded.incident,
             EventBody::IncidentReviewed(reviewed) => &reviewed.incident,

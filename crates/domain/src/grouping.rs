@@ -8,6 +8,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
+    sync::Arc,
     time::Duration,
 };
 
@@ -52,7 +53,7 @@ impl Default for GroupingPolicy {
 /// gap plus that length cannot start close enough to the report.
 #[derive(Debug, Default)]
 pub struct IncidentIndex {
-    incidents: HashMap<IncidentId, IncidentSummary>,
+    incidents: HashMap<IncidentId, Arc<IncidentSummary>>,
     by_category_and_end: BTreeSet<(Category, Timestamp, IncidentId)>,
     longest_window: Duration,
 }
@@ -60,7 +61,7 @@ pub struct IncidentIndex {
 impl IncidentIndex {
     /// The summary of an incident.
     pub fn get(&self, id: IncidentId) -> Option<&IncidentSummary> {
-        self.incidents.get(&id)
+        self.incidents.get(&id).map(Arc::as_ref)
     }
 
     /// How many incidents there are.
@@ -73,8 +74,10 @@ impl IncidentIndex {
         self.incidents.is_empty()
     }
 
-    /// Stores a summary, replacing the incident's previous one.
-    pub fn upsert(&mut self, summary: IncidentSummary) {
+    /// Stores a summary, replacing the incident's previous one. It is
+    /// shared with the event that carries it.
+    pub fn upsert(&mut self, summary: impl Into<Arc<IncidentSummary>>) {
+        let summary = summary.into();
         if let Some(old) = self.incidents.get(&summary.id) {
             self.by_category_and_end
                 .remove(&(old.category, old.occurred_to, old.id));

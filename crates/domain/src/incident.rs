@@ -255,9 +255,9 @@ pub struct Incident {
 
 impl Incident {
     /// The incident as the report that opened it left it.
-    pub fn opened(report: Arc<StoredReport>, summary: IncidentSummary) -> Incident {
+    pub fn opened(report: Arc<StoredReport>, summary: Arc<IncidentSummary>) -> Incident {
         Incident {
-            summary: Arc::new(summary),
+            summary,
             reports: vec![report],
             reviews: Vec::new(),
             earlier_versions: Vec::new(),
@@ -307,7 +307,7 @@ impl Incident {
                 }
             }
         }
-        std::mem::replace(&mut self.summary, Arc::new(event.incident().clone()))
+        std::mem::replace(&mut self.summary, Arc::clone(event.shared_incident()))
     }
 }
 

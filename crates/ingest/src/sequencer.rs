@@ -617,13 +617,14 @@ impl Sequencer {
             received_at: stored.received_at,
             replayed: false,
         };
+        let summary = std::sync::Arc::new(summary);
         let event = RecordedEvent {
             position,
             recorded_at,
             body: EventBody::ReportRecorded(ReportRecorded {
                 report: std::sync::Arc::new(stored),
                 opened_incident: opened,
-                incident: summary.clone(),
+                incident: std::sync::Arc::clone(&summary),
                 content_digest: submission.digest,
                 previous_position,
             }),
@@ -673,11 +674,11 @@ impl Sequencer {
             recorded_at,
             body: EventBody::IncidentReviewed(IncidentReviewed {
                 review,
-                incident: incident.clone(),
+                incident: std::sync::Arc::new(incident.clone()),
                 previous_position,
             }),
         };
-        self.index.upsert(incident.clone());
+        self.index.upsert(std::sync::Arc::clone(event.shared_incident()));
         admitted.push(Admitted {
             entry: NewEntry {
                 position: position.0,
@@ -830,7 +831,7 @@ impl Sequencer {
             recorded_at,
             body: EventBody::ReportAmended(ReportAmended {
                 report: std::sync::Arc::new(amended.clone()),
-                incident: summary.clone(),
+                incident: std::sync::Arc::new(summary.clone()),
                 previous_position: incident.summary.updated_position,
             }),
         };
@@ -872,7 +873,7 @@ impl Sequencer {
                 report_id: current.report_id,
                 reporting_party: current.report.reporting_party.clone(),
                 reason: withdrawal.reason,
-                incident: summary.clone(),
+                incident: std::sync::Arc::new(summary.clone()),
                 previous_position: incident.summary.updated_position,
             }),
         };
@@ -886,7 +887,7 @@ impl Sequencer {
         incident: IncidentSummary,
         admitted: &mut Vec<Admitted>,
     ) -> Decision {
-        self.index.upsert(incident.clone());
+        self.index.upsert(std::sync::Arc::clone(event.shared_incident()));
         let position = event.position;
         admitted.push(Admitted {
             entry: NewEntry {

@@ -169,8 +169,10 @@ impl View {
                     return None;
                 };
                 let report = Arc::clone(&recorded.report);
-                self.incidents
-                    .insert(summary.id, Incident::opened(report, summary.clone()));
+                self.incidents.insert(
+                    summary.id,
+                    Incident::opened(report, Arc::clone(event.shared_incident())),
+                );
                 None
             }
         };

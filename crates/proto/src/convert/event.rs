@@ -20,25 +20,25 @@ pub fn event_to_wire(event: &RecordedEvent) -> Vec<u8> {
         EventBody::ReportRecorded(r) => v1::log_event::Body::ReportRecorded(v1::ReportRecorded {
             report: Some(v1::StoredReport::from(r.report.as_ref())),
             opened_incident: r.opened_incident,
-            incident: Some(v1::IncidentSummary::from(&r.incident)),
+            incident: Some(v1::IncidentSummary::from(r.incident.as_ref())),
             content_digest: r.content_digest.to_vec(),
             previous_position: r.previous_position.map_or(0, |p| p.0),
         }),
         EventBody::IncidentReviewed(r) => v1::log_event::Body::IncidentReviewed(v1::IncidentReviewed {
             review: Some(review_to_wire(&r.review, event.position, event.recorded_at)),
-            incident: Some(v1::IncidentSummary::from(&r.incident)),
+            incident: Some(v1::IncidentSummary::from(r.incident.as_ref())),
             previous_position: r.previous_position.0,
         }),
         EventBody::ReportAmended(r) => v1::log_event::Body::ReportAmended(v1::ReportAmended {
             report: Some(v1::StoredReport::from(r.report.as_ref())),
-            incident: Some(v1::IncidentSummary::from(&r.incident)),
+            incident: Some(v1::IncidentSummary::from(r.incident.as_ref())),
             previous_position: r.previous_position.0,
         }),
         EventBody::ReportRetracted(r) => v1::log_event::Body::ReportRetracted(v1::ReportRetracted {
             report_id: r.report_id.to_string(),
             reporting_party: r.reporting_party.to_string(),
             reason: r.reason.clone(),
-            incident: Some(v1::IncidentSummary::from(&r.incident)),
+            incident: Some(v1::IncidentSummary::from(r.incident.as_ref())),
             previous_position: r.previous_position.0,
         }),
     };
@@ -81,7 +81,7 @@ pub fn event_from_wire(position: u64, bytes: &[u8]) -> Result<RecordedEvent, Str
             EventBody::ReportRecorded(ReportRecorded {
                 report: report.into(),
                 opened_incident: r.opened_incident,
-                incident,
+                incident: incident.into(),
                 content_digest,
                 previous_position: (r.previous_position != 0).then_some(Position(r.previous_position)),
             })
@@ -92,7 +92,7 @@ pub fn event_from_wire(position: u64, bytes: &[u8]) -> Result<RecordedEvent, Str
                 review_from_wire(&r.review.unwrap_or_default(), incident.id).map_err(|v| prefixed("review", v))?;
             EventBody::IncidentReviewed(IncidentReviewed {
                 review,
-                incident,
+                incident: incident.into(),
                 previous_position: Position(r.previous_position),
             })
         }
@@ -101,7 +101,7 @@ pub fn event_from_wire(position: u64, bytes: &[u8]) -> Result<RecordedEvent, Str
             let incident = summary_from_wire(&r.incident.unwrap_or_default()).map_err(|v| prefixed("incident", v))?;
             EventBody::ReportAmended(ReportAmended {
                 report: report.into(),
-                incident,
+                incident: incident.into(),
                 previous_position: Position(r.previous_position),
             })
         }
@@ -111,7 +111,7 @@ pub fn event_from_wire(position: u64, bytes: &[u8]) -> Result<RecordedEvent, Str
                 report_id: r.report_id.parse().map_err(|e| format!("report_id: {e}"))?,
                 reporting_party: r.reporting_party.parse().map_err(|e| format!("reporting_party: {e}"))?,
                 reason: r.reason,
-                incident,
+                incident: incident.into(),
                 previous_position: Position(r.previous_position),
             })
         }
