@@ -349,19 +349,32 @@ impl Delivery<'_> {
     /// Takes live events until the buffer overflows (then returns, to read
     /// history) or the stream ends.
     async fn live(&mut self, live: &mut broadcast::Receiver<Arc<crate::follower::LiveChange>>) -> Result<(), Stop> {
+        // One timer, moved only when something was sent: most changes do
+        // not match a subscriber's filter and leave its deadline alone.
+        let mut deadline = self.quiet_since + self.subscription.heartbeat;
+        let quiet = tokio::time::sleep_until(deadline);
+        tokio::pin!(quiet);
         loop {
-            let deadline = self.quiet_since + self.subscription.heartbeat;
-            let change = match tokio::time::timeout_at(deadline, live.recv()).await {
-                Err(_quiet) => {
+            let due = self.quiet_since + self.subscription.heartbeat;
+            if due != deadline {
+                deadline = due;
+                quiet.as_mut().reset(deadline);
+            }
+            let received = tokio::select! {
+                biased;
+                received = live.recv() => received,
+                () = &mut quiet => {
                     self.heartbeat().await?;
                     continue;
                 }
-                Ok(Ok(change)) => change,
-                Ok(Err(broadcast::error::RecvError::Lagged(missed))) => {
+            };
+            let change = match received {
+                Ok(change) => change,
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::debug!(missed, at = %self.delivered, "subscriber fell behind live; reading history");
                     return Ok(());
                 }
-                Ok(Err(broadcast::error::RecvError::Closed)) => {
+                Err(broadcast::error::RecvError::Closed) => {
                     return Err(Stop::End(Status::unavailable(
                         "the view stopped following the log; resume from your last token",
                     )));
