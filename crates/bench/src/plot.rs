@@ -36,8 +36,16 @@ fn register_font() -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)
 }
 
+/// Where a plot's legend goes: where its lines leave room.
+pub(crate) use plotters::chart::SeriesLabelPosition as LegendAt;
+
 /// Draws `series` to `path` (PNG, 900x560), the x axis logarithmic.
-pub(crate) fn lines(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> anyhow::Result<()> {
+pub(crate) fn lines(
+    path: &Path,
+    (title, x_label, y_label): (&str, &str, &str),
+    series: &[Series],
+    legend: LegendAt,
+) -> anyhow::Result<()> {
     register_font()?;
     let points = || series.iter().flat_map(|s| s.points.iter().copied());
     let x_max = points().map(|p| p.0).fold(0.0, f64::max).max(1e-3) * 1.05;
@@ -85,7 +93,7 @@ pub(crate) fn lines(path: &Path, title: &str, x_label: &str, y_label: &str, seri
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 14))
-        .position(SeriesLabelPosition::LowerRight)
+        .position(legend)
         .draw()?;
     root.present().context("writing the plot")?;
     Ok(())

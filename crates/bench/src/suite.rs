@@ -652,12 +652,16 @@ fn draw(r: &Results, out: &Path, mode: &str) -> anyhow::Result<()> {
                 });
             }
         }
+        // The rates rise to the right, where a legend would cover them.
         plot::lines(
             &out.join(format!("ingest-{mode}.png")),
-            "Acknowledged writes per second against requests in flight",
-            "requests in flight",
-            "acknowledged/s (median of runs)",
+            (
+                "Acknowledged writes per second against requests in flight",
+                "requests in flight",
+                "acknowledged/s (median of runs)",
+            ),
             &series,
+            plot::LegendAt::UpperLeft,
         )?;
     }
     let at_thousand: Vec<plot::Series> = r
@@ -674,10 +678,13 @@ fn draw(r: &Results, out: &Path, mode: &str) -> anyhow::Result<()> {
     if !at_thousand.is_empty() {
         plot::lines(
             &out.join(format!("delivery-cdf-{mode}.png")),
-            "Delivery latency, 1,000 subscriptions, 1,000 writes/s (last run)",
-            "milliseconds from acknowledgement to receipt",
-            "fraction delivered",
+            (
+                "Delivery latency, 1,000 subscriptions, 1,000 writes/s (last run)",
+                "milliseconds from acknowledgement to receipt",
+                "fraction delivered",
+            ),
             &at_thousand,
+            plot::LegendAt::LowerRight,
         )?;
     }
     Ok(())
