@@ -469,12 +469,16 @@ async fn replicate(
                 }
             };
             store = returned;
+            // Readers of the replica first: a subscriber reading history
+            // must find every entry the view has applied.
+            if result.is_ok() {
+                head.send_replace(store.head());
+            }
             if let Err(error) = result.and_then(|()| decode(&entries).map(|events| state.apply(events))) {
                 tracing::error!(%error, "cannot apply the upstream log; the view stops here");
                 pump.abort();
                 return;
             }
-            head.send_replace(store.head());
         }
         match pump.await {
             Ok(Err(Fatal(reason))) => {
