@@ -111,8 +111,7 @@ impl Release {
     /// Counts a commit: call after each append that returned.
     pub(crate) fn committed(&mut self) {
         if let Release::AfterSync(syncer) = self {
-            syncer.commits += 1;
-            syncer.shared.commits.store(syncer.commits, Ordering::Release);
+            syncer.shared.commits.fetch_add(1, Ordering::Release);
         }
     }
 
@@ -156,8 +155,6 @@ struct Shared {
 pub(crate) struct Syncer {
     tx: std_mpsc::SyncSender<(u64, Settled)>,
     shared: Arc<Shared>,
-    /// Commits the sequencer has made (its own copy of `shared.commits`).
-    commits: u64,
     thread: thread::JoinHandle<()>,
 }
 
@@ -174,18 +171,15 @@ impl Syncer {
                 .name("truce-syncer".into())
                 .spawn(move || sync_and_publish(&wal, &rx, publisher, &shared))?
         };
-        Ok(Syncer {
-            tx,
-            shared,
-            commits: 0,
-            thread,
-        })
+        Ok(Syncer { tx, shared, thread })
     }
 
     fn hand_over(&mut self, settled: Settled) {
         // Every batch waits for the commits before it too: a replayed
-        // answer may rest on an earlier batch's entry.
-        if let Err(std_mpsc::SendError((_, settled))) = self.tx.send((self.commits, settled)) {
+        // answer may rest on an earlier batch's entry. Only this thread
+        // counts commits, so its own count needs no ordering.
+        let commits = self.shared.commits.load(Ordering::Relaxed);
+        if let Err(std_mpsc::SendError((_, settled))) = self.tx.send((commits, settled)) {
             Publisher::refuse(settled, "the ingest service is shutting down");
         }
     }

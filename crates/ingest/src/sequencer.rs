@@ -12,7 +12,7 @@
 //! Grouping is sequential by construction, so two reports of the same
 //! event arriving together cannot both open an incident.
 
-use std::{collections::HashMap, thread};
+use std::{collections::HashMap, sync::Arc, thread};
 
 use tokio::sync::{mpsc, oneshot, watch};
 use truce_domain::{
@@ -617,14 +617,14 @@ impl Sequencer {
             received_at: stored.received_at,
             replayed: false,
         };
-        let summary = std::sync::Arc::new(summary);
+        let summary = Arc::new(summary);
         let event = RecordedEvent {
             position,
             recorded_at,
             body: EventBody::ReportRecorded(ReportRecorded {
-                report: std::sync::Arc::new(stored),
+                report: Arc::new(stored),
                 opened_incident: opened,
-                incident: std::sync::Arc::clone(&summary),
+                incident: Arc::clone(&summary),
                 content_digest: submission.digest,
                 previous_position,
             }),
@@ -674,11 +674,11 @@ impl Sequencer {
             recorded_at,
             body: EventBody::IncidentReviewed(IncidentReviewed {
                 review,
-                incident: std::sync::Arc::new(incident.clone()),
+                incident: Arc::new(incident.clone()),
                 previous_position,
             }),
         };
-        self.index.upsert(std::sync::Arc::clone(event.shared_incident()));
+        self.index.upsert(Arc::clone(event.shared_incident()));
         admitted.push(Admitted {
             entry: NewEntry {
                 position: position.0,
@@ -742,7 +742,7 @@ impl Sequencer {
         report_id: ReportId,
         by: Option<&PartyId>,
         admitted: &[Admitted],
-    ) -> Result<(Incident, std::sync::Arc<StoredReport>), ServiceError> {
+    ) -> Result<(Incident, Arc<StoredReport>), ServiceError> {
         let not_found = || ServiceError::NotFound {
             kind: "report",
             id: report_id.to_string(),
@@ -830,8 +830,8 @@ impl Sequencer {
             position,
             recorded_at,
             body: EventBody::ReportAmended(ReportAmended {
-                report: std::sync::Arc::new(amended.clone()),
-                incident: std::sync::Arc::new(summary.clone()),
+                report: Arc::new(amended.clone()),
+                incident: Arc::new(summary.clone()),
                 previous_position: incident.summary.updated_position,
             }),
         };
@@ -873,7 +873,7 @@ impl Sequencer {
                 report_id: current.report_id,
                 reporting_party: current.report.reporting_party.clone(),
                 reason: withdrawal.reason,
-                incident: std::sync::Arc::new(summary.clone()),
+                incident: Arc::new(summary.clone()),
                 previous_position: incident.summary.updated_position,
             }),
         };
@@ -887,7 +887,7 @@ impl Sequencer {
         incident: IncidentSummary,
         admitted: &mut Vec<Admitted>,
     ) -> Decision {
-        self.index.upsert(std::sync::Arc::clone(event.shared_incident()));
+        self.index.upsert(Arc::clone(event.shared_incident()));
         let position = event.position;
         admitted.push(Admitted {
             entry: NewEntry {

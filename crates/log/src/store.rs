@@ -243,7 +243,7 @@ impl LogStore {
         entries: impl Iterator<Item = (Position, &'a [u8], Option<&'a Hash>, Option<&'a str>)>,
     ) -> Result<Head, LogError> {
         let mut head = self.head;
-        let mut new_keys: Vec<(&str, Position)> = Vec::new();
+        let mut new_keys: HashMap<&str, Position> = HashMap::new();
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -266,11 +266,10 @@ impl LogStore {
                 }
                 insert.execute(params![position as i64, &hash[..], payload])?;
                 if let Some(key) = key {
-                    if self.keys.contains_key(key) || new_keys.iter().any(|(k, _)| *k == key) {
+                    if self.keys.contains_key(key) || new_keys.insert(key, position).is_some() {
                         return Err(LogError::DuplicateKey(key.to_owned()));
                     }
                     remember.execute(params![position as i64, key])?;
-                    new_keys.push((key, position));
                 }
                 head = Head { position, hash };
             }
