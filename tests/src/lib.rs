@@ -22,6 +22,40 @@ pub struct Running {
 }
 
 impl Running {
+    /// The server `task` at `addr`, returned once each of `probed` answers
+    /// a health check: a server that failed to start fails the test with
+    /// its own error rather than with a connection reset at the first call.
+    async fn started(
+        addr: SocketAddr,
+        probed: &[SocketAddr],
+        stop: oneshot::Sender<()>,
+        task: JoinHandle<anyhow::Result<()>>,
+    ) -> Running {
+        let mut running = Running {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        };
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        for addr in probed {
+            while !answers_health_check(*addr).await {
+                if running.task.as_ref().is_some_and(JoinHandle::is_finished) {
+                    let task = running.task.take().expect("task");
+                    match task.await.expect("server task panicked") {
+                        Ok(()) => panic!("the server at {addr} stopped before it served"),
+                        Err(error) => panic!("the server at {addr} failed to start: {error:#}"),
+                    }
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the server at {addr} did not start in time"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        running
+    }
+
     /// Stops it gracefully and waits until it has.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -43,6 +77,20 @@ impl Drop for Running {
             let _ = stop.send(());
         }
     }
+}
+
+/// Whether a server at `addr` answers `grpc.health.v1.Health/Check` at
+/// all (whatever the status it reports).
+async fn answers_health_check(addr: SocketAddr) -> bool {
+    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{addr}")) else {
+        return false;
+    };
+    let Ok(channel) = endpoint.timeout(Duration::from_secs(1)).connect().await else {
+        return false;
+    };
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let answer = health.check(tonic_health::pb::HealthCheckRequest::default()).await;
+    answer.is_ok() || answer.is_err_and(|status| status.code() == tonic::Code::NotFound)
 }
 
 async fn listener() -> (TcpListener, SocketAddr) {
@@ -139,16 +187,23 @@ impl Pair {
 
     /// Starts the pair with everything chosen.
     pub async fn start_full(mut config: IngestConfig, settings: QuerySettings, auth: impl Into<Access>) -> Pair {
+        let access: Access = auth.into();
         if let (truce_ingest::LogLocation::Embedded, Some(url)) = (&config.log, test_log::nats_url()) {
             config.log = truce_ingest::LogLocation::JetStream(test_log::stream_for(&url, &config.data_dir).await);
         }
         let (ingest_listener, ingest) = listener().await;
         let (query_listener, query) = listener().await;
+        // The readiness probe speaks plaintext; a TLS pair is not probed.
+        let probed = if access.tls.is_some() {
+            vec![]
+        } else {
+            vec![ingest, query]
+        };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(truce::up::run(
             config,
             settings,
-            auth.into(),
+            access,
             ingest_listener,
             query_listener,
             async move {
@@ -158,11 +213,7 @@ impl Pair {
         Pair {
             ingest,
             query,
-            running: Running {
-                addr: ingest,
-                stop: Some(stop),
-                task: Some(task),
-            },
+            running: Running::started(ingest, &probed, stop, task).await,
         }
     }
 
@@ -204,11 +255,7 @@ pub async fn start_ingest_with(config: IngestConfig) -> Running {
             let _ = stopped.await;
         },
     ));
-    Running {
-        addr,
-        stop: Some(stop),
-        task: Some(task),
-    }
+    Running::started(addr, &[addr], stop, task).await
 }
 
 /// A standalone query service following the ingest service at `upstream`,
@@ -239,11 +286,7 @@ pub async fn start_query_on(upstream: truce_query::Upstream, settings: QuerySett
             let _ = stopped.await;
         },
     ));
-    Running {
-        addr,
-        stop: Some(stop),
-        task: Some(task),
-    }
+    Running::started(addr, &[addr], stop, task).await
 }
 
 async fn channel(addr: SocketAddr) -> Channel {

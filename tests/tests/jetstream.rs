@@ -461,3 +461,40 @@ async fn nats_stopping_and_starting_again_is_survived() {
     ingest.stop().await;
     nats.kill().await;
 }
+
+/// An ingest service started while NATS has no JetStream yet (a server
+/// still starting, a cluster still forming) waits for JetStream to answer,
+/// then serves.
+#[tokio::test]
+async fn an_ingest_started_before_jetstream_serves_once_it_is_up() {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_ports(1)[0];
+    let plain = dir.path().join("plain.conf");
+    std::fs::write(&plain, format!("listen: 127.0.0.1:{port}\n")).expect("config");
+    let with_jetstream = dir.path().join("jetstream.conf");
+    std::fs::write(
+        &with_jetstream,
+        format!(
+            "listen: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\" }}\n",
+            dir.path().join("store").display()
+        ),
+    )
+    .expect("config");
+    let mut without_jetstream = NatsServer::start(&plain, port).await;
+    let settings = JetStreamSettings::new(format!("nats://127.0.0.1:{port}"));
+    let ingest_dir = tempfile::tempdir().expect("dir");
+    let (ingest, mut nats) = tokio::join!(ingest_on(&settings, ingest_dir.path()), async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        without_jetstream.kill().await;
+        NatsServer::start(&with_jetstream, port).await
+    });
+    let accepted = ingest_client(ingest.addr)
+        .await
+        .submit_report(request("first", numbered_report(1)))
+        .await
+        .expect("accepted once JetStream is up")
+        .into_inner();
+    assert_eq!(accepted.position, 1);
+    ingest.stop().await;
+    nats.kill().await;
+}

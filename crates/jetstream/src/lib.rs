@@ -115,6 +115,46 @@ struct Shared {
     incarnation: Incarnation,
 }
 
+/// How long opening the stream waits out a JetStream that does not answer
+/// yet (a server still starting, a cluster still electing its leader, a
+/// slow disk) before giving up.
+const OPEN_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Why the stream could not be opened.
+enum Opening {
+    /// JetStream timed out, had no responders or was temporarily
+    /// unavailable: worth another try.
+    Busy(String),
+    /// Anything else: trying again would get the same answer.
+    Refused(String),
+}
+
+/// Gets or creates the stream, and reads its info.
+async fn open_stream(
+    context: &jetstream::Context,
+    config: jetstream::stream::Config,
+) -> Result<(jetstream::stream::Stream, jetstream::stream::Info), Opening> {
+    use async_nats::jetstream::context::{CreateStreamErrorKind, RequestErrorKind};
+    let mut stream = context.get_or_create_stream(config).await.map_err(|error| {
+        let busy = match error.kind() {
+            CreateStreamErrorKind::TimedOut | CreateStreamErrorKind::JetStreamUnavailable => true,
+            CreateStreamErrorKind::JetStream(error) => error.code() == 503,
+            _ => false,
+        };
+        if busy {
+            Opening::Busy(error.to_string())
+        } else {
+            Opening::Refused(error.to_string())
+        }
+    })?;
+    let info = stream.info().await.map_err(|error| match error.kind() {
+        RequestErrorKind::TimedOut | RequestErrorKind::NoResponders => Opening::Busy(error.to_string()),
+        _ => Opening::Refused(error.to_string()),
+    })?;
+    let info = info.clone();
+    Ok((stream, info))
+}
+
 fn unavailable(what: impl std::fmt::Display) -> LogError {
     LogError::Unavailable(what.to_string())
 }
@@ -148,14 +188,19 @@ impl JetStreamLog {
             allow_direct: true,
             ..Default::default()
         };
-        let mut stream = context
-            .get_or_create_stream(config)
-            .await
-            .map_err(|e| unavailable(format!("opening stream {}: {e}", settings.stream)))?;
-        let info = stream
-            .info()
-            .await
-            .map_err(|e| unavailable(format!("reading stream {}: {e}", settings.stream)))?;
+        let deadline = tokio::time::Instant::now() + OPEN_PATIENCE;
+        let (stream, info) = loop {
+            match open_stream(&context, config.clone()).await {
+                Ok(opened) => break opened,
+                Err(Opening::Busy(why)) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(stream = %settings.stream, %why, "JetStream is not answering yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(Opening::Busy(why) | Opening::Refused(why)) => {
+                    return Err(unavailable(format!("opening stream {}: {why}", settings.stream)));
+                }
+            }
+        };
         if !info.config.deny_delete || !info.config.deny_purge {
             return Err(LogError::Corrupt {
                 position: 0,
