@@ -229,6 +229,20 @@ impl NatsServer {
     }
 }
 
+/// Writes the configuration of one server on `port` (with JetStream
+/// storing in `dir`, or without JetStream), and returns its path.
+fn single_server_config(dir: &Path, port: u16, jetstream: bool) -> std::path::PathBuf {
+    let mut text = format!("listen: 127.0.0.1:{port}\n");
+    let mut name = "plain.conf";
+    if jetstream {
+        text += &format!("jetstream {{ store_dir: \"{}\" }}\n", dir.join("store").display());
+        name = "jetstream.conf";
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write the nats-server configuration");
+    path
+}
+
 fn free_ports(count: usize) -> Vec<u16> {
     let listeners: Vec<std::net::TcpListener> = (0..count)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
@@ -366,15 +380,7 @@ async fn a_cluster_losing_a_node_mid_burst_loses_no_acknowledged_report() {
 async fn nats_stopping_and_starting_again_is_survived() {
     let dir = tempfile::tempdir().expect("dir");
     let port = free_ports(1)[0];
-    let config = dir.path().join("nats.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "listen: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\" }}\n",
-            dir.path().join("store").display()
-        ),
-    )
-    .expect("config");
+    let config = single_server_config(dir.path(), port, true);
     let mut nats = NatsServer::start(&config, port).await;
     let settings = JetStreamSettings::new(format!("nats://127.0.0.1:{port}"));
     let (ingest_dir, query_dir) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
@@ -469,17 +475,8 @@ async fn nats_stopping_and_starting_again_is_survived() {
 async fn an_ingest_started_before_jetstream_serves_once_it_is_up() {
     let dir = tempfile::tempdir().expect("dir");
     let port = free_ports(1)[0];
-    let plain = dir.path().join("plain.conf");
-    std::fs::write(&plain, format!("listen: 127.0.0.1:{port}\n")).expect("config");
-    let with_jetstream = dir.path().join("jetstream.conf");
-    std::fs::write(
-        &with_jetstream,
-        format!(
-            "listen: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\" }}\n",
-            dir.path().join("store").display()
-        ),
-    )
-    .expect("config");
+    let plain = single_server_config(dir.path(), port, false);
+    let with_jetstream = single_server_config(dir.path(), port, true);
     let mut without_jetstream = NatsServer::start(&plain, port).await;
     let settings = JetStreamSettings::new(format!("nats://127.0.0.1:{port}"));
     let ingest_dir = tempfile::tempdir().expect("dir");
