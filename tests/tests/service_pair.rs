@@ -541,13 +541,23 @@ async fn subscriptions_resume_from_a_position_and_heartbeat_when_idle() {
     let pair = Pair::start(dir.path()).await;
     let mut ingest = pair.ingest_client().await;
     let mut query = pair.query_client().await;
+    let mut last = v1::SubmitReportResponse::default();
     for n in 0..10 {
         let mut report = numbered_report(n);
         if n % 2 == 1 {
             report.category = v1::Category::AirStrike as i32;
         }
-        ingest.submit_report(request("", report)).await.unwrap();
+        last = ingest.submit_report(request("", report)).await.unwrap().into_inner();
     }
+    // A query replica on JetStream may trail the acknowledgement; it is
+    // caught up at 10 only once it has read 10.
+    query
+        .get_report(v1::GetReportRequest {
+            report_id: last.report_id,
+            min_position: last.position,
+        })
+        .await
+        .unwrap();
     let mut stream = query
         .subscribe(v1::SubscribeRequest {
             filter: "category = AIR_STRIKE".into(),
