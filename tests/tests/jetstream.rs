@@ -77,7 +77,9 @@ async fn changes_through(addr: std::net::SocketAddr, last: u64) -> Vec<(u64, i32
 /// `truce verify` through the ingest service's LogService, retried while
 /// the log is unavailable (a cluster still electing a leader).
 async fn truce_verify(ingest: std::net::SocketAddr) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // As long as a new replica is given below to read a cluster that lost
+    // a node: creating a consumer can time out for a while after it.
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_truce-testbed"))
             .args(["verify", "--log", &format!("http://{ingest}")])
