@@ -25,10 +25,10 @@ use truce_proto::{
 };
 use truce_serve::Stopping;
 
-use crate::view::View;
+use crate::{fanout::Fanout, view::View};
 
-/// Changes kept for live subscribers; one that falls further behind reads
-/// the log instead.
+/// Changes kept for the live dispatchers; subscribers of one that falls
+/// further behind read the log instead.
 pub const LIVE_BUFFER: usize = 1024;
 
 /// A follower that hears nothing from the upstream, not even a heartbeat
@@ -67,8 +67,10 @@ enum Freshness {
 pub struct QueryState {
     /// Incidents and reports as of some position.
     pub view: RwLock<View>,
-    /// Each applied event, for live subscribers.
+    /// Each applied event, for the live dispatchers.
     pub live: broadcast::Sender<Arc<LiveChange>>,
+    /// Live subscribers, attached to the dispatchers.
+    pub fanout: Fanout,
     /// The log, for history.
     pub history: LogReader,
     /// The position of the last applied event.
@@ -78,9 +80,11 @@ pub struct QueryState {
 
 impl QueryState {
     fn new(history: LogReader, remote: bool) -> Arc<QueryState> {
+        let live = broadcast::channel(LIVE_BUFFER).0;
         Arc::new(QueryState {
             view: RwLock::new(View::default()),
-            live: broadcast::channel(LIVE_BUFFER).0,
+            fanout: Fanout::start(&live, history.incarnation()),
+            live,
             history,
             applied: watch::channel(Position::ZERO).0,
             freshness: if remote {

@@ -10,6 +10,7 @@
 
 pub mod admission;
 pub mod args;
+pub mod fanout;
 pub mod follower;
 pub mod outbox;
 pub mod service;

@@ -17,8 +17,16 @@ use tokio_stream::Stream;
 use tonic::Status;
 use truce_proto::frame::Frame;
 
-/// Messages queued for one subscriber beyond what HTTP/2 flow control holds.
+/// Messages the subscriber's own task may have queued beyond what HTTP/2
+/// flow control holds: history and control messages are encoded for one
+/// subscriber, so few are let wait.
 pub const QUEUE: usize = 16;
+
+/// Messages queued at most, live changes included: live changes are
+/// shared by every subscriber they go to and cost a pointer each here, so
+/// a subscriber may fall this far behind live before it is sent back to
+/// read history.
+pub const LIVE_QUEUE: usize = 1024;
 
 /// Why delivery stopped.
 #[derive(Debug)]
@@ -38,6 +46,17 @@ pub struct Outbox {
     end: oneshot::Sender<Status>,
 }
 
+/// A second sending side, for the live dispatcher, which never waits.
+#[derive(Debug, Clone)]
+pub struct LiveSender(mpsc::Sender<Frame>);
+
+impl LiveSender {
+    /// Queues `frame` if there is room now.
+    pub fn try_send(&self, frame: Frame) -> Result<(), mpsc::error::TrySendError<Frame>> {
+        self.0.try_send(frame)
+    }
+}
+
 /// The stream tonic sends: the queued messages, then the final status if
 /// there is one.
 #[derive(Debug)]
@@ -48,7 +67,7 @@ pub struct Outgoing {
 
 /// A connected outbox and stream.
 pub fn outbox() -> (Outbox, Outgoing) {
-    let (messages_tx, messages_rx) = mpsc::channel(QUEUE);
+    let (messages_tx, messages_rx) = mpsc::channel(LIVE_QUEUE);
     let (end_tx, end_rx) = oneshot::channel();
     (
         Outbox {
@@ -63,13 +82,25 @@ pub fn outbox() -> (Outbox, Outgoing) {
 }
 
 impl Outbox {
-    /// Queues `frame`, waiting at most `stall` for room.
+    /// Queues `frame` once fewer than [`QUEUE`] messages wait, waiting at
+    /// most `stall` for that.
     pub async fn send(&self, frame: Frame, stall: Duration) -> Result<(), Stop> {
-        match tokio::time::timeout(stall, self.messages.send(frame)).await {
-            Ok(Ok(())) => Ok(()),
+        let room = self.messages.reserve_many(LIVE_QUEUE - QUEUE + 1);
+        match tokio::time::timeout(stall, room).await {
+            Ok(Ok(mut permits)) => {
+                if let Some(permit) = permits.next() {
+                    permit.send(frame);
+                }
+                Ok(())
+            }
             Ok(Err(_)) => Err(Stop::Gone),
             Err(_) => Err(Stop::Stalled),
         }
+    }
+
+    /// A sending side for the live dispatcher.
+    pub fn live_sender(&self) -> LiveSender {
+        LiveSender(self.messages.clone())
     }
 
     /// Resolves when the client has gone away.

@@ -1,29 +1,26 @@
 //! `Subscribe`: a catch-up subscription.
 //!
-//! Each subscriber first joins the live broadcast, then reads history from
-//! the log after its start point until it reaches the end, then takes live
-//! events, skipping those history already gave it. The live buffer is
-//! bounded and shared; a subscriber that falls more than [`LIVE_BUFFER`]
-//! events behind (a slow reader) loses its place in it and goes back to
-//! reading history from exactly where it was: nothing is lost, nothing is
-//! repeated, and nobody else waits. Its own output queue is small and holds
-//! boxed messages, so its server memory stays bounded whatever its backlog.
+//! Each subscriber reads history from the log after its start point until
+//! it reaches the end, then attaches to a live dispatcher ([`fanout`]),
+//! which queues the changes it should get as they are applied, after
+//! everything history gave it. A subscriber whose client reads slower than
+//! changes come (its queue fills) is detached and goes back to reading
+//! history from exactly where it was: nothing is lost, nothing is
+//! repeated, and nobody else waits. Its queue is small and holds encoded
+//! messages, shared between subscribers where they can be, so its server
+//! memory stays bounded whatever its backlog.
 //!
-//! [`LIVE_BUFFER`]: crate::follower::LIVE_BUFFER
+//! [`fanout`]: crate::fanout
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::{sync::broadcast, time::Instant};
+use tokio::time::Instant;
 use tonic::Status;
-use truce_domain::{
-    Position, Timestamp,
-    event::{EventBody, RecordedEvent},
-    filter::Filter,
-};
+use truce_domain::{Position, Timestamp, filter::Filter};
 use truce_log::{LogEntry, LogError, ReadAhead};
 use truce_proto::{
     ServiceError,
-    convert::{StoredEvent, review_to_wire, timestamp_from_wire, timestamp_to_wire},
+    convert::{StoredEvent, timestamp_from_wire, timestamp_to_wire},
     frame::Frame,
     v1::{self, subscribe_response::Kind},
 };
@@ -34,7 +31,8 @@ use truce_serve::{
 
 use crate::{
     admission::Permit,
-    follower::{LiveChange, QueryState},
+    fanout::{Detached, LiveSubscriber},
+    follower::QueryState,
     outbox::{Outbox, Stop},
     token::ResumeToken,
 };
@@ -267,9 +265,6 @@ impl Delivery<'_> {
     }
 
     async fn run(&mut self) -> Result<(), Stop> {
-        // Join live before reading anything, so no event can fall between
-        // history and live.
-        let mut live = self.state.live.subscribe();
         let after = match self.subscription.start {
             Start::Now => self.state.read_view().position(),
             Start::After(position) => position,
@@ -288,7 +283,7 @@ impl Delivery<'_> {
             self.catch_up().await?;
             let checkpoint = self.checkpoint();
             self.send(Kind::CaughtUp(checkpoint)).await?;
-            self.live(&mut live).await?;
+            self.live().await?;
             let checkpoint = self.checkpoint();
             self.send(Kind::FellBehind(checkpoint)).await?;
         }
@@ -346,71 +341,67 @@ impl Delivery<'_> {
         }
     }
 
-    /// Takes live events until the buffer overflows (then returns, to read
-    /// history) or the stream ends.
-    async fn live(&mut self, live: &mut broadcast::Receiver<Arc<crate::follower::LiveChange>>) -> Result<(), Stop> {
-        // One timer, moved only when something was sent: most changes do
-        // not match a subscriber's filter and leave its deadline alone.
+    /// Attaches to a live dispatcher and lets it deliver, sending
+    /// heartbeats in silences, until it is detached: then returns, to
+    /// read history from where it got to.
+    async fn live(&mut self) -> Result<(), Stop> {
+        let subscriber = Arc::new(LiveSubscriber::new(
+            self.subscription.filter.clone(),
+            self.out.live_sender(),
+            self.delivered,
+            self.quiet_since,
+        ));
+        // Attaching fails while the dispatcher has already handed out
+        // changes past what history gave: those are read first.
+        let _membership = loop {
+            if let Some(membership) = self.state.fanout.attach(&subscriber) {
+                break membership;
+            }
+            self.catch_up().await?;
+            let mut progress = subscriber.progress();
+            progress.delivered = self.delivered;
+            progress.quiet_since = self.quiet_since;
+        };
+        // One timer, moved only when a silence ends: most changes do not
+        // match a subscriber's filter and leave its deadline alone.
         let mut deadline = self.quiet_since + self.subscription.heartbeat;
         let quiet = tokio::time::sleep_until(deadline);
         tokio::pin!(quiet);
         loop {
-            let due = self.quiet_since + self.subscription.heartbeat;
+            let due = {
+                let progress = subscriber.progress();
+                self.delivered = progress.delivered;
+                self.quiet_since = progress.quiet_since;
+                match progress.detached {
+                    None => {}
+                    Some(Detached::Behind) => return Ok(()),
+                    Some(Detached::Gone) => return Err(Stop::Gone),
+                }
+                progress.quiet_since + self.subscription.heartbeat
+            };
             if due != deadline {
                 deadline = due;
                 quiet.as_mut().reset(deadline);
             }
-            let received = tokio::select! {
-                biased;
-                received = live.recv() => received,
+            tokio::select! {
+                () = subscriber.detached() => {}
                 () = &mut quiet => {
-                    self.heartbeat().await?;
-                    continue;
+                    let mut progress = subscriber.progress();
+                    if progress.detached.is_none() && progress.quiet_since + self.subscription.heartbeat <= Instant::now() {
+                        let heartbeat = self.heartbeat_frame(progress.delivered)?;
+                        // A full queue already tells the client more than a
+                        // heartbeat would.
+                        if !subscriber.try_send(&mut progress, heartbeat) {
+                            progress.quiet_since = Instant::now();
+                        }
+                    }
                 }
-            };
-            let change = match received {
-                Ok(change) => change,
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::debug!(missed, at = %self.delivered, "subscriber fell behind live; reading history");
-                    return Ok(());
-                }
-                Err(broadcast::error::RecvError::Closed) => {
-                    return Err(Stop::End(Status::unavailable(
-                        "the view stopped following the log; resume from your last token",
-                    )));
-                }
-            };
-            if change.event.position <= self.delivered {
-                continue; // history gave it already
             }
-            if change.event.position != self.delivered.next() {
-                return Ok(()); // a gap: read it from history
-            }
-            self.consider_live(&change).await?;
         }
     }
 
-    /// Sends a live change if the incident matches after it, as a
-    /// departure if it matched only before it, and nothing otherwise. Its
-    /// encodings are made once, by the first subscriber that needs them.
-    async fn consider_live(&mut self, live: &LiveChange) -> Result<(), Stop> {
-        let event = &live.event;
-        let filter = &self.subscription.filter;
-        if filter.matches(event.incident()) {
-            let frame = live.as_change.get_or_init(|| self.frame(event, Kind::Change)).clone();
-            self.send_frame(frame).await?;
-        } else if live.before.as_deref().is_some_and(|before| filter.matches(before)) {
-            let frame = live
-                .as_departure
-                .get_or_init(|| self.frame(event, Kind::LeftFilter))
-                .clone();
-            self.send_frame(frame).await?;
-        }
-        self.delivered = event.position;
-        Ok(())
-    }
-
-    /// As [`Self::consider_live`], for an event read from the log: its
+    /// Sends a stored event if the incident matches after it, as a
+    /// departure if it matched only before it, and nothing otherwise: its
     /// change is written around the stored bytes, and its incident decoded
     /// only when there is a filter to judge it by.
     async fn consider_stored(&mut self, event: &StoredEvent) -> Result<(), Stop> {
@@ -434,57 +425,17 @@ impl Delivery<'_> {
         Ok(())
     }
 
-    /// `event` encoded as `kind`.
-    fn frame(&self, event: &RecordedEvent, kind: fn(v1::IncidentChange) -> Kind) -> Frame {
-        Frame::of(&v1::SubscribeResponse {
-            kind: Some(kind(self.change(event))),
-        })
-    }
-
-    fn change(&self, event: &RecordedEvent) -> v1::IncidentChange {
-        let mut change = v1::IncidentChange {
-            position: event.position.0,
-            resume_token: self.token(event.position),
-            incident: Some(v1::IncidentSummary::from(event.incident())),
-            recorded_at: Some(timestamp_to_wire(event.recorded_at)),
-            ..Default::default()
-        };
-        match &event.body {
-            EventBody::ReportRecorded(recorded) => {
-                change.set_kind(if recorded.opened_incident {
-                    v1::ChangeKind::IncidentOpened
-                } else {
-                    v1::ChangeKind::ReportAdded
-                });
-                change.report_id = recorded.report.report_id.to_string();
-                change.report = Some(v1::StoredReport::from(recorded.report.as_ref()));
-            }
-            EventBody::IncidentReviewed(reviewed) => {
-                change.set_kind(v1::ChangeKind::Reviewed);
-                change.review = Some(review_to_wire(&reviewed.review, event.position, event.recorded_at));
-            }
-            EventBody::ReportAmended(amended) => {
-                change.set_kind(v1::ChangeKind::ReportAmended);
-                change.report_id = amended.report.report_id.to_string();
-                change.report = Some(v1::StoredReport::from(amended.report.as_ref()));
-            }
-            EventBody::ReportRetracted(retracted) => {
-                change.set_kind(v1::ChangeKind::ReportRetracted);
-                change.report_id = retracted.report_id.to_string();
-                change.retraction = Some(v1::Retraction {
-                    position: event.position.0,
-                    recorded_at: Some(timestamp_to_wire(event.recorded_at)),
-                    reason: retracted.reason.clone(),
-                });
-            }
-        }
-        change
-    }
-
     /// Says how far delivery has got, unless the log has gone quiet for
     /// too long, which ends the stream: a subscriber must be able to tell a
     /// quiet log from a dead one.
     async fn heartbeat(&mut self) -> Result<(), Stop> {
+        let heartbeat = self.heartbeat_frame(self.delivered)?;
+        self.send_frame(heartbeat).await
+    }
+
+    /// A heartbeat for `delivered`, or the end of the stream if the log has
+    /// been silent too long.
+    fn heartbeat_frame(&self, delivered: Position) -> Result<Frame, Stop> {
         let heard = self.state.log_heard_at();
         let silent = Timestamp::from_system(std::time::SystemTime::now()).abs_diff(heard);
         if silent > self.timeouts.stale {
@@ -494,11 +445,13 @@ impl Delivery<'_> {
             ))));
         }
         let heartbeat = v1::Heartbeat {
-            position: self.delivered.0,
-            resume_token: self.token(self.delivered),
+            position: delivered.0,
+            resume_token: self.token(delivered),
             head_position: self.state.read_view().position().0,
             log_heard_at: Some(timestamp_to_wire(heard)),
         };
-        self.send(Kind::Heartbeat(heartbeat)).await
+        Ok(Frame::of(&v1::SubscribeResponse {
+            kind: Some(Kind::Heartbeat(heartbeat)),
+        }))
     }
 }

@@ -1,0 +1,305 @@
+//! Live delivery: a few dispatcher tasks hand each applied change to the
+//! subscribers it concerns.
+//!
+//! A subscriber that has read history up to the live edge attaches to one
+//! dispatcher. From then on the dispatcher judges each change against the
+//! subscriber's filter and queues the frame it should get straight into
+//! its outbox, so a change wakes only the connections it is sent on, not
+//! every subscriber's task. The subscriber's own task sleeps until it is
+//! due a heartbeat or is detached: by a change it would miss (a gap, when
+//! the dispatcher itself fell behind the broadcast), by an outbox that is
+//! full because its client reads slower than changes come, or by a client
+//! that went away. A detached subscriber reads history from exactly where
+//! it was, so nothing is lost and nothing repeated.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use tokio::{
+    sync::{Notify, broadcast},
+    time::Instant,
+};
+use truce_domain::{
+    Position,
+    event::{EventBody, RecordedEvent},
+    filter::Filter,
+};
+use truce_log::Incarnation;
+use truce_proto::{
+    convert::{review_to_wire, timestamp_to_wire},
+    frame::Frame,
+    v1::{self, subscribe_response::Kind},
+};
+
+use crate::{follower::LiveChange, outbox::LiveSender, token::ResumeToken};
+
+/// Hands changes to attached subscribers, spread over a few dispatchers.
+#[derive(Debug)]
+pub struct Fanout {
+    shards: Vec<Arc<Shard>>,
+    next_id: AtomicU64,
+}
+
+/// One dispatcher's subscribers.
+#[derive(Debug, Default)]
+struct Shard {
+    members: Mutex<Members>,
+}
+
+#[derive(Debug, Default)]
+struct Members {
+    /// The last change this dispatcher handed out.
+    dispatched: Position,
+    attached: HashMap<u64, Arc<LiveSubscriber>>,
+}
+
+impl Shard {
+    fn lock(&self) -> MutexGuard<'_, Members> {
+        // Nothing panics while holding it; the map is whole either way.
+        self.members.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Fanout {
+    /// Starts one dispatcher per core, each taking every change `live`
+    /// broadcasts. Tokens in the frames name `incarnation`.
+    pub fn start(live: &broadcast::Sender<Arc<LiveChange>>, incarnation: &Incarnation) -> Fanout {
+        let count = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let shards: Vec<Arc<Shard>> = (0..count).map(|_| Arc::default()).collect();
+        for shard in &shards {
+            tokio::spawn(dispatch(Arc::clone(shard), live.subscribe(), incarnation.clone()));
+        }
+        Fanout {
+            shards,
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    /// Attaches `subscriber`, unless changes after the position it has
+    /// delivered were already handed out: it must read those from history
+    /// first and try again.
+    pub fn attach(&self, subscriber: &Arc<LiveSubscriber>) -> Option<Membership> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let shard = &self.shards[(id % self.shards.len() as u64) as usize];
+        let mut members = shard.lock();
+        if subscriber.progress().delivered < members.dispatched {
+            return None;
+        }
+        members.attached.insert(id, Arc::clone(subscriber));
+        Some(Membership {
+            shard: Arc::clone(shard),
+            id,
+        })
+    }
+}
+
+/// An attachment, ended when dropped.
+#[derive(Debug)]
+pub struct Membership {
+    shard: Arc<Shard>,
+    id: u64,
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.shard.lock().attached.remove(&self.id);
+    }
+}
+
+/// Why a subscriber was detached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detached {
+    /// It would miss changes: it must read history from where it was.
+    Behind,
+    /// Its client went away.
+    Gone,
+}
+
+/// How far live delivery has got for one subscriber.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Everything up to here has been considered and, if it matched, sent.
+    pub delivered: Position,
+    /// When the last message was queued; heartbeats fill silences.
+    pub quiet_since: Instant,
+    /// Set once the dispatcher stops serving it.
+    pub detached: Option<Detached>,
+}
+
+/// A subscriber as its dispatcher sees it.
+#[derive(Debug)]
+pub struct LiveSubscriber {
+    filter: Filter,
+    outbox: LiveSender,
+    progress: Mutex<Progress>,
+    /// Raised when it is detached.
+    detached: Notify,
+}
+
+impl LiveSubscriber {
+    /// A subscriber with `filter` that has delivered through `delivered`.
+    pub fn new(filter: Filter, outbox: LiveSender, delivered: Position, quiet_since: Instant) -> LiveSubscriber {
+        LiveSubscriber {
+            filter,
+            outbox,
+            progress: Mutex::new(Progress {
+                delivered,
+                quiet_since,
+                detached: None,
+            }),
+            detached: Notify::new(),
+        }
+    }
+
+    /// Its progress, locked: while it is held the dispatcher queues
+    /// nothing for it, so a heartbeat built from it is in order.
+    pub fn progress(&self) -> MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Resolves once it has been detached (at once if it already was).
+    pub async fn detached(&self) {
+        self.detached.notified().await;
+    }
+
+    /// Queues `frame` now if there is room, as part of `progress`.
+    pub fn try_send(&self, progress: &mut Progress, frame: Frame) -> bool {
+        if self.outbox.try_send(frame).is_ok() {
+            progress.quiet_since = Instant::now();
+            return true;
+        }
+        false
+    }
+
+    /// Hands it `change`; false once it is detached.
+    fn offer(&self, change: &LiveChange, incarnation: &Incarnation) -> bool {
+        let mut progress = self.progress();
+        let position = change.event.position;
+        if progress.detached.is_some() {
+            return false;
+        }
+        if position <= progress.delivered {
+            return true;
+        }
+        if position != progress.delivered.next() {
+            return self.detach(&mut progress, Detached::Behind);
+        }
+        if let Some(frame) = change.frame_for(&self.filter, incarnation) {
+            match self.outbox.try_send(frame) {
+                Ok(()) => progress.quiet_since = Instant::now(),
+                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                    return self.detach(&mut progress, Detached::Behind);
+                }
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+                    return self.detach(&mut progress, Detached::Gone);
+                }
+            }
+        }
+        progress.delivered = position;
+        true
+    }
+
+    fn detach(&self, progress: &mut Progress, why: Detached) -> bool {
+        progress.detached = Some(why);
+        self.detached.notify_one();
+        false
+    }
+}
+
+/// Hands each change `changes` brings to the shard's subscribers, in order.
+async fn dispatch(shard: Arc<Shard>, mut changes: broadcast::Receiver<Arc<LiveChange>>, incarnation: Incarnation) {
+    loop {
+        let change = match changes.recv().await {
+            Ok(change) => change,
+            // The next change shows every subscriber the gap.
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::debug!(missed, "a live dispatcher fell behind; its subscribers read history");
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let mut members = shard.lock();
+        members.dispatched = change.event.position;
+        members
+            .attached
+            .retain(|_, subscriber| subscriber.offer(&change, &incarnation));
+    }
+}
+
+impl LiveChange {
+    /// The frame a subscriber with `filter` gets for this change: the
+    /// change if the incident matches after it, a departure if it matched
+    /// only before it, nothing otherwise. Each is encoded once, by the
+    /// first subscriber that needs it.
+    pub fn frame_for(&self, filter: &Filter, incarnation: &Incarnation) -> Option<Frame> {
+        if filter.matches(self.event.incident()) {
+            let frame = self
+                .as_change
+                .get_or_init(|| encode(&self.event, incarnation, Kind::Change));
+            Some(frame.clone())
+        } else if self.before.as_deref().is_some_and(|before| filter.matches(before)) {
+            let frame = self
+                .as_departure
+                .get_or_init(|| encode(&self.event, incarnation, Kind::LeftFilter));
+            Some(frame.clone())
+        } else {
+            None
+        }
+    }
+}
+
+/// `event` as a subscriber message of `kind`.
+fn encode(event: &RecordedEvent, incarnation: &Incarnation, kind: fn(v1::IncidentChange) -> Kind) -> Frame {
+    Frame::of(&v1::SubscribeResponse {
+        kind: Some(kind(change(event, incarnation))),
+    })
+}
+
+fn change(event: &RecordedEvent, incarnation: &Incarnation) -> v1::IncidentChange {
+    let token = ResumeToken {
+        incarnation: incarnation.clone(),
+        position: event.position,
+    };
+    let mut change = v1::IncidentChange {
+        position: event.position.0,
+        resume_token: token.encode(),
+        incident: Some(v1::IncidentSummary::from(event.incident())),
+        recorded_at: Some(timestamp_to_wire(event.recorded_at)),
+        ..Default::default()
+    };
+    match &event.body {
+        EventBody::ReportRecorded(recorded) => {
+            change.set_kind(if recorded.opened_incident {
+                v1::ChangeKind::IncidentOpened
+            } else {
+                v1::ChangeKind::ReportAdded
+            });
+            change.report_id = recorded.report.report_id.to_string();
+            change.report = Some(v1::StoredReport::from(recorded.report.as_ref()));
+        }
+        EventBody::IncidentReviewed(reviewed) => {
+            change.set_kind(v1::ChangeKind::Reviewed);
+            change.review = Some(review_to_wire(&reviewed.review, event.position, event.recorded_at));
+        }
+        EventBody::ReportAmended(amended) => {
+            change.set_kind(v1::ChangeKind::ReportAmended);
+            change.report_id = amended.report.report_id.to_string();
+            change.report = Some(v1::StoredReport::from(amended.report.as_ref()));
+        }
+        EventBody::ReportRetracted(retracted) => {
+            change.set_kind(v1::ChangeKind::ReportRetracted);
+            change.report_id = retracted.report_id.to_string();
+            change.retraction = Some(v1::Retraction {
+                position: event.position.0,
+                recorded_at: Some(timestamp_to_wire(event.recorded_at)),
+                reason: retracted.reason.clone(),
+            });
+        }
+    }
+    change
+}
