@@ -340,3 +340,47 @@ impl Writer {
         })
     }
 }
+
+/// `deliver`: delivery on a running `truce up`, for profiling it.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DeliverArgs {
+    /// The ingest service of a `truce up` over an empty log, e.g.
+    /// `http://127.0.0.1:50051`.
+    #[arg(long)]
+    ingest: String,
+    /// Its query service, e.g. `http://127.0.0.1:50052`.
+    #[arg(long)]
+    query: String,
+    /// Subscriptions, with the suite's mixed filters.
+    #[arg(long, default_value_t = 100)]
+    subscriptions: usize,
+    /// Writes per second.
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    /// How long to write, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+}
+
+/// Runs the suite's delivery workload once against a running `truce up`
+/// and prints its latencies.
+pub(crate) async fn deliver_command(args: DeliverArgs) -> anyhow::Result<()> {
+    let target = Target::Truce {
+        ingest: args.ingest,
+        query: args.query,
+    };
+    let writes = (args.rate * args.seconds) as u64;
+    let delivery = run(&target, args.subscriptions, args.rate, writes, 0).await?;
+    println!(
+        "{} subscriptions, {:.0} writes/s achieved: p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms; {} deliveries, {} undelivered, {} unexpected",
+        args.subscriptions,
+        delivery.write_rate,
+        delivery.latencies.quantile_ms(0.5),
+        delivery.latencies.quantile_ms(0.99),
+        delivery.latencies.max_ms(),
+        delivery.expected,
+        delivery.lost,
+        delivery.unexpected
+    );
+    Ok(())
+}

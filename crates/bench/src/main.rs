@@ -57,6 +57,9 @@ enum Command {
     /// A new subscriber replaying a running query service's log from the
     /// start, for profiling catch-up.
     Replay(large::ReplayArgs),
+    /// The delivery workload on a running `truce up` over an empty log, for
+    /// profiling it.
+    Deliver(delivery::DeliverArgs),
 }
 
 #[tokio::main]
@@ -67,5 +70,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Floor(args) => floor::run(args).await,
         Command::Submit(args) => ingest::run(args).await,
         Command::Replay(args) => large::replay_command(args).await,
+        Command::Deliver(args) => delivery::deliver_command(args).await,
     }
 }
