@@ -386,9 +386,12 @@ impl Delivery<'_> {
             tokio::select! {
                 () = subscriber.detached() => {}
                 () = &mut quiet => {
+                    // Read before the subscriber is locked, so its dispatcher
+                    // never waits on the view's lock.
+                    let head = self.state.read_view().position();
                     let mut progress = subscriber.progress();
                     if progress.detached.is_none() && progress.quiet_since + self.subscription.heartbeat <= Instant::now() {
-                        let heartbeat = self.heartbeat_frame(progress.delivered)?;
+                        let heartbeat = self.heartbeat_frame(progress.delivered, head)?;
                         // A full queue already tells the client more than a
                         // heartbeat would.
                         if !subscriber.try_send(&mut progress, heartbeat) {
@@ -429,13 +432,14 @@ impl Delivery<'_> {
     /// too long, which ends the stream: a subscriber must be able to tell a
     /// quiet log from a dead one.
     async fn heartbeat(&mut self) -> Result<(), Stop> {
-        let heartbeat = self.heartbeat_frame(self.delivered)?;
+        let head = self.state.read_view().position();
+        let heartbeat = self.heartbeat_frame(self.delivered, head)?;
         self.send_frame(heartbeat).await
     }
 
-    /// A heartbeat for `delivered`, or the end of the stream if the log has
-    /// been silent too long.
-    fn heartbeat_frame(&self, delivered: Position) -> Result<Frame, Stop> {
+    /// A heartbeat for `delivered` with the view at `head`, or the end of
+    /// the stream if the log has been silent too long.
+    fn heartbeat_frame(&self, delivered: Position, head: Position) -> Result<Frame, Stop> {
         let heard = self.state.log_heard_at();
         let silent = Timestamp::from_system(std::time::SystemTime::now()).abs_diff(heard);
         if silent > self.timeouts.stale {
@@ -447,7 +451,9 @@ impl Delivery<'_> {
         let heartbeat = v1::Heartbeat {
             position: delivered.0,
             resume_token: self.token(delivered),
-            head_position: self.state.read_view().position().0,
+            // Everything delivered was applied first: a head read a moment
+            // earlier is never behind it.
+            head_position: head.max(delivered).0,
             log_heard_at: Some(timestamp_to_wire(heard)),
         };
         Ok(Frame::of(&v1::SubscribeResponse {
