@@ -2,9 +2,11 @@
 //!
 //! Messages are queued encoded ([`Frame`]s), so a slot costs a shared
 //! pointer, not a whole message, and a change many subscribers receive is
-//! encoded once. The final
-//! status travels apart from the messages, so it can always be delivered,
-//! even when the queue is full because the reader stopped reading.
+//! encoded once. The subscriber's task and the live dispatcher share the
+//! queue: the dispatcher fills it up to [`LIVE_QUEUE`] without waiting, the
+//! task's own messages wait while [`QUEUE`] are queued. The final status
+//! travels apart from the messages, so it can always be delivered, even
+//! when the queue is full because the reader stopped reading.
 
 use std::{
     pin::Pin,

@@ -6,9 +6,13 @@
 //! everything history gave it. A subscriber whose client reads slower than
 //! changes come (its queue fills) is detached and goes back to reading
 //! history from exactly where it was: nothing is lost, nothing is
-//! repeated, and nobody else waits. Its queue is small and holds encoded
-//! messages, shared between subscribers where they can be, so its server
-//! memory stays bounded whatever its backlog.
+//! repeated, and nobody else waits. Its queue holds encoded messages: at
+//! most [`QUEUE`] of its own (history, progress) and up to [`LIVE_QUEUE`]
+//! live changes, each shared with every subscriber it goes to, so its
+//! server memory stays bounded whatever its backlog.
+//!
+//! [`QUEUE`]: crate::outbox::QUEUE
+//! [`LIVE_QUEUE`]: crate::outbox::LIVE_QUEUE
 //!
 //! [`fanout`]: crate::fanout
 
