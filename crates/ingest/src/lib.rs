@@ -8,6 +8,8 @@
 //! wires them together; [`run`] serves them.
 
 pub mod args;
+#[cfg(test)]
+mod failing_disk;
 pub mod log_service;
 mod release;
 pub mod sequencer;
@@ -246,6 +248,7 @@ impl IngestNode {
             auth.interceptor(),
         ));
         let health = health.clone();
+        let out_of_service = self.submitter.out_of_service();
         async move {
             use tonic::server::NamedService;
             for name in [
@@ -256,6 +259,7 @@ impl IngestNode {
                     .set_service_status(name, tonic_health::ServingStatus::Serving)
                     .await;
             }
+            tokio::spawn(report_out_of_service(out_of_service, health));
         }
     }
 
@@ -281,6 +285,27 @@ impl IngestNode {
     }
 }
 
+/// Once storage has failed, says so in `health`: the ingest service and
+/// the server as a whole are NOT_SERVING, so a readiness probe takes the
+/// replica out and a liveness probe restarts it (only a restart recovers).
+async fn report_out_of_service(
+    mut out_of_service: watch::Receiver<Option<String>>,
+    health: tonic_health::server::HealthReporter,
+) {
+    use tonic::server::NamedService;
+    let reason = match out_of_service.wait_for(Option::is_some).await {
+        Ok(reason) => reason.clone().unwrap_or_default(),
+        // The sequencer stopped: nothing to report.
+        Err(_) => return,
+    };
+    tracing::error!(%reason, "refusing writes until restarted; health says NOT_SERVING");
+    for name in [<IngestServiceServer<service::Ingest> as NamedService>::NAME, ""] {
+        health
+            .set_service_status(name, tonic_health::ServingStatus::NotServing)
+            .await;
+    }
+}
+
 /// Serves the ingest service on `listener` until `shutdown`.
 pub async fn run(
     config: IngestConfig,
@@ -289,6 +314,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let node = IngestNode::open(&config).await?;
+    serve_node(node, auth, listener, shutdown).await
+}
+
+/// Serves an opened node on `listener` until `shutdown`, then closes it.
+async fn serve_node(
+    node: IngestNode,
+    auth: impl Into<Access>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let auth = Authenticator::start(auth)?;
     auth.watch(truce_serve::auth::RELOAD_POLL);
     let (stopping_tx, stopping) = Stopping::new();
@@ -297,4 +332,103 @@ pub async fn run(
     truce_serve::serve("ingest", routes, listener, shutdown, stopping_tx, auth.tls()).await?;
     node.close().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+    use truce_proto::v1;
+    use truce_serve::auth::AuthMode;
+
+    use super::*;
+    use crate::failing_disk::FailingDisk;
+
+    async fn status(health: &mut HealthClient<tonic::transport::Channel>, service: &str) -> ServingStatus {
+        let request = HealthCheckRequest {
+            service: service.to_owned(),
+        };
+        health
+            .check(request)
+            .await
+            .expect("health answers")
+            .into_inner()
+            .status()
+    }
+
+    #[tokio::test]
+    async fn health_says_not_serving_once_storage_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = IngestConfig {
+            data_dir: dir.path().to_owned(),
+            ..IngestConfig::default()
+        };
+        let (mut opened, _) = IngestNode::open_log(&config, false).await.unwrap();
+        opened.store = Box::new(FailingDisk(opened.store));
+        let node = opened.start().await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_node(node, AuthMode::InsecureLoopback, listener, async move {
+            let _ = stopped.await;
+        }));
+        let channel = loop {
+            match tonic::transport::Endpoint::from_shared(address.clone())
+                .unwrap()
+                .connect()
+                .await
+            {
+                Ok(channel) => break channel,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        };
+        let mut health = HealthClient::new(channel.clone());
+        let ingest = "truce.v1.IngestService";
+        while status(&mut health, ingest).await != ServingStatus::Serving {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+
+        let report = v1::Report {
+            reporting_party: "idf".into(),
+            occurred_at: Some(prost_types::Timestamp {
+                seconds: 1_763_807_400,
+                nanos: 0,
+            }),
+            occurred_precision: v1::TimePrecision::Hour as i32,
+            category: v1::Category::LineCrossing as i32,
+            location: Some(v1::Location {
+                area: "Rafah".into(),
+                zone: v1::Zone::AtLine as i32,
+                precision: v1::LocationPrecision::Area as i32,
+                point: None,
+            }),
+            summary: "shots at the line".into(),
+            ..Default::default()
+        };
+        let refused = v1::ingest_service_client::IngestServiceClient::new(channel)
+            .submit_report(v1::SubmitReportRequest {
+                report: Some(report),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while status(&mut health, ingest).await != ServingStatus::NotServing {
+            assert!(tokio::time::Instant::now() < deadline, "health still says serving");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            status(&mut health, "").await,
+            ServingStatus::NotServing,
+            "the server as a whole"
+        );
+        assert_eq!(
+            status(&mut health, "truce.v1.LogService").await,
+            ServingStatus::Serving,
+            "what is durable can still be read"
+        );
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
 }

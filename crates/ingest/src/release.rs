@@ -10,7 +10,7 @@
 
 use std::{
     sync::{
-        Arc, OnceLock,
+        Arc,
         atomic::{AtomicU64, Ordering},
         mpsc as std_mpsc,
     },
@@ -30,6 +30,42 @@ pub(crate) type Reply = oneshot::Sender<Result<Outcome, ServiceError>>;
 /// Batches committed but not yet handed to the syncer before the sequencer
 /// waits for it: while it waits, submissions queue up into a larger batch.
 const SYNC_QUEUE: usize = 2;
+
+/// Set once storage has failed in a way only a restart mends: after a
+/// failed fsync the kernel may have dropped the unsynced pages, so what is
+/// on disk is no longer known to this process. From then on every write is
+/// refused, and the health service says the ingest service is not serving,
+/// so an orchestrator restarts it; a restart recovers from what the disk
+/// actually holds.
+#[derive(Debug, Clone)]
+pub(crate) struct OutOfService(Arc<watch::Sender<Option<String>>>);
+
+impl OutOfService {
+    pub(crate) fn new() -> OutOfService {
+        OutOfService(Arc::new(watch::Sender::new(None)))
+    }
+
+    /// Takes the service out for `reason`, unless it already is.
+    pub(crate) fn declare(&self, reason: &str) {
+        self.0.send_if_modified(|current| {
+            if current.is_some() {
+                return false;
+            }
+            *current = Some(reason.to_owned());
+            true
+        });
+    }
+
+    /// Why it is out of service, if it is.
+    pub(crate) fn reason(&self) -> Option<String> {
+        self.0.borrow().clone()
+    }
+
+    /// Sees the reason once there is one.
+    pub(crate) fn watch(&self) -> watch::Receiver<Option<String>> {
+        self.0.subscribe()
+    }
+}
 
 /// One batch, decided and (if it appended anything) committed.
 pub(crate) struct Settled {
@@ -100,11 +136,16 @@ pub(crate) enum Release {
 
 impl Release {
     /// Releases the log's appends once they are durable, through a syncer
-    /// thread when the log hands out its fsync.
-    pub(crate) fn start(sync: Option<WalSync>, publisher: Publisher) -> std::io::Result<Release> {
+    /// thread when the log hands out its fsync; a failed sync takes the
+    /// service out.
+    pub(crate) fn start(
+        sync: Option<WalSync>,
+        publisher: Publisher,
+        out_of_service: OutOfService,
+    ) -> std::io::Result<Release> {
         Ok(match sync {
             None => Release::Now(publisher),
-            Some(wal) => Release::AfterSync(Syncer::start(wal, publisher)?),
+            Some(wal) => Release::AfterSync(Syncer::start(wal, publisher, out_of_service)?),
         })
     }
 
@@ -124,14 +165,6 @@ impl Release {
         }
     }
 
-    /// Why appending must stop: the syncer could not make a batch durable.
-    pub(crate) fn failure(&self) -> Option<String> {
-        match self {
-            Release::Now(_) => None,
-            Release::AfterSync(syncer) => syncer.shared.failed.get().cloned(),
-        }
-    }
-
     /// Waits until every batch handed over is released.
     pub(crate) fn finish(self) {
         if let Release::AfterSync(syncer) = self {
@@ -147,8 +180,8 @@ impl Release {
 struct Shared {
     /// Commits made so far; a sync covers those counted before it began.
     commits: AtomicU64,
-    /// Set when a sync failed: nothing more is released or appended.
-    failed: OnceLock<String>,
+    /// Declared when a sync failed: nothing more is released or appended.
+    out_of_service: OutOfService,
 }
 
 /// The sequencer's end of the syncer thread.
@@ -159,10 +192,10 @@ pub(crate) struct Syncer {
 }
 
 impl Syncer {
-    fn start(wal: WalSync, publisher: Publisher) -> std::io::Result<Syncer> {
+    fn start(wal: WalSync, publisher: Publisher, out_of_service: OutOfService) -> std::io::Result<Syncer> {
         let shared = Arc::new(Shared {
             commits: AtomicU64::new(0),
-            failed: OnceLock::new(),
+            out_of_service,
         });
         let (tx, rx) = std_mpsc::sync_channel(SYNC_QUEUE);
         let thread = {
@@ -194,15 +227,15 @@ fn sync_and_publish(wal: &WalSync, rx: &std_mpsc::Receiver<(u64, Settled)>, mut 
         batches.push(first);
         batches.extend(rx.try_iter());
         let needed = batches.iter().map(|(commits, _)| *commits).max().unwrap_or(0);
-        if needed > durable && shared.failed.get().is_none() {
+        if needed > durable && shared.out_of_service.reason().is_none() {
             let covered = shared.commits.load(Ordering::Acquire);
             match wal.sync() {
                 Ok(()) => durable = covered,
                 Err(error) => {
                     tracing::error!(%error, "syncing the log failed; refusing reports until restarted");
-                    let _ = shared
-                        .failed
-                        .set("storage is failing (the log could not be synced); see the server log".into());
+                    shared
+                        .out_of_service
+                        .declare("storage is failing (the log could not be synced); see the server log");
                 }
             }
         }

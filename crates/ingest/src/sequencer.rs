@@ -27,7 +27,7 @@ use truce_domain::{
 };
 use truce_log::{Committed, Head, LogError, NewEntry, SequencedLog};
 
-use crate::release::{Publisher, Release, Reply, Settled};
+use crate::release::{OutOfService, Publisher, Release, Reply, Settled};
 use truce_proto::{
     ServiceError,
     convert::{StoredEvent, event_from_wire, event_to_wire},
@@ -155,9 +155,16 @@ pub enum Outcome {
 #[derive(Debug, Clone)]
 pub struct Submitter {
     tx: mpsc::Sender<(Command, Reply)>,
+    out_of_service: OutOfService,
 }
 
 impl Submitter {
+    /// Holds the reason once storage has failed and every write is
+    /// refused until the process restarts.
+    pub fn out_of_service(&self) -> watch::Receiver<Option<String>> {
+        self.out_of_service.watch()
+    }
+
     async fn send(&self, command: Command) -> Result<Outcome, ServiceError> {
         let (reply, answer) = oneshot::channel();
         self.tx
@@ -211,9 +218,10 @@ struct Sequencer {
     rules: Rules,
     /// Publishes each batch once it is durable.
     release: Release,
-    /// Set when a failed append left the state unknown and rebuilding it
-    /// failed too: every submission is then refused as unavailable.
-    broken: Option<String>,
+    /// Declared when a sync failed, or when a failed append left the state
+    /// unknown and rebuilding it failed too: every submission is then
+    /// refused as unavailable.
+    out_of_service: OutOfService,
     /// Set when a shared log could not be read after a failed append: the
     /// state is rebuilt from the log before the next batch.
     stale: bool,
@@ -244,20 +252,25 @@ pub fn start(
     store.catch_up()?;
     let index = rebuild_index(store.as_ref())?;
     tracing::info!(incidents = index.len(), head = store.head().position, "sequencer ready");
-    let release = Release::start(store.detach_sync()?, Publisher { head, committed })?;
+    let out_of_service = OutOfService::new();
+    let release = Release::start(
+        store.detach_sync()?,
+        Publisher { head, committed },
+        out_of_service.clone(),
+    )?;
     let (tx, rx) = mpsc::channel(QUEUE);
     let sequencer = Sequencer {
         store,
         index,
         rules,
         release,
-        broken: None,
+        out_of_service: out_of_service.clone(),
         stale: false,
     };
     let thread = thread::Builder::new()
         .name("truce-sequencer".into())
         .spawn(move || sequencer.run(rx))?;
-    Ok((Submitter { tx }, thread))
+    Ok((Submitter { tx, out_of_service }, thread))
 }
 
 fn corrupt(position: u64, what: String) -> LogError {
@@ -342,9 +355,6 @@ impl Sequencer {
     }
 
     fn commit(&mut self, batch: &mut Vec<(Command, Reply)>) {
-        if self.broken.is_none() {
-            self.broken = self.release.failure();
-        }
         if self.stale {
             match self.resync() {
                 Ok(head) => self.release.release(Settled {
@@ -355,7 +365,7 @@ impl Sequencer {
                 Err(error) => tracing::warn!(%error, "the log is still unreachable"),
             }
         }
-        if let Some(reason) = self.broken.clone().or_else(|| {
+        if let Some(reason) = self.out_of_service.reason().or_else(|| {
             self.stale
                 .then(|| "the log is unreachable; the report was not stored, retry".to_owned())
         }) {
@@ -455,7 +465,7 @@ impl Sequencer {
                         Err(error) => {
                             tracing::error!(%error, "cannot rebuild state after a failed append; refusing reports");
                             if !self.store.is_shared() {
-                                self.broken = Some("storage is failing; see the server log".into());
+                                self.out_of_service.declare("storage is failing; see the server log");
                             }
                         }
                     }
@@ -980,7 +990,7 @@ mod tests {
 
     use truce_log::LogStore;
 
-    use super::*;
+    use crate::failing_disk::FailingDisk;
 
     fn wire_report(summary: &str) -> v1::Report {
         v1::Report {
@@ -1019,6 +1029,8 @@ mod tests {
         (submitter, head_rx)
     }
 
+    use super::*;
+
     #[tokio::test]
     async fn concurrent_duplicates_store_once_and_group_together() {
         let dir = tempfile::tempdir().unwrap();
@@ -1044,6 +1056,52 @@ mod tests {
         let conflict = submitter.submit(submission(Some("k1"), &second)).await.unwrap_err();
         assert!(matches!(conflict, ServiceError::AlreadyExists(_)));
         assert_eq!(head.borrow().position, 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_sync_refuses_every_write_until_restarted_and_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        let (head_tx, head) = watch::channel(store.head());
+        let (submitter, thread) =
+            start(Box::new(FailingDisk(Box::new(store))), Rules::default(), head_tx, None).unwrap();
+        let out_of_service = submitter.out_of_service();
+        assert_eq!(*out_of_service.borrow(), None);
+
+        let first = wire_report("shots at the line");
+        let error = submitter.submit(submission(Some("k1"), &first)).await.unwrap_err();
+        assert!(
+            matches!(&error, ServiceError::Unavailable(why) if why.contains("could not be synced")),
+            "{error:?}"
+        );
+        assert_eq!(head.borrow().position, 0, "readers never see what may not be on disk");
+        let reason = out_of_service.borrow().clone().expect("out of service");
+        assert!(reason.contains("storage is failing"), "{reason}");
+
+        // Nothing more is appended, not even to a disk that took the last
+        // write: what it holds is no longer known.
+        let second = wire_report("a second crossing");
+        let error = submitter.submit(submission(Some("k2"), &second)).await.unwrap_err();
+        assert!(
+            matches!(&error, ServiceError::Unavailable(why) if why.contains("storage is failing")),
+            "{error:?}"
+        );
+
+        // Restarted over what the disk holds: the first report reached the
+        // log before its sync failed, and its retry says so; the second
+        // was never appended and is stored now, once.
+        drop(submitter);
+        thread.join().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        assert_eq!(store.head().position, 1);
+        let (head_tx, head) = watch::channel(store.head());
+        let (submitter, _thread) = start(Box::new(store), Rules::default(), head_tx, None).unwrap();
+        let retried = submitter.submit(submission(Some("k1"), &first)).await.unwrap();
+        assert!(retried.replayed, "the retry answers the stored report");
+        let stored = submitter.submit(submission(Some("k2"), &second)).await.unwrap();
+        assert!(!stored.replayed);
+        assert_eq!(head.borrow().position, 2);
+        assert_eq!(*submitter.out_of_service().borrow(), None);
     }
 
     #[tokio::test]

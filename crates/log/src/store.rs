@@ -52,6 +52,14 @@ pub struct WalSync {
 }
 
 impl WalSync {
+    /// Syncs `file` in place of a store's write-ahead log, so that tests
+    /// can make a sync fail for real (a character device or a pipe refuses
+    /// `fdatasync`).
+    #[cfg(feature = "test-support")]
+    pub fn of_file(file: File) -> WalSync {
+        WalSync { wal: file }
+    }
+
     /// Flushes the write-ahead log to disk: every append committed before
     /// the call is durable when it returns.
     pub fn sync(&self) -> Result<(), LogError> {
