@@ -8,12 +8,12 @@
 //! wires them together; [`run`] serves them.
 
 pub mod args;
-#[cfg(test)]
-mod failing_disk;
 pub mod log_service;
 mod release;
 pub mod sequencer;
 pub mod service;
+#[cfg(test)]
+mod testing;
 
 use std::{
     future::Future,
@@ -341,7 +341,7 @@ mod tests {
     use truce_serve::auth::AuthMode;
 
     use super::*;
-    use crate::failing_disk::FailingDisk;
+    use crate::testing::{FailingDisk, wire_report};
 
     async fn status(health: &mut HealthClient<tonic::transport::Channel>, service: &str) -> ServingStatus {
         let request = HealthCheckRequest {
@@ -387,26 +387,9 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
 
-        let report = v1::Report {
-            reporting_party: "idf".into(),
-            occurred_at: Some(prost_types::Timestamp {
-                seconds: 1_763_807_400,
-                nanos: 0,
-            }),
-            occurred_precision: v1::TimePrecision::Hour as i32,
-            category: v1::Category::LineCrossing as i32,
-            location: Some(v1::Location {
-                area: "Rafah".into(),
-                zone: v1::Zone::AtLine as i32,
-                precision: v1::LocationPrecision::Area as i32,
-                point: None,
-            }),
-            summary: "shots at the line".into(),
-            ..Default::default()
-        };
         let refused = v1::ingest_service_client::IngestServiceClient::new(channel)
             .submit_report(v1::SubmitReportRequest {
-                report: Some(report),
+                report: Some(wire_report("shots at the line")),
                 ..Default::default()
             })
             .await

@@ -990,27 +990,8 @@ mod tests {
 
     use truce_log::LogStore;
 
-    use crate::failing_disk::FailingDisk;
-
-    fn wire_report(summary: &str) -> v1::Report {
-        v1::Report {
-            reporting_party: "idf".into(),
-            occurred_at: Some(prost_types::Timestamp {
-                seconds: 1_763_807_400,
-                nanos: 0,
-            }),
-            occurred_precision: v1::TimePrecision::Hour as i32,
-            location: Some(v1::Location {
-                area: "Rafah".into(),
-                zone: v1::Zone::AtLine as i32,
-                precision: v1::LocationPrecision::Area as i32,
-                point: None,
-            }),
-            category: v1::Category::LineCrossing as i32,
-            summary: summary.into(),
-            ..Default::default()
-        }
-    }
+    use super::*;
+    use crate::testing::{FailingDisk, wire_report};
 
     fn submission(key: Option<&str>, wire: &v1::Report) -> Submission {
         Submission {
@@ -1028,8 +1009,6 @@ mod tests {
         let (submitter, _thread) = start(Box::new(store), Rules::default(), head_tx, None).unwrap();
         (submitter, head_rx)
     }
-
-    use super::*;
 
     #[tokio::test]
     async fn concurrent_duplicates_store_once_and_group_together() {

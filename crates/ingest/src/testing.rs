@@ -1,7 +1,29 @@
-//! A log on a disk that takes writes but refuses every sync, as a failing
-//! one does, for the tests of what the service does then.
+//! What the crate's tests share: a report, and a log on a disk that takes
+//! writes but refuses every sync, as a failing one does.
 
 use truce_log::{Head, LogEntry, LogError, NewEntry, SequencedLog, WalSync};
+use truce_proto::v1;
+
+/// A valid report of a line crossing at Rafah, with `summary`.
+pub(crate) fn wire_report(summary: &str) -> v1::Report {
+    v1::Report {
+        reporting_party: "idf".into(),
+        occurred_at: Some(prost_types::Timestamp {
+            seconds: 1_763_807_400,
+            nanos: 0,
+        }),
+        occurred_precision: v1::TimePrecision::Hour as i32,
+        location: Some(v1::Location {
+            area: "Rafah".into(),
+            zone: v1::Zone::AtLine as i32,
+            precision: v1::LocationPrecision::Area as i32,
+            point: None,
+        }),
+        category: v1::Category::LineCrossing as i32,
+        summary: summary.into(),
+        ..Default::default()
+    }
+}
 
 /// `0`, with every sync of its write-ahead log failing for real: the syncs
 /// go to a character device, where `fdatasync` fails (EINVAL).
