@@ -19,8 +19,8 @@ pub mod tally;
 pub mod time;
 pub mod violation;
 
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 
 pub use ids::{IncidentId, PartyId, Position, ReportId};
 pub use time::Timestamp;

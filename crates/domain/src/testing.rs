@@ -1,43 +1,49 @@
-//! Builders for reports in unit tests.
+//! Builders for reports in unit tests (of other crates too, with the
+//! `test-support` feature).
 
 use crate::{IncidentId, Position, ReportId, Timestamp, geo::LatLng, report::*};
 
 /// A report under construction.
-pub(crate) struct Draft(Report);
+pub struct Draft(Report);
 
 impl Draft {
-    pub(crate) fn at_point(mut self, lat: f64, lon: f64) -> Self {
-        self.0.location.point = Some(LatLng::new(lat, lon).unwrap());
+    /// At a point.
+    pub fn at_point(mut self, lat: f64, lon: f64) -> Self {
+        self.0.location.point = Some(LatLng::new(lat, lon).expect("a valid point"));
         self
     }
-    pub(crate) fn in_area(mut self, area: &str) -> Self {
+    /// In a named area.
+    pub fn in_area(mut self, area: &str) -> Self {
         self.0.location.area = Some(area.to_owned());
         self
     }
-    pub(crate) fn hours(mut self, hour: i64) -> Self {
+    /// At `hour` hours past the default time.
+    pub fn hours(mut self, hour: i64) -> Self {
         // 2025-11-22T00:00:00Z plus `hour` hours.
         self.0.occurred_at = Timestamp((1_763_769_600 + hour * 3600) * 1_000_000_000);
         self
     }
-    pub(crate) fn category(mut self, category: Category) -> Self {
+    /// Of `category`.
+    pub fn category(mut self, category: Category) -> Self {
         self.0.category = category;
         self
     }
-    pub(crate) fn with_killed(mut self, claimant: &str, low: u32, high: u32) -> Self {
+    /// With `claimant`'s claim of `low` to `high` killed.
+    pub fn with_killed(mut self, claimant: &str, low: u32, high: u32) -> Self {
         self.0.casualties.push(CasualtyClaim {
             group: CasualtyGroup::Unknown,
-            killed: Some(CountRange::new(low, None, high).unwrap()),
+            killed: Some(CountRange::new(low, None, high).expect("a valid range")),
             injured: None,
-            claimed_by: claimant.parse().unwrap(),
+            claimed_by: claimant.parse().expect("a party id"),
         });
         self
     }
 }
 
 /// A stored report at `position`, shaped by `shape`.
-pub(crate) fn report_at(position: u64, shape: impl FnOnce(Draft) -> Draft) -> StoredReport {
+pub fn report_at(position: u64, shape: impl FnOnce(Draft) -> Draft) -> StoredReport {
     let draft = Draft(Report {
-        reporting_party: "idf".parse().unwrap(),
+        reporting_party: "idf".parse().expect("a party id"),
         sources: Vec::new(),
         occurred_at: Timestamp(1_763_769_600_000_000_000),
         occurred_precision: TimePrecision::Hour,

@@ -303,3 +303,115 @@ fn change(event: &RecordedEvent, incarnation: &Incarnation) -> v1::IncidentChang
     }
     change
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use prost::Message;
+    use tokio_stream::StreamExt;
+    use truce_domain::{PartyId, event::ReportRetracted, incident::IncidentSummary, testing::report_at};
+    use truce_proto::v1::SubscribeResponse;
+
+    use super::*;
+    use crate::outbox::{Outgoing, outbox};
+
+    /// A retraction at `position`, the smallest change to build.
+    fn change(position: u64) -> Arc<LiveChange> {
+        let report = report_at(1, |draft| draft);
+        let mut incident = IncidentSummary::open(&report, report.received_at);
+        incident.updated_position = Position(position);
+        let party: PartyId = "idf".parse().expect("a party id");
+        Arc::new(LiveChange {
+            event: RecordedEvent {
+                position: Position(position),
+                recorded_at: report.received_at,
+                body: EventBody::ReportRetracted(ReportRetracted {
+                    report_id: report.report_id,
+                    reporting_party: party,
+                    reason: "withdrawn".into(),
+                    incident: Arc::new(incident),
+                    previous_position: Position(1),
+                }),
+            },
+            before: None,
+            as_change: Default::default(),
+            as_departure: Default::default(),
+        })
+    }
+
+    fn everything() -> Filter {
+        Filter::parse("").expect("the empty filter")
+    }
+
+    /// The position of the next change queued, if one comes soon.
+    async fn next_position(outgoing: &mut Outgoing) -> Option<u64> {
+        let frame = tokio::time::timeout(Duration::from_millis(200), outgoing.next())
+            .await
+            .ok()??
+            .expect("a message, not a status");
+        match SubscribeResponse::decode(frame.bytes().clone())
+            .expect("a response")
+            .kind
+        {
+            Some(Kind::Change(change)) => Some(change.position),
+            other => panic!("not a change: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dispatcher_that_fell_behind_sends_its_subscribers_back_to_history() {
+        let incarnation = Incarnation::from_text("test");
+        let (live, _) = broadcast::channel(2);
+        let fanout = Fanout::start(&live, &incarnation);
+        let (outbox, mut outgoing) = outbox();
+        let subscriber = Arc::new(LiveSubscriber::new(
+            everything(),
+            outbox.live_sender(),
+            Position(0),
+            Instant::now(),
+        ));
+        let _membership = fanout.attach(&subscriber).expect("nothing handed out yet");
+
+        // Five changes before the dispatchers run: their rings hold two, so
+        // they miss 1 to 3 and next see 4.
+        for position in 1..=5 {
+            live.send(change(position)).expect("dispatchers listen");
+        }
+        tokio::time::timeout(Duration::from_secs(5), subscriber.detached())
+            .await
+            .expect("detached");
+        let progress = *subscriber.progress();
+        assert_eq!(progress.detached, Some(Detached::Behind));
+        assert_eq!(
+            progress.delivered,
+            Position(0),
+            "nothing past the gap counts as delivered"
+        );
+        assert_eq!(next_position(&mut outgoing).await, None, "nothing queued past the gap");
+
+        // It reads 1 to 5 from history; until it has, it may not attach
+        // (to either dispatcher, once both have seen 5).
+        while !fanout.shards.iter().all(|shard| shard.lock().dispatched == Position(5)) {
+            tokio::task::yield_now().await;
+        }
+        let behind = Arc::new(LiveSubscriber::new(
+            everything(),
+            outbox.live_sender(),
+            Position(3),
+            Instant::now(),
+        ));
+        assert!(fanout.attach(&behind).is_none(), "4 and 5 were handed out");
+        let caught_up = Arc::new(LiveSubscriber::new(
+            everything(),
+            outbox.live_sender(),
+            Position(5),
+            Instant::now(),
+        ));
+        let _membership = fanout.attach(&caught_up).expect("caught up");
+        live.send(change(6)).expect("dispatchers listen");
+        assert_eq!(next_position(&mut outgoing).await, Some(6));
+        assert_eq!(caught_up.progress().delivered, Position(6));
+        assert_eq!(caught_up.progress().detached, None);
+    }
+}
