@@ -33,10 +33,11 @@ const SYNC_QUEUE: usize = 2;
 
 /// Set once storage has failed in a way only a restart mends: after a
 /// failed fsync the kernel may have dropped the unsynced pages, so what is
-/// on disk is no longer known to this process. From then on every write is
-/// refused, and the health service says the ingest service is not serving,
-/// so an orchestrator restarts it; a restart recovers from what the disk
-/// actually holds.
+/// on disk is no longer known to this process (and after a failed append
+/// whose state could not be read back, the same). From then on every write
+/// is refused, and the health service says the ingest service is not
+/// serving, so an orchestrator restarts it; a restart recovers from what
+/// the disk actually holds.
 #[derive(Debug, Clone)]
 pub(crate) struct OutOfService(Arc<watch::Sender<Option<String>>>);
 
