@@ -165,15 +165,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     };
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     println!("listening {}", listener.local_addr()?);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
-        s.inspect(|s| {
-            let _ = s.set_nodelay(true);
-        })
-    });
+    // The transport truce serves on (nodelay, batched writes), so that the
+    // floor is the limit of the same RPC layer.
     tonic::transport::Server::builder()
         .add_service(IngestServiceServer::new(floor.clone()))
         .add_service(Broadcast(floor))
-        .serve_with_incoming(incoming)
+        .serve_with_incoming(truce_serve::incoming(listener))
         .await?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! until shutdown with a bounded drain.
 
 pub mod auth;
+pub mod batched;
 pub mod limits;
 
 /// The allocator every truce server binary installs: allocation is a large
@@ -13,10 +14,10 @@ pub use mimalloc::MiMalloc as Allocator;
 use std::{future::Future, time::Duration};
 
 use tokio::{net::TcpListener, sync::watch};
-use tonic::{
-    service::RoutesBuilder,
-    transport::{Server, server::TcpIncoming},
-};
+use tokio_stream::{Stream, StreamExt, wrappers::TcpListenerStream};
+use tonic::{service::RoutesBuilder, transport::Server};
+
+use crate::batched::BatchedWrites;
 
 /// How long in-flight calls may take to finish after shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -130,13 +131,7 @@ pub async fn serve(
     let server = builder
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_routes(routes.routes())
-        .serve_with_incoming_shutdown(
-            // Settings on the builder apply only to listeners tonic binds
-            // itself; without nodelay every small response waits out the
-            // peer's delayed ACK (~40 ms).
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            signal,
-        );
+        .serve_with_incoming_shutdown(incoming(listener), signal);
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => result?,
@@ -147,6 +142,17 @@ pub async fn serve(
     }
     tracing::info!(service = name, "stopped");
     Ok(())
+}
+
+/// The connections `listener` accepts, with Nagle's algorithm off (or
+/// every small response would wait out the peer's delayed ACK, ~40 ms) and
+/// their writes batched ([`batched`]).
+pub fn incoming(listener: TcpListener) -> impl Stream<Item = std::io::Result<BatchedWrites>> {
+    TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        stream.set_nodelay(true)?;
+        Ok(BatchedWrites::new(stream))
+    })
 }
 
 /// How long the caller of `request` is still willing to wait, from its
