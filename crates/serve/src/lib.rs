@@ -1,6 +1,7 @@
 //! What every truce server shares: structured logging controlled by
 //! `RUST_LOG`, the shutdown signal, server reflection, and serving a router
-//! until shutdown with a bounded drain.
+//! on connections that write in batches until shutdown, with a bounded
+//! drain.
 
 pub mod auth;
 pub mod batched;
