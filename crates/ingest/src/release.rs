@@ -223,17 +223,22 @@ impl Syncer {
 /// any of them needs it, and publishes them in order.
 fn sync_and_publish(wal: &WalSync, rx: &std_mpsc::Receiver<(u64, Settled)>, mut publisher: Publisher, shared: &Shared) {
     let mut durable: u64 = 0;
+    // Only this thread's own failure stops the syncs: batches committed
+    // before the sequencer gave up on a failed append are still synced and
+    // answered.
+    let mut sync_failed = false;
     let mut batches = Vec::new();
     while let Ok(first) = rx.recv() {
         batches.push(first);
         batches.extend(rx.try_iter());
         let needed = batches.iter().map(|(commits, _)| *commits).max().unwrap_or(0);
-        if needed > durable && shared.out_of_service.reason().is_none() {
+        if needed > durable && !sync_failed {
             let covered = shared.commits.load(Ordering::Acquire);
             match wal.sync() {
                 Ok(()) => durable = covered,
                 Err(error) => {
                     tracing::error!(%error, "syncing the log failed; refusing reports until restarted");
+                    sync_failed = true;
                     shared
                         .out_of_service
                         .declare("storage is failing (the log could not be synced); see the server log");

@@ -76,12 +76,6 @@ impl State {
             .as_ref()
             .map(|(kind, message)| io::Error::new(*kind, message.clone()))
     }
-
-    fn wake_waiting(&mut self) {
-        if let Some(waker) = self.waiting.take() {
-            waker.wake();
-        }
-    }
 }
 
 impl Shared {
@@ -144,12 +138,15 @@ async fn write_batches(mut socket: OwnedWriteHalf, shared: Arc<Shared>) {
         // Let the tasks that are ready run first: what they write joins
         // this batch instead of making one of its own.
         tokio::task::yield_now().await;
-        let closing = {
+        let (closing, waiting) = {
             let mut state = shared.lock();
             std::mem::swap(&mut batch, &mut state.pending);
-            state.wake_waiting();
-            state.closing
+            (state.closing, state.waiting.take())
         };
+        // Room again, for a connection that waited for it.
+        if let Some(waker) = waiting {
+            waker.wake();
+        }
         if !batch.is_empty() {
             let written = {
                 let write = socket.write_all(&batch);
@@ -180,9 +177,14 @@ async fn write_batches(mut socket: OwnedWriteHalf, shared: Arc<Shared>) {
             break;
         }
     }
-    let mut state = shared.lock();
-    state.finished = true;
-    state.wake_waiting();
+    let waiting = {
+        let mut state = shared.lock();
+        state.finished = true;
+        state.waiting.take()
+    };
+    if let Some(waker) = waiting {
+        waker.wake();
+    }
 }
 
 impl AsyncRead for BatchedWrites {
