@@ -261,13 +261,9 @@ fn encode(event: &RecordedEvent, incarnation: &Incarnation, kind: fn(v1::Inciden
 }
 
 fn change(event: &RecordedEvent, incarnation: &Incarnation) -> v1::IncidentChange {
-    let token = ResumeToken {
-        incarnation: incarnation.clone(),
-        position: event.position,
-    };
     let mut change = v1::IncidentChange {
         position: event.position.0,
-        resume_token: token.encode(),
+        resume_token: ResumeToken::text(incarnation, event.position),
         incident: Some(v1::IncidentSummary::from(event.incident())),
         recorded_at: Some(timestamp_to_wire(event.recorded_at)),
         ..Default::default()

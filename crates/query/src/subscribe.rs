@@ -225,11 +225,7 @@ fn internal(error: impl std::fmt::Display) -> Stop {
 
 impl Delivery<'_> {
     fn token(&self, position: Position) -> String {
-        ResumeToken {
-            incarnation: self.state.incarnation().clone(),
-            position,
-        }
-        .encode()
+        ResumeToken::text(self.state.incarnation(), position)
     }
 
     fn checkpoint(&self) -> v1::Checkpoint {

@@ -18,7 +18,13 @@ impl ResumeToken {
 
     /// The token's text.
     pub fn encode(&self) -> String {
-        format!("{}{}.{}", Self::PREFIX, self.incarnation, self.position)
+        Self::text(&self.incarnation, self.position)
+    }
+
+    /// The text of the token for `position` in `incarnation`, without
+    /// building one.
+    pub fn text(incarnation: &Incarnation, position: Position) -> String {
+        format!("{}{}.{}", Self::PREFIX, incarnation, position)
     }
 
     /// Reads a token a client sent back.
