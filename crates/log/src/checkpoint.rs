@@ -54,19 +54,36 @@ pub struct CheckpointSigner {
 }
 
 impl CheckpointSigner {
-    /// Loads the key at `path`, creating it on first start.
+    /// Loads the key at `path`, creating it on first start. A key that is a
+    /// placeholder (see [`CheckpointSigner::placeholder`]) is refused: the
+    /// deployment files ship one, and checkpoints signed with a published
+    /// key prove nothing.
     pub fn load_or_create(path: &Path) -> Result<CheckpointSigner, LogError> {
         if let Ok(bytes) = fs::read(path) {
             let secret: [u8; 32] = bytes.as_slice().try_into().map_err(|_| LogError::Corrupt {
                 position: 0,
                 what: format!("{} is not a 32-byte Ed25519 key", path.display()),
             })?;
+            if let Some(why) = CheckpointSigner::placeholder(&secret) {
+                return Err(LogError::Io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "{} holds a placeholder, not a signing key ({why}): \
+                         put 32 random bytes there (head -c 32 /dev/urandom)",
+                        path.display()
+                    ),
+                )));
+            }
             return Ok(CheckpointSigner {
                 key: SigningKey::from_bytes(&secret),
             });
         }
         let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(|e| LogError::Io(std::io::Error::other(e.to_string())))?;
+        // Drawn again in the (1 in 10^13) case that chance made a key the
+        // next start would refuse.
+        while CheckpointSigner::placeholder(&secret).is_some() {
+            getrandom::fill(&mut secret).map_err(|e| LogError::Io(std::io::Error::other(e.to_string())))?;
+        }
         let mut options = fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
@@ -78,6 +95,32 @@ impl CheckpointSigner {
         Ok(CheckpointSigner {
             key: SigningKey::from_bytes(&secret),
         })
+    }
+
+    /// Why `secret` is a placeholder rather than random bytes, or `None`
+    /// for a key to use. Refused: bytes that are all printable ASCII or
+    /// whitespace (text such as the Kubernetes Secret's
+    /// `REPLACE-WITH-32-RANDOM-BYTES!!!!`, a password or a hex string),
+    /// fewer than 16 distinct byte values (one value repeated, a short
+    /// pattern), and a run with one step (0, 1, 2, ...). 32 random bytes
+    /// fall under these rules with odds below 1 in 10^13, so no real key is
+    /// refused.
+    pub fn placeholder(secret: &[u8; 32]) -> Option<&'static str> {
+        if secret.iter().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()) {
+            return Some("it is text");
+        }
+        let mut seen = [false; 256];
+        for &b in secret {
+            seen[usize::from(b)] = true;
+        }
+        if seen.iter().filter(|&&s| s).count() < 16 {
+            return Some("it repeats a few byte values");
+        }
+        let step = secret[1].wrapping_sub(secret[0]);
+        if secret.windows(2).all(|w| w[1].wrapping_sub(w[0]) == step) {
+            return Some("it counts up or down in equal steps");
+        }
+        None
     }
 
     /// The public key, for anyone to verify with.
@@ -166,6 +209,56 @@ mod tests {
             ..checkpoint.clone()
         };
         assert!(moved.verify(&signer.public_key(), &signature).is_err());
+    }
+
+    #[test]
+    fn placeholder_keys_are_refused_and_random_ones_are_not() {
+        // deploy/kubernetes/config.yaml's checkpoint.key, decoded.
+        let shipped = *b"REPLACE-WITH-32-RANDOM-BYTES!!!!";
+        assert_eq!(CheckpointSigner::placeholder(&shipped), Some("it is text"));
+        let hex_text = *b"9f86d081884c7d659a2feaa0c55ad015";
+        assert_eq!(CheckpointSigner::placeholder(&hex_text), Some("it is text"));
+        for fill in [0u8, 0xff, 0x41, 0x80] {
+            assert!(
+                CheckpointSigner::placeholder(&[fill; 32]).is_some(),
+                "{fill:#x} repeated"
+            );
+        }
+        let pattern: [u8; 32] = std::array::from_fn(|i| [0xde, 0xad, 0xbe, 0xef][i % 4]);
+        assert_eq!(
+            CheckpointSigner::placeholder(&pattern),
+            Some("it repeats a few byte values")
+        );
+        let counting: [u8; 32] = std::array::from_fn(|i| 0x80 + i as u8);
+        assert_eq!(
+            CheckpointSigner::placeholder(&counting),
+            Some("it counts up or down in equal steps")
+        );
+        let down: [u8; 32] = std::array::from_fn(|i| 200u8.wrapping_sub(7 * i as u8));
+        assert!(CheckpointSigner::placeholder(&down).is_some());
+        for _ in 0..10_000 {
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret).unwrap();
+            assert_eq!(CheckpointSigner::placeholder(&secret), None, "{}", hex::encode(secret));
+        }
+    }
+
+    #[test]
+    fn a_placeholder_key_file_stops_the_start_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.key");
+        std::fs::write(&path, b"REPLACE-WITH-32-RANDOM-BYTES!!!!").unwrap();
+        let error = CheckpointSigner::load_or_create(&path).unwrap_err().to_string();
+        assert!(error.contains(&path.display().to_string()), "{error}");
+        assert!(error.contains("placeholder, not a signing key (it is text)"), "{error}");
+        std::fs::write(&path, [0u8; 32]).unwrap();
+        let error = CheckpointSigner::load_or_create(&path).unwrap_err().to_string();
+        assert!(error.contains("it repeats a few byte values"), "{error}");
+        // A created key loads again.
+        let fresh = dir.path().join("fresh.key");
+        let created = CheckpointSigner::load_or_create(&fresh).unwrap();
+        let loaded = CheckpointSigner::load_or_create(&fresh).unwrap();
+        assert_eq!(created.public_key(), loaded.public_key());
     }
 
     #[test]
