@@ -205,6 +205,51 @@ impl Demarcation {
             .map(|(zone, _)| *zone)
     }
 
+    /// What was loaded, in a line for the start log: the sides, the
+    /// corridors, the line's length, the at-the-line distance, and the
+    /// extent, so an operator sees at once whether the right file was read.
+    pub fn summary(&self) -> String {
+        let sides: Vec<&str> = self.areas.iter().map(|(zone, _)| zone.name()).collect();
+        let line_m: f64 = self
+            .line
+            .iter()
+            .flat_map(|line| line.windows(2))
+            .map(|seg| {
+                let point = |(lon, lat): (f64, f64)| LatLng {
+                    latitude: lat,
+                    longitude: lon,
+                };
+                point(seg[0]).distance_m(&point(seg[1]))
+            })
+            .sum();
+        let all = self
+            .areas
+            .iter()
+            .map(|(_, polygon)| polygon)
+            .chain(&self.corridors)
+            .flat_map(|polygon| polygon.rings.iter().flatten())
+            .chain(self.line.iter().flatten());
+        let extent = all.fold(None, |extent: Option<(f64, f64, f64, f64)>, &(lon, lat)| {
+            Some(match extent {
+                None => (lon, lat, lon, lat),
+                Some((w, s, e, n)) => (w.min(lon), s.min(lat), e.max(lon), n.max(lat)),
+            })
+        });
+        let extent = match extent {
+            Some((w, s, e, n)) => format!("longitude {w}..{e}, latitude {s}..{n}"),
+            None => "nothing".to_owned(),
+        };
+        let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+        format!(
+            "{} ({}), {}, a line of {:.1} km (at the line within {} m), covering {extent}",
+            count(sides.len(), "side polygon"),
+            sides.join(", "),
+            count(self.corridors.len(), "corridor"),
+            line_m / 1000.0,
+            self.at_line_m,
+        )
+    }
+
     fn distance_to_line_m(&self, point: LatLng) -> Option<f64> {
         // Equirectangular projection around the point: exact enough at the
         // scale of a few kilometres.
@@ -326,6 +371,27 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("features[0]") && err.contains("NOWHERE"), "{err}");
         assert!(Demarcation::from_geojson("[]").is_err());
+    }
+
+    #[test]
+    fn the_summary_says_what_was_loaded() {
+        let d = Demarcation::from_geojson(GEOMETRY).unwrap();
+        assert_eq!(
+            d.summary(),
+            "2 side polygons (ISRAELI_CONTROLLED, PALESTINIAN_CONTROLLED), 1 corridor, a line of 111.2 km \
+             (at the line within 200 m), covering longitude 34..35, latitude 31..32"
+        );
+    }
+
+    #[test]
+    fn the_example_geometry_puts_the_readme_report_where_it_says() {
+        let example = include_str!("../../../deploy/demarcation.example.geojson");
+        let d = Demarcation::from_geojson(example).unwrap();
+        // The README's sample report: Rafah, east of the line.
+        assert_eq!(
+            d.zone_of(LatLng::new(31.2969, 34.2436).unwrap()),
+            Some(Zone::IsraeliControlled)
+        );
     }
 
     #[test]

@@ -88,7 +88,7 @@ pub struct StandaloneArgs {
 impl StandaloneArgs {
     /// Serves until SIGTERM or Ctrl-C.
     pub async fn run(self) -> anyhow::Result<()> {
-        let listener = tokio::net::TcpListener::bind(self.listen).await?;
+        let listener = truce_serve::listen(self.listen, "--listen").await?;
         let auth = self.auth.access(&self.ingest.data_dir);
         crate::run(self.ingest.config(), auth, listener, truce_serve::termination()).await
     }

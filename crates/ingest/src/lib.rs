@@ -95,9 +95,11 @@ impl IngestConfig {
 
 fn load_demarcation(path: &Path) -> anyhow::Result<Demarcation> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Demarcation::from_geojson(&text)
+    let demarcation = Demarcation::from_geojson(&text)
         .map_err(|e| anyhow::anyhow!(e))
-        .with_context(|| format!("demarcation geometry {}", path.display()))
+        .with_context(|| format!("demarcation geometry {}", path.display()))?;
+    tracing::info!(path = %path.display(), geometry = %demarcation.summary(), "demarcation loaded");
+    Ok(demarcation)
 }
 
 /// A running ingest node: the sequencer and its log.
@@ -327,7 +329,7 @@ async fn serve_node(
     let auth = Authenticator::start(auth)?;
     auth.watch(truce_serve::auth::RELOAD_POLL);
     let (stopping_tx, stopping) = Stopping::new();
-    let (health, mut routes) = truce_serve::base_routes()?;
+    let (health, mut routes) = truce_serve::base_routes(truce_serve::Port::Ingest, None)?;
     node.add_services(&mut routes, &health, &auth, stopping).await;
     truce_serve::serve("ingest", routes, listener, shutdown, stopping_tx, auth.tls()).await?;
     node.close().await;

@@ -1,14 +1,15 @@
 use std::path::PathBuf;
 
-/// What can go wrong with the log.
+/// What can go wrong with the log. Each message includes its cause, so
+/// none is also given as a `source` (it would be printed twice).
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     /// SQLite failed: disk full, I/O error, corruption.
     #[error("log storage: {0}")]
-    Storage(#[from] rusqlite::Error),
+    Storage(rusqlite::Error),
     /// A file operation failed.
     #[error("log file: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// Another process holds the log open for writing.
     #[error("the log at {0} is in use by another process")]
     Locked(PathBuf),
@@ -62,4 +63,16 @@ pub enum LogError {
         /// The position given.
         got: u64,
     },
+}
+
+impl From<rusqlite::Error> for LogError {
+    fn from(error: rusqlite::Error) -> Self {
+        LogError::Storage(error)
+    }
+}
+
+impl From<std::io::Error> for LogError {
+    fn from(error: std::io::Error) -> Self {
+        LogError::Io(error)
+    }
 }

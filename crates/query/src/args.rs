@@ -37,15 +37,24 @@ impl QueryArgs {
 }
 
 /// Everything a standalone query service is told: `truce-query` and
+fn upstream(text: &str) -> Result<String, String> {
+    if truce_jetstream::is_nats_url(text) {
+        Ok(text.to_owned())
+    } else {
+        truce_serve::grpc_url(text).map_err(|e| format!("{e}, or nats:// URLs"))
+    }
+}
+
 /// `truce query`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StandaloneArgs {
     /// Address to listen on.
     #[arg(long, env = "TRUCE_QUERY_LISTEN", default_value = crate::DEFAULT_LISTEN)]
     pub listen: std::net::SocketAddr,
-    /// The log to follow: an ingest service (http:// or https://), or the
-    /// NATS servers whose JetStream stream holds it (nats://).
-    #[arg(long, env = "TRUCE_UPSTREAM", default_value = crate::DEFAULT_UPSTREAM)]
+    /// The log to follow: an ingest service (host:port, http:// or
+    /// https://), or the NATS servers whose JetStream stream holds it
+    /// (nats://).
+    #[arg(long, env = "TRUCE_UPSTREAM", default_value = crate::DEFAULT_UPSTREAM, value_parser = upstream)]
     pub upstream: String,
     /// The stream, when following JetStream.
     #[command(flatten)]
@@ -119,7 +128,7 @@ impl StandaloneArgs {
             source,
             replica_dir: self.data_dir,
         };
-        let listener = tokio::net::TcpListener::bind(self.listen).await?;
+        let listener = truce_serve::listen(self.listen, "--listen").await?;
         crate::run(
             upstream,
             self.query.settings(),

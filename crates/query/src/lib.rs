@@ -145,7 +145,7 @@ pub async fn run(
     auth.watch(truce_serve::auth::RELOAD_POLL);
     let (stopping_tx, stopping) = Stopping::new();
     let state = follower::follow_remote(upstream, stopping.clone()).await?;
-    let (health, mut routes) = truce_serve::base_routes()?;
+    let (health, mut routes) = truce_serve::base_routes(truce_serve::Port::Query, None)?;
     add_services(&mut routes, state, &settings, &health, &auth, stopping).await;
     truce_serve::serve("query", routes, listener, shutdown, stopping_tx, auth.tls()).await?;
     Ok(())

@@ -6,6 +6,9 @@
 pub mod auth;
 pub mod batched;
 pub mod limits;
+mod ports;
+
+pub use ports::{Port, base_routes, wrong_port_message};
 
 /// The allocator every truce server binary installs: allocation is a large
 /// share of a request's cost, and mimalloc's thread-local free lists make it
@@ -84,26 +87,6 @@ impl Stopping {
     }
 }
 
-/// The routes every truce server starts with: `grpc.health.v1` (the
-/// reporter marks each service as it is added) and server reflection (v1,
-/// and v1alpha for older clients) over the truce and health descriptors.
-pub fn base_routes() -> Result<(tonic_health::server::HealthReporter, RoutesBuilder), tonic_reflection::server::Error> {
-    let (health, health_service) = tonic_health::server::health_reporter();
-    let mut routes = RoutesBuilder::default();
-    routes.add_service(health_service);
-    let v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(truce_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(truce_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
-    routes.add_service(v1);
-    routes.add_service(v1alpha);
-    Ok((health, routes))
-}
-
 /// Serves `routes` on `listener` until `shutdown` resolves, then raises
 /// `stopping` so streams end, lets in-flight calls finish for up to
 /// [`DRAIN_TIMEOUT`], and returns.
@@ -145,6 +128,40 @@ pub async fn serve(
     Ok(())
 }
 
+/// Listens on `address`; a failure names the address and the flag that
+/// sets it (the operating system's message alone does not say which).
+pub async fn listen(address: std::net::SocketAddr, flag: &str) -> Result<TcpListener, ListenError> {
+    TcpListener::bind(address).await.map_err(|source| ListenError {
+        address,
+        flag: flag.to_owned(),
+        source,
+    })
+}
+
+/// A port that could not be listened on.
+#[derive(Debug)]
+pub struct ListenError {
+    address: std::net::SocketAddr,
+    flag: String,
+    source: std::io::Error,
+}
+
+impl std::fmt::Display for ListenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot listen on {} ({}): {}", self.address, self.flag, self.source)?;
+        if self.source.kind() == std::io::ErrorKind::AddrInUse {
+            write!(
+                f,
+                "; another process holds the port: stop it or choose another with {}",
+                self.flag
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ListenError {}
+
 /// The connections `listener` accepts, with Nagle's algorithm off (or
 /// every small response would wait out the peer's delayed ACK, ~40 ms) and
 /// their writes batched ([`batched`]).
@@ -154,6 +171,22 @@ pub fn incoming(listener: TcpListener) -> impl Stream<Item = std::io::Result<Bat
         stream.set_nodelay(true)?;
         Ok(BatchedWrites::new(stream))
     })
+}
+
+/// A gRPC server's address as people type it: `host:port`, as grpcurl
+/// takes it, or a URL (`http://host:port`, `https://host:port`). Returns
+/// the URL (plaintext `http://` when no scheme is given); for clap's
+/// `value_parser`.
+pub fn grpc_url(text: &str) -> Result<String, String> {
+    let url = match text.split_once("://") {
+        Some(("http" | "https", _)) => text.to_owned(),
+        Some(_) => return Err("must be host:port, http://host:port or https://host:port".to_owned()),
+        None => format!("http://{text}"),
+    };
+    match url.parse::<tonic::transport::Uri>() {
+        Ok(uri) if uri.host().is_some_and(|host| !host.is_empty()) => Ok(url),
+        _ => Err("must be host:port, http://host:port or https://host:port".to_owned()),
+    }
 }
 
 /// How long the caller of `request` is still willing to wait, from its
@@ -184,6 +217,23 @@ fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_are_taken_as_grpcurl_and_urls_give_them() {
+        assert_eq!(grpc_url("127.0.0.1:50052").as_deref(), Ok("http://127.0.0.1:50052"));
+        assert_eq!(grpc_url("localhost:50051").as_deref(), Ok("http://localhost:50051"));
+        assert_eq!(
+            grpc_url("http://127.0.0.1:50051").as_deref(),
+            Ok("http://127.0.0.1:50051")
+        );
+        assert_eq!(
+            grpc_url("https://truce.example:443").as_deref(),
+            Ok("https://truce.example:443")
+        );
+        for bad in ["", "nats://127.0.0.1:4222", "http://", "a b:1"] {
+            assert!(grpc_url(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn grpc_timeouts_parse_and_garbage_does_not() {

@@ -5,5 +5,6 @@
 
 pub mod cli;
 pub mod demo;
+pub mod errors;
 pub mod up;
 pub mod verify;

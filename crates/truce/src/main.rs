@@ -3,6 +3,6 @@
 #[global_allocator]
 static ALLOCATOR: truce_serve::Allocator = truce_serve::Allocator;
 
-fn main() -> anyhow::Result<()> {
-    truce::cli::main()
+fn main() -> std::process::ExitCode {
+    truce::errors::exit_code(truce::cli::main)
 }

@@ -6,7 +6,7 @@ use tokio::net::TcpListener;
 use truce_ingest::{IngestConfig, IngestNode, LogLocation};
 use truce_query::QuerySettings;
 use truce_serve::{
-    Stopping,
+    Port, Stopping,
     auth::{Access, Authenticator},
 };
 
@@ -46,10 +46,12 @@ pub async fn run(
     let (node, state) = tokio::try_join!(opened.start(), following)?;
 
     // Each port reports the health of the services it serves.
-    let (ingest_health, mut ingest_routes) = truce_serve::base_routes()?;
+    // Each port reflects its own services and points callers of the other
+    // port's services there.
+    let (ingest_health, mut ingest_routes) = truce_serve::base_routes(Port::Ingest, query.local_addr().ok())?;
     node.add_services(&mut ingest_routes, &ingest_health, &auth, stopping.clone())
         .await;
-    let (query_health, mut query_routes) = truce_serve::base_routes()?;
+    let (query_health, mut query_routes) = truce_serve::base_routes(Port::Query, ingest.local_addr().ok())?;
     truce_query::add_services(&mut query_routes, state, &settings, &query_health, &auth, stopping).await;
 
     // One signal stops both servers.

@@ -25,8 +25,9 @@ pub struct LogSource {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Read the log through this ingest service's LogService, e.g.
-    /// http://127.0.0.1:50051.
-    #[arg(long, env = "TRUCE_LOG")]
+    /// 127.0.0.1:50051 or http://127.0.0.1:50051. (No environment
+    /// default: either this or --data-dir is named.)
+    #[arg(long, value_parser = truce_serve::grpc_url)]
     pub log: Option<String>,
 }
 
@@ -56,8 +57,8 @@ pub struct VerifyArgs {
 /// Settings of `truce checkpoint`.
 #[derive(Debug, clap::Args)]
 pub struct CheckpointArgs {
-    /// The ingest service, e.g. http://127.0.0.1:50051.
-    #[arg(long, env = "TRUCE_LOG", default_value = "http://127.0.0.1:50051")]
+    /// The ingest service, e.g. 127.0.0.1:50051 or http://127.0.0.1:50051.
+    #[arg(long, env = "TRUCE_INGEST", default_value = "http://127.0.0.1:50051", value_parser = truce_serve::grpc_url)]
     log: String,
     /// A file holding a bearer token.
     #[arg(long, env = "TRUCE_TOKEN_FILE")]
@@ -144,7 +145,7 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Broken(broken) => write!(f, "the log is broken at position {}: {}", broken.position, broken.what),
-            Failure::Unreadable(error) => write!(f, "{error:#}"),
+            Failure::Unreadable(error) => f.write_str(&crate::errors::one_line(error)),
         }
     }
 }

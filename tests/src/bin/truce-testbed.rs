@@ -1,6 +1,6 @@
 //! The `truce` command line under another name, for tests that need a
 //! separate process (see Cargo.toml).
 
-fn main() -> anyhow::Result<()> {
-    truce::cli::main()
+fn main() -> std::process::ExitCode {
+    truce::errors::exit_code(truce::cli::main)
 }

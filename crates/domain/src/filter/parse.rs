@@ -163,14 +163,19 @@ pub(super) fn parse(text: &str) -> Result<Option<Expr>, FilterError> {
     };
     let expr = parser.expression()?;
     if let Some((column, token)) = parser.tokens.get(parser.at) {
-        let hint = if matches!(token, Token::Word(_)) {
-            " (join restrictions with AND or OR)"
-        } else {
-            ""
+        let hint = match parser.unquoted_value_hint() {
+            Some(hint) => hint,
+            None if matches!(token, Token::Word(_)) => " (join restrictions with AND or OR)".to_owned(),
+            None => String::new(),
         };
         return error(*column, format!("unexpected {token}{hint}"));
     }
     Ok(Some(expr))
+}
+
+/// Whether `word` joins restrictions rather than being a value.
+fn is_keyword(word: &str) -> bool {
+    matches!(word, "AND" | "OR" | "NOT")
 }
 
 struct Parser {
@@ -201,6 +206,28 @@ impl Parser {
             }
             None => error(self.end, format!("expected {expected}, found the end of the filter")),
         }
+    }
+
+    /// When the next token is a bare word right after an unquoted value
+    /// (`area = Gaza Strip`), a hint to quote the whole value.
+    fn unquoted_value_hint(&self) -> Option<String> {
+        let value_at = self.at.checked_sub(1)?;
+        let before = self.tokens.get(value_at.checked_sub(1)?)?;
+        let (Token::Cmp(_), Some((_, Token::Word(value)))) = (&before.1, self.tokens.get(value_at)) else {
+            return None;
+        };
+        let mut words: Vec<&str> = std::iter::once(value.as_str())
+            .chain(self.tokens[self.at..].iter().map_while(|(_, token)| match token {
+                Token::Word(word) if !is_keyword(word) => Some(word.as_str()),
+                _ => None,
+            }))
+            .collect();
+        // A word followed by a comparator starts the next restriction.
+        let after = self.at + words.len() - 1;
+        if matches!(self.tokens.get(after), Some((_, Token::Cmp(_)))) {
+            words.pop();
+        }
+        (words.len() > 1).then(|| format!(" (quote a value that has spaces: \"{}\")", words.join(" ")))
     }
 
     fn keyword(&mut self, word: &str) -> bool {
@@ -266,13 +293,14 @@ impl Parser {
                 self.nest()?;
                 let inner = self.expression()?;
                 self.depth -= 1;
+                let hint = self.unquoted_value_hint().unwrap_or_default();
                 match self.next("')'")? {
                     (_, Token::RParen) => Ok(inner),
-                    (c, t) => error(c, format!("expected ')', found {t}")),
+                    (c, t) => error(c, format!("expected ')', found {t}{hint}")),
                 }
             }
             Token::Word(word) if word == "bbox" && self.peek() == Some(&Token::LParen) => self.bbox(column),
-            Token::Word(word) if matches!(word.as_str(), "AND" | "OR" | "NOT") => {
+            Token::Word(word) if is_keyword(&word) => {
                 error(column, format!("expected a restriction, found the keyword {word}"))
             }
             Token::Word(field) => {
@@ -354,6 +382,8 @@ fn restriction(
             format!("unknown value {value:?}; one of {}", names.join(", "))
         })
     }
+    // Enum values match in any case, as `area` does.
+    let upper = value.to_ascii_uppercase();
     let party = |v: &str| v.parse::<PartyId>().map_err(bad_value);
     let count = |f: CountField| match value.parse::<u64>() {
         Ok(n) => Ok(Test::Count(f, cmp, n)),
@@ -368,7 +398,7 @@ fn restriction(
         "status" => Ok(Test::Status(
             equality(field)?,
             named(
-                IncidentStatus::from_name(value),
+                IncidentStatus::from_name(&upper),
                 IncidentStatus::ALL,
                 IncidentStatus::name,
                 value,
@@ -377,11 +407,11 @@ fn restriction(
         )),
         "category" => Ok(Test::Category(
             equality(field)?,
-            named(Category::from_name(value), Category::ALL, Category::name, value).map_err(bad_value)?,
+            named(Category::from_name(&upper), Category::ALL, Category::name, value).map_err(bad_value)?,
         )),
         "zone" => Ok(Test::Zone(
             equality(field)?,
-            named(Zone::from_name(value), Zone::ALL, Zone::name, value).map_err(bad_value)?,
+            named(Zone::from_name(&upper), Zone::ALL, Zone::name, value).map_err(bad_value)?,
         )),
         "area" => Ok(Test::Area(equality(field)?, value.to_owned())),
         "reporter" => Ok(Test::Reporter(equality(field)?, party(value)?)),

@@ -35,6 +35,12 @@ fn the_documented_examples_parse_and_match() {
     assert!(matches("NOT status = CONFIRMED_BREACH", &strike));
     assert!(matches("-category = LINE_CROSSING", &strike));
     assert!(matches("category:CATEGORY_AIR_STRIKE", &strike));
+    // Enum values in any case, like area.
+    assert!(matches("category = air_strike AND status = reported", &strike));
+    assert!(matches(
+        "category = category_air_strike AND zone != Israeli_Controlled",
+        &strike
+    ));
     assert!(matches("id = inc-7 AND report_count = 1", &strike));
     assert!(matches("", &strike));
 }
@@ -78,6 +84,13 @@ fn errors_say_where_and_why() {
         ("bbox(34.4, 31.2, 34.2, 31.4)", 1, "west <= east"),
         ("area ! x", 6, "'!' must be followed by '='"),
         ("AND", 1, "keyword AND"),
+        ("area = Gaza Strip", 13, "quote a value that has spaces: \"Gaza Strip\""),
+        (
+            "(area = Khan Younis camp) OR zone = AT_LINE",
+            14,
+            "quote a value that has spaces: \"Khan Younis camp\"",
+        ),
+        ("category = airstrike", 12, "unknown value \"airstrike\""),
     ];
     for (filter, column, message) in cases {
         let err = Filter::parse(filter).expect_err(filter);
