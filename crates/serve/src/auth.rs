@@ -10,7 +10,7 @@
 use std::{
     net::SocketAddr,
     path::PathBuf,
-    sync::{Arc, RwLock},
+    sync::{Arc, Mutex, RwLock},
     time::Duration,
 };
 
@@ -19,13 +19,16 @@ use tonic::{
     Request, Status,
     transport::{Certificate, Identity, ServerTlsConfig},
 };
-use truce_auth::{Principal, Principals, PrincipalsFile};
+use truce_auth::{FileVersion, Principal, Principals, PrincipalsFile};
 use truce_proto::ServiceError;
 
 use crate::limits::{CallKind, Rate, RateLimiter, RateLimits};
 
-/// How often the principals file is checked for changes.
-pub const RELOAD_POLL: Duration = Duration::from_secs(2);
+/// How often the principals file is checked for changes (a `stat`): the
+/// longest a revoked or rotated-out token still works, and a stream it
+/// opened still runs. A principal just added needs no wait: an unknown
+/// credential makes the service check the file before refusing it.
+pub const RELOAD_POLL: Duration = Duration::from_millis(500);
 
 /// How callers are let in.
 #[derive(Debug, Clone)]
@@ -74,9 +77,9 @@ pub struct TlsFiles {
 impl TlsFiles {
     fn server_config(&self) -> Result<ServerTlsConfig, truce_auth::AuthError> {
         let read = |path: &PathBuf| {
-            std::fs::read(path).map_err(|source| truce_auth::AuthError::Io {
+            std::fs::read(path).map_err(|error| truce_auth::AuthError::Io {
                 path: path.clone(),
-                source,
+                error,
             })
         };
         let identity = Identity::from_pem(read(&self.certificate)?, read(&self.key)?);
@@ -149,23 +152,47 @@ impl Caller {
     }
 }
 
-/// Resolves callers, and reloads the principals on request.
+/// Resolves callers, and reloads the principals when the file changes.
 #[derive(Debug, Clone)]
 pub struct Authenticator {
     mode: AuthMode,
     tls: Option<ServerTlsConfig>,
     limiter: Arc<RateLimiter>,
-    principals: Arc<RwLock<Arc<Principals>>>,
+    loaded: Arc<RwLock<Loaded>>,
+    /// Held while the file is read: one reload at a time, and callers that
+    /// waited for it find it done.
+    reloading: Arc<Mutex<()>>,
     changed: watch::Sender<u64>,
+}
+
+/// The principals in force, and what was last read to get them.
+struct Loaded {
+    principals: Arc<Principals>,
+    /// The version of the file last read, whether it loaded or not, so an
+    /// unchanged file (even an invalid one) is not read again.
+    version: Option<FileVersion>,
+    /// Its contents: a file rewritten with the same contents is no change.
+    bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for Loaded {
+    /// Not the file's contents (token hashes).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded")
+            .field("principals", &self.principals)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Authenticator {
     /// Checks the mode and loads the principals (creating the file with an
-    /// admin token on first start).
+    /// admin token on first start). A file without principals is refused:
+    /// no one could call.
     pub fn start(access: impl Into<Access>) -> Result<Authenticator, truce_auth::AuthError> {
         let Access { mode, limits, tls } = access.into();
         let tls = tls.as_ref().map(TlsFiles::server_config).transpose()?;
-        let principals = match &mode {
+        let loaded = match &mode {
             AuthMode::Tokens(file) => {
                 if let Some(token_path) = file.create_if_missing()? {
                     tracing::warn!(
@@ -174,56 +201,131 @@ impl Authenticator {
                         "created the principals file with an admin principal; its token is in the admin_token file, readable only by its owner"
                     );
                 }
-                let principals = file.load()?;
+                let version = file.version();
+                let bytes = file.read()?;
+                let principals = file.parse(&bytes)?;
+                if principals.is_empty() {
+                    return Err(truce_auth::AuthError::Invalid {
+                        path: file.path().to_owned(),
+                        message: "lists no principals, so no one could call; add one with `truce principal add NAME \
+                                  --party PARTY --role ROLE --principals FILE`, or use --insecure-loopback for local \
+                                  experiments"
+                            .into(),
+                    });
+                }
                 tracing::info!(principals = principals.len(), file = %file.path().display(), "principals loaded");
-                principals
+                Loaded {
+                    principals: Arc::new(principals),
+                    version,
+                    bytes,
+                }
             }
             AuthMode::InsecureLoopback => {
                 tracing::warn!(
                     "INSECURE: --insecure-loopback lets anonymous callers on loopback addresses do anything, \
                      including reporting as any party; never use it beyond local experiments"
                 );
-                Principals::default()
+                Loaded {
+                    principals: Arc::default(),
+                    version: None,
+                    bytes: Vec::new(),
+                }
             }
         };
         Ok(Authenticator {
             mode,
             tls,
             limiter: Arc::new(RateLimiter::new(limits)),
-            principals: Arc::new(RwLock::new(Arc::new(principals))),
+            loaded: Arc::new(RwLock::new(loaded)),
+            reloading: Arc::default(),
             changed: watch::channel(0).0,
         })
     }
 
     fn current(&self) -> Arc<Principals> {
-        Arc::clone(&self.principals.read().unwrap_or_else(|p| p.into_inner()))
+        Arc::clone(&self.loaded.read().unwrap_or_else(|p| p.into_inner()).principals)
     }
 
-    /// Re-reads the principals file. A file that fails to load leaves the
-    /// current principals in place.
+    fn loaded_version(&self) -> Option<FileVersion> {
+        self.loaded.read().unwrap_or_else(|p| p.into_inner()).version.clone()
+    }
+
+    /// Re-reads the principals file now (SIGHUP). A file that fails to
+    /// load leaves the current principals in place.
     pub fn reload(&self) {
-        let AuthMode::Tokens(file) = &self.mode else { return };
-        match file.load() {
-            Ok(principals) => {
-                tracing::info!(principals = principals.len(), "principals reloaded");
-                *self.principals.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(principals);
-                self.changed.send_modify(|generation| *generation += 1);
+        self.refresh(true);
+    }
+
+    /// Re-reads the principals file if a `stat` says it changed since it
+    /// was last read; true when the principals in force changed. Costs one
+    /// `stat` when it has not, however many callers ask at once; a file
+    /// that fails to load leaves the current principals in place and is
+    /// not read again until it changes.
+    pub fn reload_if_changed(&self) -> bool {
+        self.refresh(false)
+    }
+
+    fn refresh(&self, always: bool) -> bool {
+        let AuthMode::Tokens(file) = &self.mode else {
+            return false;
+        };
+        if !always && file.version() == self.loaded_version() {
+            return false;
+        }
+        let _reloading = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        // Whoever held the lock may have read this version already.
+        let version = file.version();
+        if !always && version == self.loaded_version() {
+            return false;
+        }
+        let bytes = match file.read() {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::error!(%error, "principals not reloaded; keeping the previous ones");
+                self.write_loaded().version = version;
+                return false;
             }
-            Err(error) => tracing::error!(%error, "principals not reloaded; keeping the previous ones"),
+        };
+        if !always && bytes == self.loaded.read().unwrap_or_else(|p| p.into_inner()).bytes {
+            self.write_loaded().version = version;
+            return false;
+        }
+        // Parsed without holding up callers, who read `loaded`.
+        let parsed = file.parse(&bytes);
+        let mut loaded = self.write_loaded();
+        loaded.version = version;
+        loaded.bytes = bytes;
+        match parsed {
+            Ok(principals) => {
+                if principals.is_empty() {
+                    tracing::warn!("the principals file lists no principals: every call is refused");
+                }
+                tracing::info!(principals = principals.len(), "principals reloaded");
+                loaded.principals = Arc::new(principals);
+                drop(loaded);
+                self.changed.send_modify(|generation| *generation += 1);
+                true
+            }
+            Err(error) => {
+                tracing::error!(%error, "principals not reloaded; keeping the previous ones");
+                false
+            }
         }
     }
 
-    /// Reloads on SIGHUP and whenever the file's modification time changes
-    /// (checked every `poll`), until the process ends.
+    fn write_loaded(&self) -> std::sync::RwLockWriteGuard<'_, Loaded> {
+        self.loaded.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reloads on SIGHUP and whenever the file changes (a `stat` every
+    /// `poll`), until the process ends: revocations reach callers whose
+    /// credentials are still known, and their streams, within `poll`.
     pub fn watch(&self, poll: Duration) {
-        let AuthMode::Tokens(file) = &self.mode else { return };
-        let path = file.path().to_owned();
-        let modified = move || std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let AuthMode::Tokens(_) = &self.mode else { return };
         let this = self.clone();
         tokio::spawn(async move {
             #[cfg(unix)]
             let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-            let mut last = modified();
             loop {
                 #[cfg(unix)]
                 let signalled = async {
@@ -239,15 +341,30 @@ impl Authenticator {
                 tokio::select! {
                     () = signalled => this.reload(),
                     () = tokio::time::sleep(poll) => {
-                        let now = modified();
-                        if now != last {
-                            last = now;
-                            this.reload();
-                        }
+                        this.reload_if_changed();
                     }
                 }
             }
         });
+    }
+
+    /// The principal `find` names in the principals in force; when there
+    /// is none and the file has changed since it was read, in the reloaded
+    /// ones: a principal just added is let in on its first call, while an
+    /// unknown credential costs a `stat`, never a read of an unchanged file.
+    fn find(&self, find: impl Fn(&Principals) -> Option<Arc<Principal>>) -> Option<Arc<Principal>> {
+        let before = self.current();
+        if let Some(principal) = find(&before) {
+            return Some(principal);
+        }
+        self.reload_if_changed();
+        // Another caller may have done the reload this one needed.
+        let after = self.current();
+        if Arc::ptr_eq(&before, &after) {
+            None
+        } else {
+            find(&after)
+        }
     }
 
     /// A receiver told of every reload, for streams to re-check their
@@ -344,13 +461,11 @@ impl Authenticator {
                 match (token, certificate_subject) {
                     // A token names the principal even over mutual TLS.
                     (Some(token), _) => self
-                        .current()
-                        .authenticate(token)
+                        .find(|principals| principals.authenticate(token))
                         .map(Caller::Principal)
                         .ok_or_else(|| ServiceError::Unauthenticated("unknown or revoked token".into())),
                     (None, Some(subject)) => self
-                        .current()
-                        .authenticate_certificate(subject)
+                        .find(|principals| principals.authenticate_certificate(subject))
                         .map(Caller::Principal)
                         .ok_or_else(|| {
                             tracing::info!(%subject, "a client certificate matches no principal");
