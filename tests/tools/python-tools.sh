@@ -58,7 +58,7 @@ compose="
     websocket-client==0.59.0
 "
 
-# venv PINS: creates or refreshes the venv DIR/venv... holding PINS.
+# provide VENV PINS: makes VENV hold exactly PINS (kept if it already does).
 provide() {
     local venv="$1" pins="$2"
     if printf '%s' "$pins" | cmp -s - "$venv/pins.txt"; then
