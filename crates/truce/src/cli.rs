@@ -149,11 +149,11 @@ enum PrincipalCommand {
     /// (never a token or its hash).
     List(PrincipalListArgs),
     /// Removes a principal. Running services refuse its credentials, and end
-    /// the subscriptions it opened, within a second.
+    /// the subscriptions it opened, within half a second.
     Revoke(PrincipalRevokeArgs),
     /// Gives a principal a new bearer token, written to --token-out or
     /// printed. The new token works at once; running services refuse the
-    /// old one, and end the subscriptions it opened, within a second.
+    /// old one, and end the subscriptions it opened, within half a second.
     Rotate(PrincipalRotateArgs),
 }
 
