@@ -2,9 +2,9 @@
 //! query replicas at once, a 3-node cluster losing a node mid-burst, and
 //! NATS stopping and starting again.
 //!
-//! The shared server is `TRUCE_TEST_NATS` (default nats://127.0.0.1:4222);
-//! the cluster and the restarted server are `nats-server` processes this
-//! test starts on free loopback ports and ends itself.
+//! The shared server is `TRUCE_TEST_NATS`, which `tests/run` starts; the
+//! cluster and the restarted server are `nats-server` processes this test
+//! starts on free loopback ports and ends itself.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -25,7 +25,8 @@ use truce_tests::{
 };
 
 fn shared_nats() -> String {
-    std::env::var("TRUCE_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+    std::env::var("TRUCE_TEST_NATS")
+        .expect("TRUCE_TEST_NATS names no NATS server: run the tests with tests/run, which starts one")
 }
 
 async fn ingest_on(settings: &JetStreamSettings, dir: &Path) -> Running {
@@ -205,7 +206,7 @@ impl NatsServer {
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .expect("nats-server (Debian package nats-server) is on PATH");
+            .expect("nats-server is not on PATH: run the tests with tests/run, which provides it");
         let server = NatsServer {
             child,
             config: config.to_owned(),
