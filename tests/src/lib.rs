@@ -578,7 +578,6 @@ pub mod stream {
 
 /// Services on bearer tokens, with principals of several roles.
 pub mod secure {
-    use std::time::Duration;
 
     use tonic::Request;
     use truce_auth::{PrincipalsFile, Role};
@@ -640,8 +639,7 @@ pub mod secure {
             .add("un-reader", &"un".parse().expect("test setup"), &[Role::Observer])
             .expect("test setup")
             .token;
-        // The services notice the file within their reload poll.
-        tokio::time::sleep(truce_serve::auth::RELOAD_POLL + Duration::from_millis(800)).await;
+        // Principals added while the services run work on their first call.
         Secure {
             pair,
             file,
