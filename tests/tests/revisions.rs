@@ -185,11 +185,22 @@ async fn amendments_and_retractions_are_events_and_history_is_kept() {
         .await
         .expect_err("retracted");
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-    let status = ingest
+    // A party cannot tell another party's report from one that does not
+    // exist: both are refused alike, before any lookup says which.
+    let unknown = ingest
         .amend_report(with_token(&s.idf, amend("rpt-999", corrected.clone(), "x")))
         .await
         .expect_err("unknown");
-    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    let others = ingest
+        .amend_report(with_token(&s.idf, amend(&second.report_id, corrected.clone(), "x")))
+        .await
+        .expect_err("another party's");
+    assert_eq!(unknown.code(), Code::PermissionDenied, "{unknown:?}");
+    assert_eq!(others.code(), Code::PermissionDenied, "{others:?}");
+    assert_eq!(
+        unknown.message().replace("rpt-999", "ID"),
+        others.message().replace(&second.report_id, "ID")
+    );
     let status = ingest
         .amend_report(with_token(&s.idf, amend(&first.report_id, corrected.clone(), "")))
         .await

@@ -132,13 +132,19 @@ fn generate_token() -> Result<String, std::io::Error> {
 /// atomically: a reader sees the old file or the new one, never a part.
 /// The new file's modification time is later than the old one's even
 /// within one tick of the clock, so that its [`FileVersion`] differs from
-/// every earlier one (an inode number alone may be reused).
+/// every earlier one (an inode number alone may be reused). The caller
+/// holds the file's lock; the temporary file is created anew (a leftover,
+/// or a symbolic link planted in its place, is removed, never followed).
 fn write_private(path: &Path, contents: &[u8]) -> Result<(), std::io::Error> {
     let temporary = path.with_extension("tmp");
     let previous = fs::metadata(path).and_then(|m| m.modified()).ok();
+    match fs::remove_file(&temporary) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
     {
         let mut options = fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let mut file = options.open(&temporary)?;
@@ -231,7 +237,13 @@ impl PrincipalsFile {
     /// that two changes at once cannot lose one another.
     fn lock(&self) -> Result<fs::File, AuthError> {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(|e| self.io(e))?;
+            // Readable by the owner only, like the data directory it
+            // usually is.
+            let mut builder = fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(dir).map_err(|e| self.io(e))?;
         }
         let mut name = self.path.file_name().unwrap_or_default().to_owned();
         name.push(".lock");
@@ -487,6 +499,21 @@ impl PrincipalsFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_planted_as_the_temporary_file_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = PrincipalsFile::new(dir.path().join("principals.json"));
+        file.create_if_missing().unwrap();
+        let target = dir.path().join("elsewhere");
+        fs::write(&target, "untouched").unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("principals.tmp")).unwrap();
+        file.add("idf-desk", &"idf".parse().unwrap(), &[Role::Reporter]).unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "untouched");
+        assert_eq!(file.load().unwrap().len(), 2, "the principal was added");
+        assert!(!dir.path().join("principals.tmp").exists());
+    }
 
     #[test]
     fn first_start_creates_an_admin_whose_token_authenticates() {

@@ -119,6 +119,9 @@ pub struct IncidentSummary {
     pub confirmations: Vec<crate::review::Confirmation>,
     /// The party the mediators found responsible for a confirmed breach.
     pub found_responsible: Option<PartyId>,
+    /// Calls by mediator parties to change a confirmed breach, pending a
+    /// new quorum.
+    pub reconsiderations: Vec<crate::review::Reconsideration>,
 }
 
 fn push_unique<T: PartialEq>(items: &mut Vec<T>, item: T) {
@@ -156,6 +159,7 @@ impl IncidentSummary {
             updated_at: recorded_at,
             confirmations: Vec::new(),
             found_responsible: None,
+            reconsiderations: Vec::new(),
         };
         summary.absorb(report, recorded_at);
         summary

@@ -203,7 +203,8 @@ impl IngestNode {
                 (Box::new(store), None, None, feed, head_tx)
             }
         };
-        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+        truce_log::create_private_dir(&config.data_dir)
+            .with_context(|| format!("creating {}", config.data_dir.display()))?;
         let rules = sequencer::Rules {
             grouping: config.grouping,
             demarcation,

@@ -23,7 +23,7 @@ use truce_domain::{
     ids::ClientReportId,
     incident::{Incident, IncidentSummary},
     report::{Report, ReportSignature, Retraction, StoredReport},
-    review::{Refusal, Review, apply_review},
+    review::{Allegation, Refusal, Review, apply_review},
 };
 use truce_log::{Committed, Head, LogError, NewEntry, SequencedLog};
 
@@ -673,7 +673,18 @@ impl Sequencer {
             })?;
         let position = Position((self.store.head().position + 1) + admitted.len() as u64);
         let previous_position = incident.updated_position;
-        apply_review(&mut incident, &review, self.rules.quorum, recorded_at, position).map_err(
+        // Who may rule depends on what each standing report alleges.
+        let history = self.incident_history(&incident, admitted)?;
+        let allegations = Allegation::of(history.reports.iter().map(|r| r.as_ref()));
+        apply_review(
+            &mut incident,
+            &review,
+            &allegations,
+            self.rules.quorum,
+            recorded_at,
+            position,
+        )
+        .map_err(
             |refusal| match refusal {
                 Refusal::OwnParty(why) => ServiceError::PermissionDenied(why),
                 Refusal::AlreadyConfirmed(why) => ServiceError::FailedPrecondition(why),
@@ -746,16 +757,23 @@ impl Sequencer {
     }
 
     /// The incident of the report to revise and the report's current
-    /// version, once `by` may revise it.
+    /// version, once `by` may revise it. A party is told the same whether
+    /// the report is another party's or does not exist, so that it cannot
+    /// probe which ids exist.
     fn revisable(
         &self,
         report_id: ReportId,
         by: Option<&PartyId>,
         admitted: &[Admitted],
     ) -> Result<(Incident, Arc<StoredReport>), ServiceError> {
-        let not_found = || ServiceError::NotFound {
-            kind: "report",
-            id: report_id.to_string(),
+        let not_found = || match by {
+            Some(by) => ServiceError::PermissionDenied(format!(
+                "{by} made no report {report_id}: only the party that made a report may amend or retract it"
+            )),
+            None => ServiceError::NotFound {
+                kind: "report",
+                id: report_id.to_string(),
+            },
         };
         let incident_id = match self.event_at(report_id.0, admitted)? {
             Some(RecordedEvent {
@@ -768,12 +786,8 @@ impl Sequencer {
         let incident = self.incident_history(summary, admitted)?;
         let current = incident.report(report_id).cloned().ok_or_else(not_found)?;
         let party = &current.report.reporting_party;
-        if let Some(by) = by
-            && by != party
-        {
-            return Err(ServiceError::PermissionDenied(format!(
-                "only party {party}, which reported {report_id}, may amend or retract it"
-            )));
+        if by.is_some_and(|by| by != party) {
+            return Err(not_found());
         }
         if let Some(retraction) = &current.retraction {
             return Err(ServiceError::FailedPrecondition(format!(

@@ -24,7 +24,7 @@ pub use committed::Committed;
 pub use error::LogError;
 pub use follow::{ReadAhead, follow};
 pub use reader::LogReader;
-pub use store::{LogStore, NewEntry, WalSync};
+pub use store::{LogStore, NewEntry, WalSync, create_private_dir};
 
 use std::fmt;
 

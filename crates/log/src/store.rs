@@ -83,6 +83,28 @@ pub struct LogStore {
     _lock: File,
 }
 
+/// Creates `dir` and its missing parents readable only by their owner (the
+/// log is the record, and its directory holds the signing key): an
+/// existing directory keeps the permissions it has.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Creates the database file at `path` readable only by its owner, if it
+/// does not exist: SQLite gives its WAL and shared-memory files the
+/// database file's permissions.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = File::options();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map(drop)
+}
+
 /// Opens a connection with the settings every connection shares.
 pub(crate) fn connect(path: &Path) -> Result<Connection, LogError> {
     let conn = Connection::open(path)?;
@@ -120,7 +142,7 @@ impl LogStore {
     }
 
     fn open_as(dir: &Path, adopt: Option<&Incarnation>) -> Result<LogStore, LogError> {
-        fs::create_dir_all(dir)?;
+        create_private_dir(dir)?;
         let lock = File::options()
             .create(true)
             .truncate(false)
@@ -130,6 +152,7 @@ impl LogStore {
             return Err(LogError::Locked(dir.to_owned()));
         }
         let path = dir.join("log.sqlite3");
+        create_private_file(&path)?;
         let conn = connect(&path)?;
         conn.execute_batch(SCHEMA)?;
         let incarnation = match conn
@@ -372,6 +395,21 @@ mod tests {
             position,
             payload: format!("event {position}").into_bytes(),
             idempotency_key: key.map(str::to_owned),
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_log_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("data");
+        let mut store = LogStore::open(&dir).unwrap();
+        store.append(&[entry(1, None)]).unwrap();
+        let mode = |name: &str| fs::metadata(dir.join(name)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(""), 0o700, "the data directory");
+        for file in ["log.sqlite3", "log.sqlite3-wal", "log.sqlite3-shm"] {
+            assert_eq!(mode(file), 0o600, "{file}");
         }
     }
 

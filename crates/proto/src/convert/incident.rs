@@ -5,7 +5,7 @@ use truce_domain::{
     geo::{BoundingBox, LatLng},
     incident::{Incident, IncidentStatus, IncidentSummary},
     report::{Category, CountRange, Zone},
-    review::{Confirmation, Review},
+    review::{Confirmation, Reconsideration, Review},
 };
 
 use super::{
@@ -49,6 +49,15 @@ impl From<&IncidentSummary> for v1::IncidentSummary {
                 .as_ref()
                 .map(ToString::to_string)
                 .unwrap_or_default(),
+            reconsiderations: s
+                .reconsiderations
+                .iter()
+                .map(|r| v1::Reconsideration {
+                    mediator_party: r.mediator.to_string(),
+                    status: r.status.number(),
+                    responsible_party: r.responsible.as_ref().map(ToString::to_string).unwrap_or_default(),
+                })
+                .collect(),
         }
     }
 }
@@ -171,6 +180,32 @@ pub(super) fn summary_from_wire(w: &v1::IncidentSummary) -> Result<IncidentSumma
     } else {
         v.check("found_responsible", w.found_responsible.parse::<PartyId>())
     };
+    let reconsiderations = w
+        .reconsiderations
+        .iter()
+        .filter_map(|r| {
+            let mediator = v.check("reconsiderations.mediator_party", r.mediator_party.parse::<PartyId>());
+            let status = required(
+                &mut v,
+                "reconsiderations.status",
+                IncidentStatus::from_number(r.status),
+            );
+            let responsible = if r.responsible_party.is_empty() {
+                Some(None)
+            } else {
+                v.check(
+                    "reconsiderations.responsible_party",
+                    r.responsible_party.parse::<PartyId>(),
+                )
+                .map(Some)
+            };
+            Some(Reconsideration {
+                mediator: mediator?,
+                status: status?,
+                responsible: responsible?,
+            })
+        })
+        .collect();
     match (id, status, category, occurred_from, occurred_to, updated_at) {
         (Some(id), Some(status), Some(category), Some(occurred_from), Some(occurred_to), Some(updated_at))
             if v.is_empty() =>
@@ -194,6 +229,7 @@ pub(super) fn summary_from_wire(w: &v1::IncidentSummary) -> Result<IncidentSumma
                 updated_at,
                 confirmations,
                 found_responsible,
+                reconsiderations,
             })
         }
         _ => Err(v.into_vec()),
