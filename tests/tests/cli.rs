@@ -62,6 +62,18 @@ async fn addresses_are_taken_as_grpcurl_takes_them_or_as_urls() {
         assert!(output.status.success(), "{address}: {}", stderr(&output));
         assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "SERVING");
     }
+    // The demo pointed at the query port says where the ingest service is.
+    let query = pair.query.to_string();
+    let output = truce(&["demo", "--insecure-loopback", "--ingest", &query], dir.path()).await;
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains(&format!(
+            "truce.v1.IngestService is served on the ingest port, {}",
+            pair.ingest
+        )),
+        "{}",
+        stderr(&output)
+    );
     let output = truce(&["health", "--address", "nats://127.0.0.1:4222"], dir.path()).await;
     assert!(!output.status.success());
     assert!(
