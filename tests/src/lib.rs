@@ -10,6 +10,9 @@ use truce_proto::v1::{self, ingest_service_client::IngestServiceClient, query_se
 use truce_query::QuerySettings;
 use truce_serve::auth::{Access, AuthMode};
 
+pub mod forged;
+pub mod signing;
+
 /// Every wait in a test is bounded by this.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 

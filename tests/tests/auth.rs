@@ -275,11 +275,9 @@ async fn a_breach_is_confirmed_by_a_quorum_of_distinct_mediators_and_kept_in_his
     s.pair.stop().await;
 }
 
-fn sign(report: &v1::Report, key: &ed25519_dalek::SigningKey) -> Vec<u8> {
-    use ed25519_dalek::Signer;
-    key.sign(&truce_proto::convert::report_signing_bytes(report))
-        .to_bytes()
-        .to_vec()
+/// `key`'s signature over submitting `report` under `client_report_id`.
+fn sign(client_report_id: &str, report: &v1::Report, key: &ed25519_dalek::SigningKey) -> Vec<u8> {
+    truce_tests::signing::sign(key, &truce_tests::signing::submit(client_report_id, report))
 }
 
 fn signed(key: &str, report: v1::Report, signature: Vec<u8>) -> v1::SubmitReportRequest {
@@ -331,7 +329,7 @@ async fn signed_reports_are_verified_kept_and_forgeries_refused() {
     let accepted = ingest
         .submit_report(with_token(
             &s.idf,
-            signed("signed-1", report.clone(), sign(&report, &idf_key)),
+            signed("signed-1", report.clone(), sign("signed-1", &report, &idf_key)),
         ))
         .await
         .expect("a good signature is accepted")
@@ -351,15 +349,15 @@ async fn signed_reports_are_verified_kept_and_forgeries_refused() {
         .expect("report");
     let kept = stored.signature.expect("the signature is kept");
     assert_eq!(hex::encode(&kept.public_key), public_key);
-    assert_eq!(kept.signature, sign(&report, &idf_key));
+    assert_eq!(kept.signature, sign("signed-1", &report, &idf_key));
 
     // Forgeries: altered after signing, signed by another party's key,
     // a truncated signature; each INVALID_ARGUMENT on `signature`.
     let mut altered = report.clone();
     altered.summary.push_str(" (edited)");
     let forgeries = [
-        (altered, sign(&report, &idf_key), "does not verify"),
-        (report.clone(), sign(&report, &hamas_key), "does not verify"),
+        (altered, sign("forged-0", &report, &idf_key), "does not verify"),
+        (report.clone(), sign("forged-1", &report, &hamas_key), "does not verify"),
         (report.clone(), vec![1; 63], "64-byte"),
     ];
     for (i, (body, signature, rule)) in forgeries.into_iter().enumerate() {
@@ -385,7 +383,7 @@ async fn signed_reports_are_verified_kept_and_forgeries_refused() {
     let status = ingest
         .submit_report(with_token(
             &un_reporter,
-            signed("", as_un.clone(), sign(&as_un, &idf_key)),
+            signed("un-1", as_un.clone(), sign("un-1", &as_un, &idf_key)),
         ))
         .await
         .expect_err("no key registered");
@@ -419,7 +417,10 @@ async fn signed_reports_are_verified_kept_and_forgeries_refused() {
     };
     let output = verify(&[]).await;
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(String::from_utf8_lossy(&output.stdout).contains("1 signed reports: every signature holds"));
+    assert!(
+        String::from_utf8_lossy(&output.stdout)
+            .contains("1 signatures hold, each bound to its act, party, report and replaced version")
+    );
 
     // The operator rewrites the signed report's summary and recomputes the
     // chain from there: the links hold, the party's signature does not.

@@ -618,6 +618,7 @@ async fn each_role_may_make_exactly_the_calls_of_the_roles_table() {
                     report: Some(amended),
                     reason: "a better summary".into(),
                     signature: Vec::new(),
+                    ..Default::default()
                 },
             ))
             .await;
@@ -628,6 +629,7 @@ async fn each_role_may_make_exactly_the_calls_of_the_roles_table() {
                 v1::RetractReportRequest {
                     report_id: own.clone(),
                     reason: "withdrawn".into(),
+                    ..Default::default()
                 },
             ))
             .await;

@@ -35,6 +35,7 @@ fn amend(report_id: &str, report: v1::Report, reason: &str) -> v1::AmendReportRe
         report: Some(report),
         reason: reason.into(),
         signature: Vec::new(),
+        ..Default::default()
     }
 }
 
@@ -42,6 +43,7 @@ fn retract(report_id: &str, reason: &str) -> v1::RetractReportRequest {
     v1::RetractReportRequest {
         report_id: report_id.into(),
         reason: reason.into(),
+        ..Default::default()
     }
 }
 

@@ -214,3 +214,119 @@ async fn the_signing_key_survives_a_restart() {
     assert_eq!(first.hash, second.hash);
     assert_ne!(first.hash, empty.hash);
 }
+
+/// `truce verify --log` reads up to the head the service signed, checks the
+/// hash there and who signed it, and says what it could not check: a log
+/// served cut short of its signed head, a head signed by another key than
+/// --service-key, and a signed head whose hash the log does not have are
+/// refused; without a trusted key it says the head's signer went unchecked.
+#[tokio::test]
+async fn verify_through_the_api_reaches_the_signed_head_and_checks_its_signer() {
+    use truce_tests::forged;
+
+    let dir = tempfile::tempdir().unwrap();
+    let pair = Pair::start(dir.path()).await;
+    let mut ingest = pair.ingest_client().await;
+    submit_many(&mut ingest, (0..10).map(numbered_report)).await;
+    let (head, entries) = forged::read_log(pair.ingest, None).await;
+    assert_eq!(head.position, 10);
+    let url = format!("http://{}", pair.ingest);
+    let verify = |url: String, extra: Vec<OsString>| async move {
+        let mut words: Vec<OsString> = vec!["verify".into(), "--log".into(), url.into()];
+        words.extend(extra);
+        truce(&words).await
+    };
+
+    // No key known: it verifies, and says the head's signer is unchecked.
+    let (ok, stdout, stderr) = verify(url.clone(), vec![]).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("NOT CHECKED: who signed the head") && stdout.contains(&head.public_key),
+        "{stdout}"
+    );
+    assert!(stdout.contains("NOT CHECKED: whose keys signed"), "{stdout}");
+
+    // The service key given out of band, or held in a checkpoint.
+    let (ok, stdout, stderr) = verify(
+        url.clone(),
+        vec!["--service-key".into(), head.public_key.clone().into()],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("the log reaches the head the service signed (position 10, same hash), signed with the service key given with --service-key"),
+        "{stdout}"
+    );
+    let held = dir.path().join("held.json");
+    let (ok, checkpoint, stderr) = truce(&["checkpoint".into(), "--log".into(), url.clone().into()]).await;
+    assert!(ok, "{stderr}");
+    std::fs::write(&held, checkpoint).unwrap();
+    let (ok, stdout, stderr) = verify(url.clone(), args(&["--checkpoint"], &held)).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("signed with the key of the checkpoints given"),
+        "{stdout}"
+    );
+
+    // The genuine service pinned to another key.
+    let other = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+    let other_key = hex::encode(other.verifying_key().to_bytes());
+    let (ok, _, stderr) = verify(url.clone(), vec!["--service-key".into(), other_key.clone().into()]).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("signed head (GetLogHead)") && stderr.contains("not by the service key"),
+        "{stderr}"
+    );
+    pair.stop().await;
+
+    let pinned = vec!["--service-key".into(), head.public_key.clone().into()];
+    // A server that serves the genuine signed head but a log that ends
+    // two entries early.
+    let cut = forged::ForgedLog::serve(entries[..8].to_vec(), head.clone()).await;
+    let (ok, _, stderr) = verify(cut.url(), pinned.clone()).await;
+    assert!(!ok, "a log cut short of its signed head verifies");
+    assert!(
+        stderr.contains("broken at position 9: the log read ends at 8, before the head the service signed at 10"),
+        "{stderr}"
+    );
+
+    // The whole log, under a head signed by another key.
+    let resigned =
+        forged::ForgedLog::serve(entries.clone(), forged::head_of(&other, &head.incarnation, &entries)).await;
+    let (ok, _, stderr) = verify(resigned.url(), pinned.clone()).await;
+    assert!(!ok, "a head signed by another key verifies");
+    assert!(
+        stderr.contains(&format!("signed by {other_key}, not by the service key")),
+        "{stderr}"
+    );
+    let (ok, stdout, _) = verify(resigned.url(), vec![]).await;
+    assert!(ok);
+    assert!(
+        stdout.contains(&format!(
+            "checked only against the key the server itself presented ({other_key})"
+        )),
+        "{stdout}"
+    );
+
+    // A head the service key signed, whose hash the log does not have.
+    let signer =
+        truce_log::CheckpointSigner::load_or_create(&dir.path().join("checkpoint.key")).expect("the service key");
+    assert_eq!(hex::encode(signer.public_key()), head.public_key);
+    let wrong = truce_log::Checkpoint {
+        incarnation: head.incarnation.clone(),
+        position: 10,
+        hash: entries[8].hash.as_slice().try_into().unwrap(),
+    };
+    let wrong_head = v1::GetLogHeadResponse {
+        hash: hex::encode(wrong.hash),
+        signature: hex::encode(signer.sign(&wrong)),
+        ..head.clone()
+    };
+    let mismatched = forged::ForgedLog::serve(entries.clone(), wrong_head).await;
+    let (ok, _, stderr) = verify(mismatched.url(), pinned).await;
+    assert!(!ok, "a log without the signed head's hash verifies");
+    assert!(
+        stderr.contains("broken at position 10: the signed head has hash"),
+        "{stderr}"
+    );
+}

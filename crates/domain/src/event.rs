@@ -3,7 +3,13 @@
 
 use std::sync::Arc;
 
-use crate::{PartyId, Position, ReportId, Timestamp, incident::IncidentSummary, report::StoredReport, review::Review};
+use crate::{
+    PartyId, Position, ReportId, Timestamp,
+    incident::IncidentSummary,
+    report::{ReportSignature, StoredReport},
+    review::Review,
+    statement::Statement,
+};
 
 /// An event as recorded at a position of the log.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +63,11 @@ pub struct ReportRetracted {
     pub incident: Arc<IncidentSummary>,
     /// The position of the incident's previous event.
     pub previous_position: Position,
+    /// The version retracted; 0 in events recorded before it was kept.
+    pub version: u32,
+    /// The party's signature over the retraction's statement, if it
+    /// signed.
+    pub signature: Option<ReportSignature>,
 }
 
 /// A monitor ruled on an incident.
@@ -109,13 +120,48 @@ impl RecordedEvent {
 
     /// The report the event recorded and its party's signature, when it
     /// recorded a signed report.
-    pub fn signed_report(&self) -> Option<(&StoredReport, &crate::report::ReportSignature)> {
+    pub fn signed_report(&self) -> Option<(&StoredReport, &ReportSignature)> {
         let report = match &self.body {
             EventBody::ReportRecorded(recorded) => &recorded.report,
             EventBody::ReportAmended(amended) => &amended.report,
             EventBody::IncidentReviewed(_) | EventBody::ReportRetracted(_) => return None,
         };
         report.signature.as_ref().map(|s| (report.as_ref(), s))
+    }
+
+    /// The party's signature on this event and the statement it must
+    /// cover, when the event is signed. The statement is `None` for a
+    /// signed submission without a client key: no statement names it, so
+    /// only a content-only signature of the first scheme can be on it.
+    pub fn signed_statement(&self) -> Option<(&ReportSignature, Option<Statement<'_>>)> {
+        match &self.body {
+            EventBody::ReportRecorded(recorded) => recorded.report.signature.as_ref().map(|signature| {
+                let statement = recorded
+                    .report
+                    .client_report_id
+                    .as_ref()
+                    .map(|client_report_id| Statement::Submit {
+                        client_report_id,
+                        report: &recorded.report.report,
+                    });
+                (signature, statement)
+            }),
+            EventBody::ReportAmended(amended) => amended
+                .report
+                .signature
+                .as_ref()
+                .map(|signature| (signature, Some(Statement::of_amendment(&amended.report)))),
+            EventBody::ReportRetracted(retracted) => retracted.signature.as_ref().map(|signature| {
+                let statement = Statement::Retract {
+                    party: &retracted.reporting_party,
+                    report_id: retracted.report_id,
+                    replaces_version: retracted.version,
+                    reason: &retracted.reason,
+                };
+                (signature, Some(statement))
+            }),
+            EventBody::IncidentReviewed(_) => None,
+        }
     }
 
     /// The position of the incident's previous event, if any.

@@ -15,6 +15,7 @@ pub mod ids;
 pub mod incident;
 pub mod report;
 pub mod review;
+pub mod statement;
 pub mod tally;
 pub mod time;
 pub mod violation;

@@ -24,6 +24,7 @@ use truce_domain::{
     incident::{Incident, IncidentSummary},
     report::{Report, ReportSignature, Retraction, StoredReport},
     review::{Allegation, Refusal, Review, apply_review},
+    statement::replaces_current,
 };
 use truce_log::{Committed, Head, LogError, NewEntry, SequencedLog};
 
@@ -95,8 +96,12 @@ pub struct Amendment {
     pub reason: String,
     /// When it arrived.
     pub received_at: Timestamp,
-    /// The party's verified signature over the new version, if it signed.
+    /// The party's verified signature over the amendment's statement, if
+    /// it signed.
     pub signature: Option<ReportSignature>,
+    /// The version it replaces, when the request names one (a signed one
+    /// does): it applies to that version only.
+    pub replaces_version: Option<u32>,
     /// The caller's party, which must be the reporting party; `None` for an
     /// anonymous caller in insecure mode.
     pub by: Option<PartyId>,
@@ -109,6 +114,11 @@ pub struct Withdrawal {
     pub report_id: ReportId,
     /// Why.
     pub reason: String,
+    /// The party's verified signature over the retraction's statement, if
+    /// it signed.
+    pub signature: Option<ReportSignature>,
+    /// The version it retracts, as for [`Amendment::replaces_version`].
+    pub replaces_version: Option<u32>,
     /// The caller's party, as for [`Amendment::by`].
     pub by: Option<PartyId>,
 }
@@ -806,6 +816,8 @@ impl Sequencer {
         admitted: &mut Vec<Admitted>,
     ) -> Result<Decision, ServiceError> {
         let (incident, current) = self.revisable(amendment.report_id, amendment.by.as_ref(), admitted)?;
+        replaces_current(current.report_id, current.version, amendment.replaces_version)
+            .map_err(ServiceError::FailedPrecondition)?;
         let party = &current.report.reporting_party;
         if amendment.report.reporting_party != *party {
             return Err(ServiceError::invalid(
@@ -870,6 +882,8 @@ impl Sequencer {
         admitted: &mut Vec<Admitted>,
     ) -> Result<Decision, ServiceError> {
         let (incident, current) = self.revisable(withdrawal.report_id, withdrawal.by.as_ref(), admitted)?;
+        replaces_current(current.report_id, current.version, withdrawal.replaces_version)
+            .map_err(ServiceError::FailedPrecondition)?;
         let position = Position((self.store.head().position + 1) + admitted.len() as u64);
         let retracted = StoredReport {
             retraction: Some(Retraction {
@@ -899,6 +913,8 @@ impl Sequencer {
                 reason: withdrawal.reason,
                 incident: Arc::new(summary.clone()),
                 previous_position: incident.summary.updated_position,
+                version: current.version,
+                signature: withdrawal.signature,
             }),
         };
         Ok(self.admit_revision(event, retracted, summary, admitted))

@@ -8,12 +8,13 @@ use tonic::{Request, Response, Status, Streaming};
 use truce_domain::{
     FieldViolation, IncidentId, PartyId, ReportId, Timestamp, Violations,
     incident::IncidentStatus,
-    report::{Report, ReportSignature, bounded_text, limits},
+    report::{ReportSignature, bounded_text, limits},
     review::Review,
+    statement::Statement,
 };
 use truce_proto::{
     ServiceError,
-    convert::{Received, report_digest, report_from_wire, report_signature_holds, timestamp_to_wire},
+    convert::{Received, report_digest, report_from_wire, statement_signature_holds, timestamp_to_wire},
     v1::{self, ingest_service_server::IngestService},
 };
 
@@ -47,14 +48,31 @@ impl Ingest {
     fn validate(&self, request: v1::SubmitReportRequest, received_at: Timestamp) -> Result<Submission, ServiceError> {
         let signature = request.signature;
         let mut submission = validate(request.report, request.client_report_id, received_at)?;
-        submission.signature = self.signature(&submission.report, &signature)?;
+        let statement = match &submission.client_report_id {
+            Some(client_report_id) => Ok(Statement::Submit {
+                client_report_id,
+                report: &submission.report,
+            }),
+            None => Err(FieldViolation::new(
+                "client_report_id",
+                "is required with a signature: the signature is good for the submission with this key only",
+            )),
+        };
+        submission.signature = self.signature(Some(&submission.report.reporting_party), statement, &signature)?;
         Ok(submission)
     }
 
-    /// The verified signature of `report`'s party, if it signed.
-    fn signature(&self, report: &Report, signature: &[u8]) -> Result<Option<ReportSignature>, ServiceError> {
-        let keys = self.auth.party_keys(&report.reporting_party);
-        check_signature(report, signature, keys.as_ref())
+    /// The verified signature of `party` over `statement`, if it signed
+    /// (`statement` is an error when the request lacks a part a signed one
+    /// needs; `party` is `None` for an anonymous retraction).
+    fn signature(
+        &self,
+        party: Option<&PartyId>,
+        statement: Result<Statement<'_>, FieldViolation>,
+        signature: &[u8],
+    ) -> Result<Option<ReportSignature>, ServiceError> {
+        let keys = party.and_then(|party| self.auth.party_keys(party));
+        check_signature(party, statement, signature, keys.as_ref())
             .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))
     }
 
@@ -78,31 +96,71 @@ impl Ingest {
         let (Some(report_id), Some(reason), Some(report)) = (report_id, reason, report) else {
             return Err(ServiceError::InvalidArgument(v.into_vec()));
         };
-        let signature = self.signature(&report, &request.signature)?;
+        let replaces_version = (request.replaces_version != 0).then_some(request.replaces_version);
+        let statement = match replaces_version {
+            Some(replaces_version) => Ok(Statement::Amend {
+                report_id,
+                replaces_version,
+                report: &report,
+                reason: &reason,
+            }),
+            None => Err(version_required()),
+        };
+        let signature = self.signature(Some(&report.reporting_party), statement, &request.signature)?;
         Ok(Amendment {
             report_id,
             report,
             reason,
             received_at,
             signature,
+            replaces_version,
             by: caller.principal().map(|p| p.party.clone()),
+        })
+    }
+
+    /// Validates a retraction by `caller`, naming every invalid field. The
+    /// signature is checked against the caller's party: the sequencer
+    /// refuses a retraction of another party's report.
+    fn withdrawal(&self, caller: &Caller, request: v1::RetractReportRequest) -> Result<Withdrawal, ServiceError> {
+        let mut v = Violations::default();
+        let report_id = v.check("report_id", request.report_id.parse::<ReportId>());
+        let reason = v.check("reason", bounded_text(&request.reason, limits::REASON_CHARS, true));
+        let (Some(report_id), Some(reason)) = (report_id, reason) else {
+            return Err(ServiceError::InvalidArgument(v.into_vec()));
+        };
+        let by = caller.principal().map(|p| p.party.clone());
+        let replaces_version = (request.replaces_version != 0).then_some(request.replaces_version);
+        let statement = match (&by, replaces_version) {
+            (Some(party), Some(replaces_version)) => Ok(Statement::Retract {
+                party,
+                report_id,
+                replaces_version,
+                reason: &reason,
+            }),
+            (None, _) => Err(FieldViolation::new(
+                "signature",
+                "cannot be checked for an anonymous caller, who speaks for no party",
+            )),
+            (_, None) => Err(version_required()),
+        };
+        let signature = self.signature(by.as_ref(), statement, &request.signature)?;
+        Ok(Withdrawal {
+            report_id,
+            reason,
+            signature,
+            replaces_version,
+            by,
         })
     }
 }
 
-/// Validates a retraction by `caller`, naming every invalid field.
-fn withdrawal(caller: &Caller, request: v1::RetractReportRequest) -> Result<Withdrawal, ServiceError> {
-    let mut v = Violations::default();
-    let report_id = v.check("report_id", request.report_id.parse::<ReportId>());
-    let reason = v.check("reason", bounded_text(&request.reason, limits::REASON_CHARS, true));
-    match (report_id, reason) {
-        (Some(report_id), Some(reason)) => Ok(Withdrawal {
-            report_id,
-            reason,
-            by: caller.principal().map(|p| p.party.clone()),
-        }),
-        _ => Err(ServiceError::InvalidArgument(v.into_vec())),
-    }
+/// A signed revision names the version it replaces, since its signature is
+/// bound to it.
+fn version_required() -> FieldViolation {
+    FieldViolation::new(
+        "replaces_version",
+        "is required with a signature: the report's current version, which the signature is bound to",
+    )
 }
 
 fn revised_to_wire(revised: Revised) -> v1::ReviseReportResponse {
@@ -113,23 +171,27 @@ fn revised_to_wire(revised: Revised) -> v1::ReviseReportResponse {
     }
 }
 
-/// Checks a report's signature against its party's registered keys, and
-/// whether the party must sign at all.
+/// Checks a party's signature over `statement` against the party's
+/// registered keys, and whether the party must sign at all: a party that
+/// requires signatures signs its submissions, amendments and retractions
+/// alike, or a retraction could withdraw a signed report unsigned.
 fn check_signature(
-    report: &Report,
+    party: Option<&PartyId>,
+    statement: Result<Statement<'_>, FieldViolation>,
     signature: &[u8],
     keys: Option<&PartyKeys>,
 ) -> Result<Option<ReportSignature>, FieldViolation> {
-    let party = &report.reporting_party;
     if signature.is_empty() {
-        return match keys {
-            Some(keys) if keys.require_signatures => Err(FieldViolation::new(
+        return match (party, keys) {
+            (Some(party), Some(keys)) if keys.require_signatures => Err(FieldViolation::new(
                 "signature",
-                format!("is required: party {party} signs its reports"),
+                format!("is required: party {party} signs its reports, amendments and retractions"),
             )),
             _ => Ok(None),
         };
     }
+    let statement = statement?;
+    let party = statement.party();
     let signature: [u8; 64] = signature.try_into().map_err(|_| {
         FieldViolation::new(
             "signature",
@@ -145,12 +207,17 @@ fn check_signature(
     }
     keys.iter()
         .map(|&public_key| ReportSignature { public_key, signature })
-        .find(|candidate| report_signature_holds(report, candidate))
+        .find(|candidate| statement_signature_holds(&statement, candidate))
         .map(Some)
         .ok_or_else(|| {
             FieldViolation::new(
                 "signature",
-                format!("does not verify over the report's signing bytes with any key of party {party}"),
+                format!(
+                    "does not verify with any key of party {party} over the statement to {} {} (truce-report-v2: \
+                     the act, party, report, replaced version, content and reason)",
+                    statement.action().name(),
+                    statement.subject()
+                ),
             )
         })
 }
@@ -285,7 +352,7 @@ impl IngestService for Ingest {
         request: Request<v1::RetractReportRequest>,
     ) -> Result<Response<v1::ReviseReportResponse>, Status> {
         let caller = self.auth.writer(&request, "retract reports", Principal::may_report)?;
-        let withdrawal = withdrawal(&caller, request.into_inner())?;
+        let withdrawal = self.withdrawal(&caller, request.into_inner())?;
         let revised = self.submitter.revise(Command::Retract(withdrawal)).await?;
         Ok(Response::new(revised_to_wire(revised)))
     }

@@ -328,6 +328,8 @@ mod tests {
                     reason: "withdrawn".into(),
                     incident: Arc::new(incident),
                     previous_position: Position(1),
+                    version: 1,
+                    signature: None,
                 }),
             },
             before: None,

@@ -2,19 +2,33 @@
 //!
 //! `verify` reads the whole log, from a data directory or through the
 //! ingest service's `LogService`, and checks every link of the hash chain,
-//! that every entry decodes as an event at its own position, and that the
-//! log still extends each signed checkpoint it is given. It stops at the
-//! first broken entry and names its position. `checkpoint` fetches the
-//! service's signed head for safekeeping: a later rewrite of anything up to
-//! it contradicts the copy a party holds.
+//! that every entry decodes as an event at its own position, that every
+//! revision follows its report's history, that every party signature holds
+//! over the act it was given for, and that the log still extends each
+//! signed checkpoint it is given. Through the API it reads up to the head
+//! the service signs and checks the hash there, and the head's signature
+//! against a key known apart from the service (--service-key, or the
+//! checkpoints a party holds). It stops at the first broken entry and names
+//! its position; on success it prints what it checked and, plainly, what it
+//! could not. `checkpoint` fetches the service's signed head for
+//! safekeeping: a later rewrite of anything up to it contradicts the copy a
+//! party holds.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use tokio_stream::StreamExt;
+use truce_domain::{
+    event::RecordedEvent,
+    report::ReportSignature,
+    statement::{ReportVersions, Statement},
+};
 use truce_log::{Broken, ChainVerifier, Checkpoint, Hash, LogEntry, LogReader};
-use truce_proto::v1::{self, log_service_client::LogServiceClient, read_log_response::Kind};
+use truce_proto::{
+    convert::{content_only_v1_signature_holds, statement_signature_holds},
+    v1::{self, log_service_client::LogServiceClient, read_log_response::Kind},
+};
 
 /// Where the log is read from.
 #[derive(Debug, clap::Args)]
@@ -40,16 +54,19 @@ pub struct VerifyArgs {
     #[arg(long, env = "TRUCE_TOKEN_FILE")]
     token_file: Option<PathBuf>,
     /// A signed checkpoint (as printed by `truce checkpoint`) that the log
-    /// must still extend. Repeatable.
+    /// must still extend. Repeatable. Without --service-key, the key that
+    /// signed the checkpoints given is the one the head must be signed
+    /// with: give only checkpoints you fetched or trust yourself.
     #[arg(long = "checkpoint")]
     checkpoints: Vec<PathBuf>,
-    /// The service's public key (hex), when known independently: checkpoints
-    /// signed by any other key are refused.
+    /// The service's public key (hex), known independently of the service
+    /// being checked: the signed head and every checkpoint must be signed
+    /// with it.
     #[arg(long)]
     service_key: Option<String>,
-    /// A principals file whose party signing keys every signed report must
-    /// have been signed with (without it, signatures are checked against
-    /// the keys stored with them).
+    /// A principals file whose party signing keys every signature must
+    /// have been made with (without it, signatures are checked against the
+    /// keys stored with them, which prove nothing about who signed).
     #[arg(long)]
     principals: Option<PathBuf>,
 }
@@ -117,6 +134,45 @@ impl From<v1::GetLogHeadResponse> for SignedCheckpoint {
     }
 }
 
+/// The key signed heads and checkpoints are checked against, and why it is
+/// believed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceKey {
+    /// Given with --service-key: known independently of the service.
+    Given(String),
+    /// The key of the checkpoints given, as trustworthy as those files.
+    OfCheckpoints(String),
+    /// None known: each signature is checked against the key it carries,
+    /// which whoever signed chose.
+    Unknown,
+}
+
+impl ServiceKey {
+    /// The trusted key, if any.
+    fn pinned(&self) -> Option<&str> {
+        match self {
+            ServiceKey::Given(key) | ServiceKey::OfCheckpoints(key) => Some(key),
+            ServiceKey::Unknown => None,
+        }
+    }
+}
+
+/// How far the log read reached the head the service signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeadCheck {
+    /// Read from a data directory: there is no signed head.
+    DataDirectory,
+    /// Read through the API up to the signed head at `position`, whose hash
+    /// matched; its signature held under `key` (hex), which the trusted
+    /// service key is when one is known.
+    Reached {
+        /// The head's position.
+        position: u64,
+        /// The key that signed it.
+        key: String,
+    },
+}
+
 /// What a successful verification covered.
 #[derive(Debug)]
 pub struct Verified {
@@ -126,10 +182,91 @@ pub struct Verified {
     pub entries: u64,
     /// The last entry's hash.
     pub head_hash: Hash,
+    /// How the end of the log was checked.
+    pub head: HeadCheck,
+    /// The key the head and checkpoints were checked against.
+    pub service_key: ServiceKey,
     /// Checkpoints the log extends.
     pub checkpoints: usize,
-    /// Signed reports whose signatures hold.
-    pub signed_reports: u64,
+    /// Signatures bound to their act, party, report and version that hold.
+    pub bound_signatures: u64,
+    /// Signatures of the first scheme, over a report's content only, that
+    /// hold.
+    pub content_only_signatures: u64,
+    /// Whether signing keys were checked against the parties' registered
+    /// keys.
+    pub registered_keys: bool,
+}
+
+impl Verified {
+    /// What was checked and what was not, one statement a line.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = vec![format!(
+            "verified {} entries of log {}: every link intact, every event readable, every revision follows its \
+             report's history; head hash {}",
+            self.entries,
+            self.incarnation,
+            hex::encode(self.head_hash)
+        )];
+        lines.push(match (&self.head, &self.service_key) {
+            (HeadCheck::DataDirectory, _) => "NOT CHECKED: the end of the log: a data directory has no signed head, \
+                                              so entries cut from its end go unnoticed beyond the checkpoints given"
+                .to_owned(),
+            (HeadCheck::Reached { position, key }, ServiceKey::Given(_)) => format!(
+                "the log reaches the head the service signed (position {position}, same hash), signed with the \
+                 service key given with --service-key ({key})"
+            ),
+            (HeadCheck::Reached { position, key }, ServiceKey::OfCheckpoints(_)) => format!(
+                "the log reaches the head the service signed (position {position}, same hash), signed with the key \
+                 of the checkpoints given ({key}): as trustworthy as those files; --service-key pins it"
+            ),
+            (HeadCheck::Reached { position, key }, ServiceKey::Unknown) => format!(
+                "NOT CHECKED: who signed the head: the log reaches the signed head (position {position}, same \
+                 hash), but its signature was checked only against the key the server itself presented ({key}), \
+                 which proves nothing; give --service-key, or a --checkpoint you hold"
+            ),
+        });
+        if self.checkpoints > 0 {
+            lines.push(format!(
+                "the log extends all {} signed checkpoints given",
+                self.checkpoints
+            ));
+            if self.service_key == ServiceKey::Unknown {
+                lines.push(
+                    "NOT CHECKED: who signed the checkpoints: each was checked against the key it carries; give \
+                     --service-key"
+                        .to_owned(),
+                );
+            }
+        } else {
+            lines.push("no checkpoints given: nothing shows whether history before the head was rewritten".to_owned());
+        }
+        lines.push(format!(
+            "{} signatures hold, each bound to its act, party, report and replaced version (truce-report-v2)",
+            self.bound_signatures
+        ));
+        if self.content_only_signatures > 0 {
+            lines.push(format!(
+                "{} signatures of the first scheme (truce-report-v1) hold over a report's content only: they are \
+                 NOT bound to an act, report or version, so one replayed as a new report or version, or moved to \
+                 another report, would not show",
+                self.content_only_signatures
+            ));
+        }
+        lines.push(if self.registered_keys {
+            "every signing key is registered for its party in the principals file given".to_owned()
+        } else {
+            "NOT CHECKED: whose keys signed: each signature was checked against the key stored with it, which \
+             whoever wrote the log chose; give --principals"
+                .to_owned()
+        });
+        lines.push(
+            "NOT CHECKED: whether an unsigned entry should have been signed (a party's require_signatures may have \
+             changed over time)"
+                .to_owned(),
+        );
+        lines
+    }
 }
 
 /// Why verification failed.
@@ -156,20 +293,13 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
-/// Runs `truce verify`, printing what was verified; an error names the
-/// first broken position.
+/// Runs `truce verify`, printing what was verified and what was not; an
+/// error names the first broken position.
 pub async fn run_verify(args: VerifyArgs) -> anyhow::Result<()> {
     match verify(&args).await {
         Ok(verified) => {
-            println!(
-                "verified {} entries of log {}: every link intact, every event readable; head hash {}",
-                verified.entries,
-                verified.incarnation,
-                hex::encode(verified.head_hash)
-            );
-            println!("{} signed reports: every signature holds", verified.signed_reports);
-            if verified.checkpoints > 0 {
-                println!("the log extends all {} signed checkpoints given", verified.checkpoints);
+            for line in verified.lines() {
+                println!("{line}");
             }
             Ok(())
         }
@@ -193,17 +323,49 @@ pub async fn run_checkpoint(args: CheckpointArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The key to trust: --service-key, else the one key of the checkpoints
+/// given.
+fn service_key(given: Option<&str>, checkpoints: &[SignedCheckpoint]) -> anyhow::Result<ServiceKey> {
+    if let Some(key) = given {
+        let bytes = hex::decode(key).ok().filter(|b| b.len() == 32);
+        anyhow::ensure!(bytes.is_some(), "--service-key: not 32 bytes of hex");
+        return Ok(ServiceKey::Given(key.to_ascii_lowercase()));
+    }
+    let mut keys: Vec<String> = checkpoints.iter().map(|c| c.public_key.to_ascii_lowercase()).collect();
+    keys.sort();
+    keys.dedup();
+    match keys.as_slice() {
+        [] => Ok(ServiceKey::Unknown),
+        [key] => Ok(ServiceKey::OfCheckpoints(key.clone())),
+        _ => anyhow::bail!(
+            "the checkpoints given are signed by different keys ({}): give --service-key to say which is the \
+             service's",
+            keys.join(", ")
+        ),
+    }
+}
+
 /// Verifies the log named by `args`.
 pub async fn verify(args: &VerifyArgs) -> Result<Verified, Failure> {
-    let checkpoints = args
+    let held = args
         .checkpoints
         .iter()
         .map(|path| {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             let signed: SignedCheckpoint =
                 serde_json::from_str(&text).with_context(|| format!("{}: not a checkpoint", path.display()))?;
+            Ok((path, signed))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let service_key = service_key(
+        args.service_key.as_deref(),
+        &held.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>(),
+    )?;
+    let checkpoints = held
+        .iter()
+        .map(|(path, signed)| {
             signed
-                .check(args.service_key.as_deref())
+                .check(service_key.pinned())
                 .with_context(|| format!("checkpoint {}", path.display()))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -214,7 +376,7 @@ pub async fn verify(args: &VerifyArgs) -> Result<Verified, Failure> {
         .transpose()
         .context("reading the parties' signing keys")?;
     let mut walk = Walk::new(checkpoints, principals);
-    match (&args.source.data_dir, &args.source.log) {
+    let head = match (&args.source.data_dir, &args.source.log) {
         (Some(dir), _) => {
             let reader =
                 LogReader::open_existing(dir).with_context(|| format!("opening the log in {}", dir.display()))?;
@@ -237,15 +399,21 @@ pub async fn verify(args: &VerifyArgs) -> Result<Verified, Failure> {
                 }
                 from += entries.len() as u64;
             }
+            HeadCheck::DataDirectory
         }
         (None, Some(url)) => {
             let token = read_token(args.token_file.as_deref())?;
             let mut client = connect(url).await?;
-            let head = client
-                .get_log_head(with_token(v1::GetLogHeadRequest {}, token.as_deref())?)
-                .await
-                .context("GetLogHead")?
-                .into_inner();
+            let signed = SignedCheckpoint::from(
+                client
+                    .get_log_head(with_token(v1::GetLogHeadRequest {}, token.as_deref())?)
+                    .await
+                    .context("GetLogHead")?
+                    .into_inner(),
+            );
+            let head = signed
+                .check(service_key.pinned())
+                .context("the service's signed head (GetLogHead)")?;
             walk.begin(&head.incarnation)?;
             if head.position > 0 {
                 let request = v1::ReadLogRequest {
@@ -279,10 +447,15 @@ pub async fn verify(args: &VerifyArgs) -> Result<Verified, Failure> {
                     }
                 }
             }
+            walk.reached(&head)?;
+            HeadCheck::Reached {
+                position: head.position,
+                key: signed.public_key.to_ascii_lowercase(),
+            }
         }
         (None, None) => return Err(anyhow::anyhow!("give --data-dir or --log").into()),
-    }
-    walk.finish()
+    };
+    walk.finish(head, service_key)
 }
 
 /// The state of one pass over the log.
@@ -292,7 +465,9 @@ struct Walk {
     last_hash: Hash,
     checkpoints: Vec<Checkpoint>,
     principals: Option<truce_auth::Principals>,
-    signed_reports: u64,
+    versions: ReportVersions,
+    bound_signatures: u64,
+    content_only_signatures: u64,
 }
 
 impl Walk {
@@ -303,7 +478,9 @@ impl Walk {
             last_hash: truce_log::GENESIS_HASH,
             checkpoints,
             principals,
-            signed_reports: 0,
+            versions: ReportVersions::default(),
+            bound_signatures: 0,
+            content_only_signatures: 0,
         }
     }
 
@@ -330,44 +507,102 @@ impl Walk {
         };
         let event = truce_proto::convert::event_from_wire(entry.position, &entry.payload)
             .map_err(|what| broken(format!("not a readable event: {what}")))?;
-        if let Some((report, signature)) = event.signed_report() {
-            let party = &report.report.reporting_party;
-            if !truce_proto::convert::report_signature_holds(&report.report, signature) {
-                return Err(broken(format!(
-                    "the signature of party {party} does not hold over {}: the report was altered after signing",
-                    report.report_id
-                )));
-            }
-            if let Some(principals) = &self.principals
-                && !principals
-                    .party_keys(party)
-                    .is_some_and(|keys| keys.signing_keys.contains(&signature.public_key))
-            {
-                return Err(broken(format!(
-                    "{} is signed with key {}, which is not registered for party {party}",
-                    report.report_id,
-                    hex::encode(signature.public_key)
-                )));
-            }
-            self.signed_reports += 1;
+        self.versions.apply(&event).map_err(|what| {
+            broken(format!(
+                "the event {what}: the service records no such revision or submission"
+            ))
+        })?;
+        if let Some((signature, statement)) = event.signed_statement() {
+            self.check_signature(&event, signature, statement).map_err(broken)?;
         }
         for checkpoint in self.checkpoints.iter().filter(|c| c.position == entry.position) {
             if checkpoint.hash != entry.hash {
-                return Err(Failure::Broken(Broken {
-                    position: entry.position,
-                    what: format!(
-                        "the log no longer extends a signed checkpoint: it had hash {} here, the log has {}",
-                        hex::encode(checkpoint.hash),
-                        hex::encode(entry.hash)
-                    ),
-                }));
+                return Err(broken(format!(
+                    "the log no longer extends a signed checkpoint: it had hash {} here, the log has {}",
+                    hex::encode(checkpoint.hash),
+                    hex::encode(entry.hash)
+                )));
             }
         }
         self.last_hash = entry.hash;
         Ok(())
     }
 
-    fn finish(self) -> Result<Verified, Failure> {
+    /// Checks a party's signature on `event`: over the statement of its
+    /// act, or, for a report or amendment recorded under the first scheme,
+    /// over its content only (counted apart, as weaker); and, with a
+    /// principals file, that the key is registered for the party.
+    fn check_signature(
+        &mut self,
+        event: &RecordedEvent,
+        signature: &ReportSignature,
+        statement: Option<Statement<'_>>,
+    ) -> Result<(), String> {
+        let party = match (&statement, event.signed_report()) {
+            (Some(statement), _) => statement.party(),
+            (None, Some((report, _))) => &report.report.reporting_party,
+            (None, None) => return Err("a signature without a statement".into()),
+        };
+        if statement
+            .as_ref()
+            .is_some_and(|statement| statement_signature_holds(statement, signature))
+        {
+            self.bound_signatures += 1;
+        } else if event
+            .signed_report()
+            .is_some_and(|(report, _)| content_only_v1_signature_holds(&report.report, signature))
+        {
+            self.content_only_signatures += 1;
+        } else {
+            let what = match &statement {
+                Some(statement) => format!("its statement to {} {}", statement.action().name(), statement.subject()),
+                None => "its report".to_owned(),
+            };
+            return Err(format!(
+                "the signature of party {party} does not hold over {what}: the act, report, version, content or \
+                 reason was changed after signing, or the signature was moved here from another"
+            ));
+        }
+        if let Some(principals) = &self.principals
+            && !principals
+                .party_keys(party)
+                .is_some_and(|keys| keys.signing_keys.contains(&signature.public_key))
+        {
+            return Err(format!(
+                "a signature of party {party} is made with key {}, which is not registered for the party",
+                hex::encode(signature.public_key)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks that the log read reached the signed `head`: every entry up
+    /// to its position, the last with its hash.
+    fn reached(&self, head: &Checkpoint) -> Result<(), Failure> {
+        let entries = self.chain.checked();
+        if entries < head.position {
+            return Err(Failure::Broken(Broken {
+                position: entries + 1,
+                what: format!(
+                    "the log read ends at {entries}, before the head the service signed at {}: entries are missing",
+                    head.position
+                ),
+            }));
+        }
+        if self.last_hash != head.hash {
+            return Err(Failure::Broken(Broken {
+                position: head.position,
+                what: format!(
+                    "the signed head has hash {} here, the log read has {}",
+                    hex::encode(head.hash),
+                    hex::encode(self.last_hash)
+                ),
+            }));
+        }
+        Ok(())
+    }
+
+    fn finish(self, head: HeadCheck, service_key: ServiceKey) -> Result<Verified, Failure> {
         let entries = self.chain.checked();
         for checkpoint in &self.checkpoints {
             if checkpoint.position > entries {
@@ -384,8 +619,12 @@ impl Walk {
             incarnation: self.incarnation,
             entries,
             head_hash: self.last_hash,
+            head,
+            service_key,
             checkpoints: self.checkpoints.len(),
-            signed_reports: self.signed_reports,
+            bound_signatures: self.bound_signatures,
+            content_only_signatures: self.content_only_signatures,
+            registered_keys: self.principals.is_some(),
         })
     }
 }

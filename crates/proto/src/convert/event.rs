@@ -9,7 +9,7 @@ use truce_domain::{
 
 use super::{
     incident::{review_from_wire, review_to_wire, summary_from_wire},
-    report::stored_report_from_wire,
+    report::{signature_from_wire, stored_report_from_wire},
     time::{timestamp_from_wire, timestamp_to_wire},
 };
 use crate::v1;
@@ -40,6 +40,11 @@ pub fn event_to_wire(event: &RecordedEvent) -> Vec<u8> {
             reason: r.reason.clone(),
             incident: Some(v1::IncidentSummary::from(r.incident.as_ref())),
             previous_position: r.previous_position.0,
+            signature: r.signature.map(|s| v1::ReportSignature {
+                public_key: s.public_key.to_vec(),
+                signature: s.signature.to_vec(),
+            }),
+            version: r.version,
         }),
     };
     v1::LogEvent {
@@ -113,6 +118,12 @@ pub fn event_from_wire(position: u64, bytes: &[u8]) -> Result<RecordedEvent, Str
                 reason: r.reason,
                 incident: incident.into(),
                 previous_position: Position(r.previous_position),
+                version: r.version,
+                signature: r
+                    .signature
+                    .map(|s| signature_from_wire(&s))
+                    .transpose()
+                    .map_err(|e| format!("signature: {e}"))?,
             })
         }
         None => return Err("event has no body (written by a newer version?)".to_owned()),

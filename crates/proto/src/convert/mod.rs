@@ -6,14 +6,16 @@
 mod event;
 mod incident;
 mod report;
+mod statement;
 mod stored;
 mod time;
 
 pub use event::{event_from_wire, event_to_wire};
 pub use incident::review_to_wire;
-pub use report::{
-    REPORT_SIGNING_PREFIX, Received, report_digest, report_from_wire, report_signature_holds, report_signing_bytes,
-    stored_report_from_wire,
+pub use report::{Received, report_digest, report_from_wire, stored_report_from_wire};
+pub use statement::{
+    CONTENT_ONLY_V1_PREFIX, STATEMENT_PREFIX, content_only_v1_signature_holds, statement_bytes,
+    statement_signature_holds,
 };
 pub use stored::StoredEvent;
 pub use time::{timestamp_from_wire, timestamp_to_wire};

@@ -25,33 +25,6 @@ pub enum Received {
     Stored,
 }
 
-/// Begins every report's signing bytes, so that a report signature can
-/// never be taken for a signature over anything else.
-pub const REPORT_SIGNING_PREFIX: &[u8] = b"truce-report-v1\n";
-
-/// The bytes a reporting party signs: [`REPORT_SIGNING_PREFIX`], then the
-/// report's deterministic encoding (prost writes fields in number order and
-/// omits defaults, as other protobuf libraries do when asked for
-/// deterministic output of a message without maps).
-pub fn report_signing_bytes(report: &v1::Report) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(REPORT_SIGNING_PREFIX.len() + report.encoded_len());
-    bytes.extend_from_slice(REPORT_SIGNING_PREFIX);
-    report.encode_raw(&mut bytes);
-    bytes
-}
-
-/// Checks a party's signature over `report` as stored, which is exactly the
-/// report as received: the conversions keep every field as given.
-pub fn report_signature_holds(report: &Report, signature: &ReportSignature) -> bool {
-    use ed25519_dalek::Verifier;
-    let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&signature.public_key) else {
-        return false;
-    };
-    let signed = ed25519_dalek::Signature::from_bytes(&signature.signature);
-    key.verify(&report_signing_bytes(&v1::Report::from(report)), &signed)
-        .is_ok()
-}
-
 /// SHA-256 of a report's canonical encoding: what an idempotent retry must
 /// repeat exactly.
 pub fn report_digest(report: &v1::Report) -> [u8; 32] {
@@ -413,6 +386,17 @@ impl From<&StoredReport> for v1::StoredReport {
     }
 }
 
+/// Reads a stored signature back from the log.
+pub(super) fn signature_from_wire(wire: &v1::ReportSignature) -> Result<ReportSignature, String> {
+    match (
+        wire.public_key.as_slice().try_into(),
+        wire.signature.as_slice().try_into(),
+    ) {
+        (Ok(public_key), Ok(signature)) => Ok(ReportSignature { public_key, signature }),
+        _ => Err("needs a 32-byte public key and a 64-byte signature".to_owned()),
+    }
+}
+
 /// Reads a stored report back from the log.
 pub fn stored_report_from_wire(wire: &v1::StoredReport) -> Result<StoredReport, Vec<FieldViolation>> {
     let mut v = Violations::default();
@@ -441,13 +425,7 @@ pub fn stored_report_from_wire(wire: &v1::StoredReport) -> Result<StoredReport, 
     };
     let signature = match &wire.signature {
         None => Some(None),
-        Some(s) => match (s.public_key.as_slice().try_into(), s.signature.as_slice().try_into()) {
-            (Ok(public_key), Ok(signature)) => Some(Some(ReportSignature { public_key, signature })),
-            _ => v.check(
-                "signature",
-                Err("needs a 32-byte public key and a 64-byte signature".to_owned()),
-            ),
-        },
+        Some(s) => v.check("signature", signature_from_wire(s)).map(Some),
     };
     let retraction = match &wire.retraction {
         None => Some(None),
