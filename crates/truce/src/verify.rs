@@ -231,10 +231,10 @@ impl Verified {
                 "the log extends all {} signed checkpoints given",
                 self.checkpoints
             ));
-            if self.service_key == ServiceKey::Unknown {
+            if !matches!(self.service_key, ServiceKey::Given(_)) {
                 lines.push(
-                    "NOT CHECKED: who signed the checkpoints: each was checked against the key it carries; give \
-                     --service-key"
+                    "NOT CHECKED: who signed the checkpoints: they are taken on trust as files you hold, checked \
+                     against the key they carry; give --service-key"
                         .to_owned(),
                 );
             }
