@@ -7,6 +7,7 @@
 //! into incidents with [`grouping`], and the query service folds recorded
 //! events into [`incident::Incident`]s and tests them with [`filter`].
 
+pub mod echo;
 pub mod event;
 pub mod filter;
 pub mod geo;
@@ -23,6 +24,7 @@ pub mod violation;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 
+pub use echo::quote;
 pub use ids::{IncidentId, PartyId, Position, ReportId};
 pub use time::Timestamp;
 pub use violation::{FieldPath, FieldViolation, Violations};

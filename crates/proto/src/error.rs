@@ -13,6 +13,17 @@ use crate::v1;
 /// The domain of every `ErrorInfo` truce sends.
 pub const ERROR_DOMAIN: &str = "truce.v1";
 
+/// The most bytes of a status message sent. A status travels in HTTP/2
+/// trailers, which clients cap at 16 KiB by default; past the cap a client
+/// sees `RESOURCE_EXHAUSTED` instead of the real error. Messages quote
+/// client input with `truce_domain::quote`; this bound holds whatever a
+/// message says.
+pub const MAX_STATUS_MESSAGE_BYTES: usize = 1024;
+
+/// The most bytes of field violations sent in a status's details; the
+/// violations past it are counted in the message instead.
+pub const MAX_VIOLATION_BYTES: usize = 4096;
+
 /// Every way a request can fail, by what the caller should do about it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ServiceError {
@@ -163,16 +174,53 @@ fn error_info(reason: &str, metadata: Vec<(&'static str, String)>) -> ErrorDetai
     ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata)
 }
 
+/// `text` cut to at most `max` bytes, on a character boundary, with an
+/// ellipsis when cut.
+fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut cut = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &text[..cut])
+}
+
+/// As many of `violations` as fit in [`MAX_VIOLATION_BYTES`], each field
+/// and description bounded too, and how many were left out.
+fn bounded_violations(violations: &[FieldViolation]) -> (Vec<(String, String)>, usize) {
+    let mut kept = Vec::new();
+    let mut room = MAX_VIOLATION_BYTES;
+    for v in violations {
+        let field = bounded(&v.field, 256);
+        let description = bounded(&v.description, 512);
+        let size = field.len() + description.len() + 8;
+        if size > room {
+            break;
+        }
+        room -= size;
+        kept.push((field, description));
+    }
+    let left_out = violations.len() - kept.len();
+    (kept, left_out)
+}
+
 impl From<ServiceError> for Status {
     fn from(error: ServiceError) -> Status {
         error.log();
-        let message = error.client_message();
+        let message = bounded(&error.client_message(), MAX_STATUS_MESSAGE_BYTES);
         match error {
             ServiceError::InvalidArgument(violations) => {
                 let mut details = ErrorDetails::new();
-                for v in &violations {
-                    details.add_bad_request_violation(v.field.clone(), v.description.clone());
+                let (kept, left_out) = bounded_violations(&violations);
+                for (field, description) in kept {
+                    details.add_bad_request_violation(field, description);
                 }
+                let message = match left_out {
+                    0 => message,
+                    n => format!("{message} ({n} more violations not listed)"),
+                };
                 Status::with_error_details(Code::InvalidArgument, message, details)
             }
             ServiceError::Unauthenticated(_) => Status::unauthenticated(message),
@@ -250,6 +298,34 @@ mod tests {
             assert_eq!(status.code(), code);
             assert!(!status.message().contains("secret"));
         }
+    }
+
+    #[test]
+    fn no_status_outgrows_a_clients_trailer_limit() {
+        let long = "x".repeat(100_000);
+        let status = Status::from(ServiceError::FailedPrecondition(long.clone()));
+        assert!(status.message().len() <= MAX_STATUS_MESSAGE_BYTES);
+        assert!(status.message().ends_with('…'));
+        let many: Vec<FieldViolation> = (0..1000)
+            .map(|i| FieldViolation::new(format!("report.casualties[{i}].group"), long.clone()))
+            .collect();
+        let status = Status::from(ServiceError::InvalidArgument(many));
+        let details = status.get_error_details();
+        let listed = details
+            .bad_request()
+            .expect("bad request details")
+            .field_violations
+            .len();
+        assert!(listed > 0 && listed < 1000);
+        assert!(
+            status
+                .message()
+                .contains(&format!("({} more violations not listed)", 1000 - listed))
+        );
+        // Message and details as they travel: well under 16 KiB.
+        let http = status.into_http::<()>();
+        let trailer_bytes: usize = http.headers().iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
+        assert!(trailer_bytes < 8 * 1024, "{trailer_bytes}");
     }
 
     #[test]

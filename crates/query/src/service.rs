@@ -400,6 +400,7 @@ impl QueryService for Queries {
 pub struct Routes {
     queries: Arc<Queries>,
     generated: QueryServiceServer<Queries>,
+    max_request_bytes: usize,
 }
 
 impl Routes {
@@ -409,6 +410,7 @@ impl Routes {
         Routes {
             generated: QueryServiceServer::from_arc(Arc::clone(&queries)).max_decoding_message_size(max_request_bytes),
             queries,
+            max_request_bytes,
         }
     }
 }
@@ -437,8 +439,11 @@ where
             return self.generated.call(request);
         }
         let queries = Arc::clone(&self.queries);
+        // The same limit as every other call (tonic's own is 4 MiB).
+        let max_request_bytes = self.max_request_bytes;
         Box::pin(async move {
-            let mut grpc = tonic::server::Grpc::new(FrameCodec::<v1::SubscribeRequest>::default());
+            let mut grpc = tonic::server::Grpc::new(FrameCodec::<v1::SubscribeRequest>::default())
+                .max_decoding_message_size(max_request_bytes);
             Ok(grpc.server_streaming(OpenSubscription(queries), request).await)
         })
     }

@@ -90,7 +90,7 @@ impl Subscription {
                     return Err(ServiceError::OutOfRange {
                         message: format!(
                             "the resume token is for log incarnation {}, but this service follows {}; list again and subscribe from the listing's position",
-                            token.incarnation,
+                            truce_domain::quote(&token.incarnation.to_string()),
                             state.incarnation()
                         ),
                         reason: "OTHER_LOG_INCARNATION",

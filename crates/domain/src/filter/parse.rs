@@ -17,6 +17,7 @@ use std::fmt;
 use super::{Comparator, CountField, Expr, Test};
 use crate::{
     IncidentId, PartyId, Timestamp,
+    echo::quote,
     geo::{BoundingBox, LatLng},
     incident::IncidentStatus,
     report::{Category, Zone},
@@ -58,8 +59,8 @@ enum Token {
 impl fmt::Display for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Token::Word(w) => write!(f, "{w:?}"),
-            Token::Str(s) => write!(f, "the string {s:?}"),
+            Token::Word(w) => f.write_str(&quote(w)),
+            Token::Str(s) => write!(f, "the string {}", quote(s)),
             Token::Cmp(c) => write!(f, "comparator {c:?}"),
             Token::LParen => f.write_str("'('"),
             Token::RParen => f.write_str("')'"),
@@ -307,7 +308,7 @@ impl Parser {
                 let (cmp_column, cmp) = match self.next("a comparator (=, !=, <, <=, >, >=, :)")? {
                     (c, Token::Cmp(cmp)) => (c, cmp),
                     (c, t) => {
-                        return error(c, format!("expected a comparator after {field:?}, found {t}"));
+                        return error(c, format!("expected a comparator after {}, found {t}", quote(&field)));
                     }
                 };
                 let (value_column, value) = match self.next("a value")? {
@@ -335,7 +336,7 @@ impl Parser {
             match self.next("a number")? {
                 (c, Token::Word(w)) => match w.parse::<f64>() {
                     Ok(n) if n.is_finite() => numbers.push((c, n)),
-                    _ => return error(c, format!("expected a number in bbox, found {w:?}")),
+                    _ => return error(c, format!("expected a number in bbox, found {}", quote(&w))),
                 },
                 (c, t) => return error(c, format!("expected a number in bbox, found {t}")),
             }
@@ -379,7 +380,7 @@ fn restriction(
     fn named<T: Copy>(found: Option<T>, all: &[T], name: fn(T) -> &'static str, value: &str) -> Result<T, String> {
         found.ok_or_else(|| {
             let names: Vec<&str> = all.iter().map(|v| name(*v)).collect();
-            format!("unknown value {value:?}; one of {}", names.join(", "))
+            format!("unknown value {}; one of {}", quote(value), names.join(", "))
         })
     }
     // Enum values match in any case, as `area` does.
@@ -387,7 +388,7 @@ fn restriction(
     let party = |v: &str| v.parse::<PartyId>().map_err(bad_value);
     let count = |f: CountField| match value.parse::<u64>() {
         Ok(n) => Ok(Test::Count(f, cmp, n)),
-        Err(_) => Err(bad_value(format!("{value:?} is not a whole number"))),
+        Err(_) => Err(bad_value(format!("{} is not a whole number", quote(value)))),
     };
     let time = || Timestamp::parse_rfc3339(value).map_err(|e| bad_value(format!("{e} (in quotes)")));
     match field {
@@ -426,7 +427,10 @@ fn restriction(
         "updated" => Ok(Test::Updated(cmp, time()?)),
         _ => error(
             column,
-            format!("unknown field {field:?}; fields are {FIELDS}, and bbox(west, south, east, north)"),
+            format!(
+                "unknown field {}; fields are {FIELDS}, and bbox(west, south, east, north)",
+                quote(field)
+            ),
         ),
     }
 }
