@@ -40,6 +40,7 @@ async fn limited(limits: RateLimits) -> Limited {
             mode: AuthMode::Tokens(file),
             limits,
             tls: None,
+            connections: Default::default(),
         },
     )
     .await;

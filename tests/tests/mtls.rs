@@ -105,6 +105,7 @@ async fn client_certificates_name_principals_and_strangers_are_refused() {
             key: write(dir.path(), "server.key", &server_key),
             client_ca: Some(write(dir.path(), "ca.pem", &ca.pem)),
         }),
+        connections: Default::default(),
     };
     let pair = Pair::start_full(
         truce_ingest::IngestConfig {

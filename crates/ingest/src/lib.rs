@@ -332,7 +332,7 @@ async fn serve_node(
     let (stopping_tx, stopping) = Stopping::new();
     let (health, mut routes) = truce_serve::base_routes(truce_serve::Port::Ingest, None)?;
     node.add_services(&mut routes, &health, &auth, stopping).await;
-    truce_serve::serve("ingest", routes, listener, shutdown, stopping_tx, auth.tls()).await?;
+    truce_serve::serve("ingest", routes, listener, shutdown, stopping_tx, &auth).await?;
     node.close().await;
     Ok(())
 }

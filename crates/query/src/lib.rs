@@ -147,6 +147,6 @@ pub async fn run(
     let state = follower::follow_remote(upstream, stopping.clone()).await?;
     let (health, mut routes) = truce_serve::base_routes(truce_serve::Port::Query, None)?;
     add_services(&mut routes, state, &settings, &health, &auth, stopping).await;
-    truce_serve::serve("query", routes, listener, shutdown, stopping_tx, auth.tls()).await?;
+    truce_serve::serve("query", routes, listener, shutdown, stopping_tx, &auth).await?;
     Ok(())
 }

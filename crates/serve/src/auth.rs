@@ -22,7 +22,10 @@ use tonic::{
 use truce_auth::{FileVersion, Principal, Principals, PrincipalsFile};
 use truce_proto::ServiceError;
 
-use crate::limits::{CallKind, Rate, RateLimiter, RateLimits};
+use crate::{
+    connections::{ConnectionArgs, ConnectionLimits},
+    limits::{CallKind, Rate, RateLimiter, RateLimits},
+};
 
 /// How often the principals file is checked for changes (a `stat`): the
 /// longest a revoked or rotated-out token still works, and a stream it
@@ -48,6 +51,8 @@ pub struct Access {
     pub limits: RateLimits,
     /// TLS for the servers, if any.
     pub tls: Option<TlsFiles>,
+    /// What each connection may cost.
+    pub connections: ConnectionLimits,
 }
 
 impl From<AuthMode> for Access {
@@ -57,6 +62,7 @@ impl From<AuthMode> for Access {
             mode,
             limits: RateLimits::default(),
             tls: None,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -157,6 +163,7 @@ impl Caller {
 pub struct Authenticator {
     mode: AuthMode,
     tls: Option<ServerTlsConfig>,
+    connections: ConnectionLimits,
     limiter: Arc<RateLimiter>,
     loaded: Arc<RwLock<Loaded>>,
     /// Held while the file is read: one reload at a time, and callers that
@@ -190,7 +197,12 @@ impl Authenticator {
     /// admin token on first start). A file without principals is refused:
     /// no one could call.
     pub fn start(access: impl Into<Access>) -> Result<Authenticator, truce_auth::AuthError> {
-        let Access { mode, limits, tls } = access.into();
+        let Access {
+            mode,
+            limits,
+            tls,
+            connections,
+        } = access.into();
         let tls = tls.as_ref().map(TlsFiles::server_config).transpose()?;
         let loaded = match &mode {
             AuthMode::Tokens(file) => {
@@ -235,6 +247,7 @@ impl Authenticator {
         Ok(Authenticator {
             mode,
             tls,
+            connections,
             limiter: Arc::new(RateLimiter::new(limits)),
             loaded: Arc::new(RwLock::new(loaded)),
             reloading: Arc::default(),
@@ -422,6 +435,11 @@ impl Authenticator {
         self.tls.as_ref()
     }
 
+    /// What each connection may cost.
+    pub fn connections(&self) -> ConnectionLimits {
+        self.connections
+    }
+
     /// Resolves the caller of `request` and records it in its extensions.
     pub fn authenticate<T>(&self, mut request: Request<T>) -> Result<Request<T>, Status> {
         // The TLS layer has verified the chain up to the client CA, so the
@@ -470,7 +488,8 @@ impl Authenticator {
                         .ok_or_else(|| {
                             tracing::info!(%subject, "a client certificate matches no principal");
                             ServiceError::Unauthenticated(format!(
-                                "no principal has the certificate subject {subject:?}"
+                                "no principal has the certificate subject {}",
+                                truce_domain::quote(subject)
                             ))
                         }),
                     (None, None) => Err(ServiceError::Unauthenticated(
@@ -528,6 +547,9 @@ pub struct AuthArgs {
     /// certificate subject mapped to a principal's certificate_subject.
     #[arg(long, env = "TRUCE_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// What each connection may cost.
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
 }
 
 impl AuthArgs {
@@ -553,6 +575,7 @@ impl AuthArgs {
                 }),
                 _ => None,
             },
+            connections: self.connections.limits(),
         }
     }
 

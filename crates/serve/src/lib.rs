@@ -1,10 +1,12 @@
 //! What every truce server shares: structured logging controlled by
 //! `RUST_LOG`, the shutdown signal, server reflection, and serving a router
-//! on connections that write in batches until shutdown, with a bounded
-//! drain.
+//! on connections that write in batches, within the limits of
+//! [`connections`], until shutdown, with a bounded drain.
 
 pub mod auth;
 pub mod batched;
+pub mod connections;
+mod content_type;
 pub mod limits;
 mod ports;
 
@@ -15,7 +17,7 @@ pub use ports::{Port, base_routes, wrong_port_message};
 /// markedly cheaper than glibc's under many small, short-lived allocations.
 pub use mimalloc::MiMalloc as Allocator;
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::{net::TcpListener, sync::watch};
 use tokio_stream::{Stream, StreamExt, wrappers::TcpListenerStream};
@@ -96,8 +98,9 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
     stopping: watch::Sender<bool>,
-    tls: Option<&tonic::transport::ServerTlsConfig>,
+    auth: &auth::Authenticator,
 ) -> Result<(), tonic::transport::Error> {
+    connections::files::raise_open_file_limit();
     match listener.local_addr() {
         Ok(address) => tracing::info!(service = name, %address, "listening"),
         Err(error) => tracing::warn!(service = name, %error, "listening on an unknown address"),
@@ -108,14 +111,27 @@ pub async fn serve(
         let _ = stopping.send(true);
         let _ = drained_tx.send(());
     };
+    let limits = auth.connections();
+    let registry = connections::Registry::new(limits);
     let mut builder = Server::builder();
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls.clone())?;
+    if let Some(tls) = auth.tls() {
+        builder = builder.tls_config(tls.clone().timeout(limits.handshake_timeout))?;
     }
+    let routes = routes
+        .routes()
+        .into_axum_router()
+        .layer(axum::middleware::from_fn(content_type::grpc_only))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&registry),
+            connections::streams::count,
+        ));
     let server = builder
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .add_routes(routes.routes())
-        .serve_with_incoming_shutdown(incoming(listener), signal);
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        // tonic passes `None` on unless told, which switches h2's limit off.
+        .http2_max_local_error_reset_streams(Some(limits.max_local_error_resets))
+        .add_routes(routes.into())
+        .serve_with_incoming_shutdown(connections::accept::accept(listener, registry), signal);
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => result?,
@@ -164,7 +180,8 @@ impl std::error::Error for ListenError {}
 
 /// The connections `listener` accepts, with Nagle's algorithm off (or
 /// every small response would wait out the peer's delayed ACK, ~40 ms) and
-/// their writes batched ([`batched`]).
+/// their writes batched ([`batched`]), and none of [`serve`]'s limits (for
+/// the benchmark's floor, which measures the transport alone).
 pub fn incoming(listener: TcpListener) -> impl Stream<Item = std::io::Result<BatchedWrites>> {
     TcpListenerStream::new(listener).map(|accepted| {
         let stream = accepted?;

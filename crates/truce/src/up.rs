@@ -71,7 +71,7 @@ pub async fn run(
             let _ = ingest_stop.recv().await;
         },
         stopping_tx,
-        auth.tls(),
+        &auth,
     );
     let query_server = truce_serve::serve(
         "query",
@@ -81,7 +81,7 @@ pub async fn run(
             let _ = query_stop.recv().await;
         },
         query_stopping_tx,
-        auth.tls(),
+        &auth,
     );
     let (ingest_result, query_result) = tokio::join!(ingest_server, query_server);
     ingest_result?;
