@@ -563,9 +563,10 @@ async fn two_thousand_idle_subscriptions_all_get_the_next_change_and_cancelling_
     const SUBSCRIPTIONS: usize = 2000;
     let dir = tempfile::tempdir().unwrap();
     let settings = truce_query::QuerySettings {
-        caps: truce_query::admission::Caps {
+        caps: truce_serve::admission::Caps {
             total: SUBSCRIPTIONS,
-            per_caller: SUBSCRIPTIONS,
+            per_party: SUBSCRIPTIONS,
+            per_address: SUBSCRIPTIONS,
         },
         ..Default::default()
     };

@@ -72,7 +72,7 @@ pub(crate) async fn truce(count: usize) -> anyhow::Result<Footprint> {
     let cap = count.to_string();
     let server = Truce::up(
         data.path(),
-        &["--max-subscriptions", &cap, "--max-subscriptions-per-caller", &cap],
+        &["--max-subscriptions", &cap, "--max-subscriptions-per-address", &cap],
     )
     .await?;
     around(server.proc(), &server.endpoint("query"), count, |channel| {

@@ -66,6 +66,9 @@ impl IngestArgs {
             },
             demarcation: self.demarcation,
             review_quorum: self.review_quorum,
+            // The stream flags belong to the command (`truce-ingest`,
+            // `truce up`), which sets them.
+            streams: truce_serve::admission::StreamLimits::default(),
         }
     }
 }
@@ -80,6 +83,9 @@ pub struct StandaloneArgs {
     #[command(flatten)]
     /// The ingest settings.
     pub ingest: IngestArgs,
+    /// Caps on log readers and their stall timeout.
+    #[command(flatten)]
+    pub streams: truce_serve::admission::StreamArgs,
     /// Who may call.
     #[command(flatten)]
     pub auth: truce_serve::auth::AuthArgs,
@@ -90,6 +96,10 @@ impl StandaloneArgs {
     pub async fn run(self) -> anyhow::Result<()> {
         let listener = truce_serve::listen(self.listen, "--listen").await?;
         let auth = self.auth.access(&self.ingest.data_dir);
-        crate::run(self.ingest.config(), auth, listener, truce_serve::termination()).await
+        let config = IngestConfig {
+            streams: self.streams.limits(),
+            ..self.ingest.config()
+        };
+        crate::run(config, auth, listener, truce_serve::termination()).await
     }
 }

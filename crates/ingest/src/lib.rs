@@ -29,6 +29,7 @@ use truce_log::{LogReader, LogStore, SequencedLog};
 use truce_proto::v1::{ingest_service_server::IngestServiceServer, log_service_server::LogServiceServer};
 use truce_serve::{
     MAX_MESSAGE_BYTES, Stopping,
+    admission::StreamLimits,
     auth::{Access, Authenticator},
 };
 
@@ -56,6 +57,9 @@ pub struct IngestConfig {
     /// the data directory (created on first start). Replicas sharing a log
     /// should share it.
     pub checkpoint_key: Option<PathBuf>,
+    /// Caps on concurrent `ReadLog` streams, and the stall timeout of
+    /// their readers.
+    pub streams: StreamLimits,
 }
 
 /// Where the event log lives.
@@ -77,6 +81,7 @@ impl Default for IngestConfig {
             grouping: GroupingPolicy::default(),
             demarcation: None,
             review_quorum: truce_domain::review::DEFAULT_QUORUM,
+            streams: StreamLimits::default(),
         }
     }
 }
@@ -107,6 +112,7 @@ fn load_demarcation(path: &Path) -> anyhow::Result<Demarcation> {
 pub struct IngestNode {
     submitter: Submitter,
     feed: log_service::FeedLog,
+    streams: StreamLimits,
     signer: std::sync::Arc<truce_log::CheckpointSigner>,
     sequencer: Option<thread::JoinHandle<()>>,
 }
@@ -126,6 +132,7 @@ pub struct LocalLog {
 /// follower can meanwhile do for its view, on the other core.
 pub struct OpenedNode {
     store: Box<dyn SequencedLog>,
+    streams: StreamLimits,
     committed: Option<tokio::sync::mpsc::Sender<truce_log::Committed<Vec<truce_domain::event::RecordedEvent>>>>,
     feed: log_service::FeedLog,
     head: watch::Sender<truce_log::Head>,
@@ -144,6 +151,7 @@ impl OpenedNode {
     pub async fn start(self) -> anyhow::Result<IngestNode> {
         let OpenedNode {
             store,
+            streams,
             committed,
             feed,
             head,
@@ -158,6 +166,7 @@ impl OpenedNode {
         Ok(IngestNode {
             submitter,
             feed,
+            streams,
             signer: std::sync::Arc::new(signer),
             sequencer: Some(thread),
         })
@@ -217,6 +226,7 @@ impl IngestNode {
         let signer = truce_log::CheckpointSigner::load_or_create(&key).context("loading the checkpoint signing key")?;
         let opened = OpenedNode {
             store,
+            streams: config.streams,
             committed,
             feed,
             head,
@@ -244,6 +254,7 @@ impl IngestNode {
             self.feed.clone(),
             auth.clone(),
             std::sync::Arc::clone(&self.signer),
+            self.streams,
             stopping,
         ));
         routes.add_service(tonic::service::interceptor::InterceptedService::new(
@@ -274,6 +285,7 @@ impl IngestNode {
         let IngestNode {
             submitter,
             feed: _,
+            streams: _,
             signer: _,
             sequencer,
         } = self;

@@ -1,10 +1,13 @@
 //! `truce.v1.LogService`: the log, for followers on other machines.
+//!
+//! A `ReadLog` stream is held to the rules of a subscription: capped in
+//! all, per party and per address, and ended RESOURCE_EXHAUSTED when its
+//! reader takes nothing for the stall timeout.
 
 use std::{pin::Pin, time::Duration};
 
 use std::sync::Arc;
-use tokio::sync::mpsc;
-use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use truce_log::{Checkpoint, CheckpointSigner, Head, Incarnation, LogEntry, LogError, LogReader};
@@ -12,11 +15,20 @@ use truce_proto::{
     ServiceError,
     v1::{self, log_service_server::LogService, read_log_response::Kind},
 };
-use truce_serve::{Stopping, auth::Authenticator};
+use truce_serve::{
+    Stopping,
+    admission::{Admission, StreamLimits, Streams},
+    auth::Authenticator,
+    outbound::{Outbound, Stop, outbound},
+};
 
 /// How often an idle follower hears the head, so it can tell a quiet log
 /// from a dead connection.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// Messages a log reader may have queued beyond what HTTP/2 flow control
+/// holds.
+const QUEUE: usize = 64;
 
 /// The log a feed serves.
 #[derive(Debug, Clone)]
@@ -62,17 +74,27 @@ pub struct LogFeed {
     reader: FeedLog,
     auth: Authenticator,
     signer: Arc<CheckpointSigner>,
+    admission: Arc<Admission>,
+    stall: Duration,
     stopping: Stopping,
 }
 
 impl LogFeed {
     /// Serves `reader`'s log to callers `auth` admits, signing checkpoints
-    /// with `signer`, until `stopping`.
-    pub fn new(reader: FeedLog, auth: Authenticator, signer: Arc<CheckpointSigner>, stopping: Stopping) -> LogFeed {
+    /// with `signer`, holding readers to `limits`, until `stopping`.
+    pub fn new(
+        reader: FeedLog,
+        auth: Authenticator,
+        signer: Arc<CheckpointSigner>,
+        limits: StreamLimits,
+        stopping: Stopping,
+    ) -> LogFeed {
         LogFeed {
             reader,
             auth,
             signer,
+            admission: Admission::new(limits.caps, Streams::LOG_READERS),
+            stall: limits.stall_timeout,
             stopping,
         }
     }
@@ -113,7 +135,8 @@ impl LogService for LogFeed {
     type ReadLogStream = EntryStream;
 
     async fn read_log(&self, request: Request<v1::ReadLogRequest>) -> Result<Response<EntryStream>, Status> {
-        self.auth.reader(&request)?;
+        let caller = self.auth.reader(&request)?;
+        let address = request.remote_addr().map(|a| a.ip());
         let request = request.into_inner();
         if !request.incarnation.is_empty() && request.incarnation != self.reader.incarnation().as_str() {
             return Err(ServiceError::FailedPrecondition(format!(
@@ -126,45 +149,87 @@ impl LogService for LogFeed {
         if request.until_position != 0 && request.until_position < request.from_position.max(1) {
             return Err(ServiceError::invalid("until_position", "must not be before from_position").into());
         }
-        let (tx, rx) = mpsc::channel(64);
-        let mut entries = self.reader.follow(request.from_position).await?;
+        let permit = self.admission.admit(&caller, address)?;
+        let entries = self.reader.follow(request.from_position).await?;
         let info = self.info().await?;
+        let (out, outgoing) = outbound(QUEUE);
         let feed = self.clone();
         tokio::spawn(async move {
-            let message = |kind| Ok(v1::ReadLogResponse { kind: Some(kind) });
-            if tx.send(message(Kind::Info(info))).await.is_err() {
-                return;
-            }
-            loop {
-                let next = tokio::select! {
-                    next = tokio::time::timeout(HEARTBEAT, entries.next()) => next,
-                    () = feed.stopping.wait() => {
-                        let _ = tx.send(Err(Status::unavailable("the ingest service is shutting down"))).await;
-                        return;
-                    }
-                };
-                let out = match next {
-                    Err(_idle) => match feed.info().await {
-                        Ok(info) => message(Kind::Heartbeat(info)),
-                        Err(error) => Err(error.into()),
-                    },
-                    Ok(None) => Err(Status::unavailable("the log closed")),
-                    Ok(Some(Ok(entry))) => message(Kind::Entry(v1::LogEntry {
-                        position: entry.position,
-                        hash: entry.hash.to_vec(),
-                        event: entry.payload,
-                    })),
-                    Ok(Some(Err(error))) => Err(ServiceError::Internal(error.to_string()).into()),
-                };
-                // A range ends after its last position.
-                let end_of_range = matches!(&out, Ok(v1::ReadLogResponse { kind: Some(Kind::Entry(e)) })
-                    if request.until_position != 0 && e.position >= request.until_position);
-                let last = out.is_err() || end_of_range;
-                if tx.send(out).await.is_err() || last {
-                    return;
-                }
+            let mut reading = Reading {
+                feed: &feed,
+                out: &out,
+                delivered: request.from_position.saturating_sub(1),
+            };
+            let outcome = tokio::select! {
+                outcome = reading.run(info, entries, request.until_position) => outcome,
+                () = feed.stopping.wait() => Err(Stop::End(Status::unavailable("the ingest service is shutting down"))),
+                () = out.closed() => Err(Stop::Gone),
+            };
+            drop(permit);
+            if let Err(Stop::End(status)) = outcome {
+                out.finish(status);
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(outgoing)))
+    }
+}
+
+/// One `ReadLog` stream's progress.
+struct Reading<'a> {
+    feed: &'a LogFeed,
+    out: &'a Outbound<v1::ReadLogResponse>,
+    /// The last position queued for the reader.
+    delivered: u64,
+}
+
+impl Reading<'_> {
+    /// Sends the log from where `entries` starts, with heartbeats in
+    /// silences, through `until` (0: for ever).
+    async fn run(&mut self, info: v1::LogInfo, mut entries: Entries, until: u64) -> Result<(), Stop> {
+        self.send(Kind::Info(info)).await?;
+        loop {
+            let kind = match tokio::time::timeout(HEARTBEAT, entries.next()).await {
+                Err(_idle) => Kind::Heartbeat(self.feed.info().await.map_err(|e| Stop::End(e.into()))?),
+                Ok(None) => return Err(Stop::End(Status::unavailable("the log closed"))),
+                Ok(Some(Ok(entry))) => Kind::Entry(v1::LogEntry {
+                    position: entry.position,
+                    hash: entry.hash.to_vec(),
+                    event: entry.payload,
+                }),
+                Ok(Some(Err(error))) => return Err(Stop::End(ServiceError::Internal(error.to_string()).into())),
+            };
+            let position = match &kind {
+                Kind::Entry(entry) => Some(entry.position),
+                _ => None,
+            };
+            self.send(kind).await?;
+            if let Some(position) = position {
+                self.delivered = position;
+                // A range ends after its last position.
+                if until != 0 && position >= until {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Queues one message; a reader that takes nothing for the stall
+    /// timeout is ended with where to read on from.
+    async fn send(&mut self, kind: Kind) -> Result<(), Stop> {
+        let message = v1::ReadLogResponse { kind: Some(kind) };
+        match self.out.send(message, self.feed.stall).await {
+            Err(Stop::Stalled) => Err(Stop::End(
+                ServiceError::ResourceExhausted {
+                    message: format!(
+                        "the log reader took nothing for {:?}; read again from the position after the one in the details",
+                        self.feed.stall
+                    ),
+                    reason: "SLOW_CONSUMER",
+                    metadata: vec![("position", self.delivered.to_string())],
+                }
+                .into(),
+            )),
+            other => other,
+        }
     }
 }

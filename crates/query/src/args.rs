@@ -3,20 +3,17 @@
 
 use std::time::Duration;
 
-use crate::{QuerySettings, admission::Caps};
+use truce_serve::admission::StreamArgs;
+
+use crate::QuerySettings;
 
 /// Flags (and environment variables) that configure the query side.
 #[derive(Debug, Clone, clap::Args)]
 pub struct QueryArgs {
-    /// Most concurrent subscriptions in all.
-    #[arg(long, env = "TRUCE_MAX_SUBSCRIPTIONS", default_value_t = Caps::default().total)]
-    pub max_subscriptions: usize,
-    /// Most concurrent subscriptions of one caller.
-    #[arg(long, env = "TRUCE_MAX_SUBSCRIPTIONS_PER_CALLER", default_value_t = Caps::default().per_caller)]
-    pub max_subscriptions_per_caller: usize,
-    /// Seconds a subscriber may take nothing before it is ended.
-    #[arg(long, env = "TRUCE_STALL_TIMEOUT_SECS", default_value_t = QuerySettings::DEFAULT_STALL_TIMEOUT.as_secs())]
-    pub stall_timeout_secs: u64,
+    /// Caps on subscriptions and the stall timeout (in `truce up`, also
+    /// for the ingest port's log readers).
+    #[command(flatten)]
+    pub streams: StreamArgs,
     /// Seconds without word from the log before subscriptions end.
     #[arg(long, env = "TRUCE_STALE_TIMEOUT_SECS", default_value_t = QuerySettings::DEFAULT_STALE_TIMEOUT.as_secs())]
     pub stale_timeout_secs: u64,
@@ -25,12 +22,10 @@ pub struct QueryArgs {
 impl QueryArgs {
     /// The settings these flags describe.
     pub fn settings(&self) -> QuerySettings {
+        let streams = self.streams.limits();
         QuerySettings {
-            caps: Caps {
-                total: self.max_subscriptions,
-                per_caller: self.max_subscriptions_per_caller,
-            },
-            stall_timeout: Duration::from_secs(self.stall_timeout_secs),
+            caps: streams.caps,
+            stall_timeout: streams.stall_timeout,
             stale_timeout: Duration::from_secs(self.stale_timeout_secs),
         }
     }

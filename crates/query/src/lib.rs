@@ -8,7 +8,6 @@
 //! each subscription as a catch-up subscription over the log and the
 //! broadcast.
 
-pub mod admission;
 pub mod args;
 pub mod fanout;
 pub mod follower;
@@ -25,6 +24,7 @@ use tonic::service::RoutesBuilder;
 use truce_proto::v1::query_service_server::QueryServiceServer;
 use truce_serve::{
     MAX_MESSAGE_BYTES, Stopping,
+    admission::{Caps, StreamLimits},
     auth::{Access, Authenticator},
 };
 
@@ -40,8 +40,8 @@ pub const DEFAULT_DATA_DIR: &str = "truce-query-data";
 /// How the query service treats its subscribers.
 #[derive(Debug, Clone, Copy)]
 pub struct QuerySettings {
-    /// Caps on concurrent subscriptions.
-    pub caps: admission::Caps,
+    /// Caps on concurrent subscriptions: in all, per party, per address.
+    pub caps: Caps,
     /// A subscriber that takes nothing for this long is ended with
     /// RESOURCE_EXHAUSTED and its resume token.
     pub stall_timeout: Duration,
@@ -52,7 +52,7 @@ pub struct QuerySettings {
 
 impl QuerySettings {
     /// Default stall timeout.
-    pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const DEFAULT_STALL_TIMEOUT: Duration = StreamLimits::DEFAULT_STALL_TIMEOUT;
     /// Default stale timeout.
     pub const DEFAULT_STALE_TIMEOUT: Duration = Duration::from_secs(30);
 }
@@ -60,7 +60,7 @@ impl QuerySettings {
 impl Default for QuerySettings {
     fn default() -> Self {
         QuerySettings {
-            caps: admission::Caps::default(),
+            caps: Caps::default(),
             stall_timeout: Self::DEFAULT_STALL_TIMEOUT,
             stale_timeout: Self::DEFAULT_STALE_TIMEOUT,
         }

@@ -25,11 +25,14 @@ use truce_proto::{
         query_service_server::{QueryService, QueryServiceServer},
     },
 };
-use truce_serve::{Stopping, auth::Authenticator};
+use truce_serve::{
+    Stopping,
+    admission::{Admission, Streams},
+    auth::Authenticator,
+};
 
 use crate::{
     QuerySettings,
-    admission::Admission,
     follower::QueryState,
     outbox::{Outgoing, outbox},
     subscribe::{self, Revocation, Subscription, Timeouts},
@@ -56,11 +59,7 @@ impl Queries {
     async fn open_subscription(&self, request: Request<v1::SubscribeRequest>) -> Result<Response<Outgoing>, Status> {
         let caller = self.auth.reader(&request)?;
         let subscription = Subscription::from_request(request.get_ref(), &self.state)?;
-        let key = match caller.principal() {
-            Some(principal) => format!("principal {}", principal.name),
-            None => format!("address {:?}", request.remote_addr().map(|a| a.ip())),
-        };
-        let permit = self.admission.admit(key)?;
+        let permit = self.admission.admit(&caller, request.remote_addr().map(|a| a.ip()))?;
         let (out, outgoing) = outbox();
         tokio::spawn(subscribe::run(
             Arc::clone(&self.state),
@@ -85,7 +84,7 @@ impl Queries {
             state,
             auth,
             stopping,
-            admission: Admission::new(settings.caps),
+            admission: Admission::new(settings.caps, Streams::SUBSCRIPTIONS),
             timeouts: Timeouts {
                 stall: settings.stall_timeout,
                 stale: settings.stale_timeout,

@@ -30,11 +30,11 @@ use truce_proto::{
 };
 use truce_serve::{
     Stopping,
+    admission::Permit,
     auth::{Authenticator, Caller},
 };
 
 use crate::{
-    admission::Permit,
     fanout::{Detached, LiveSubscriber},
     follower::QueryState,
     outbox::{Outbox, Stop},

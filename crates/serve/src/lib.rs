@@ -3,11 +3,13 @@
 //! on connections that write in batches, within the limits of
 //! [`connections`], until shutdown, with a bounded drain.
 
+pub mod admission;
 pub mod auth;
 pub mod batched;
 pub mod connections;
 mod content_type;
 pub mod limits;
+pub mod outbound;
 mod ports;
 
 pub use ports::{Port, base_routes, wrong_port_message};

@@ -446,8 +446,13 @@ pub fn main() -> anyhow::Result<()> {
                 let ingest = truce_serve::listen(args.ingest_listen, "--ingest-listen").await?;
                 let query = truce_serve::listen(args.query_listen, "--query-listen").await?;
                 let auth = args.auth.access(&args.ingest.data_dir);
+                // One set of stream flags: subscriptions and log readers.
+                let config = truce_ingest::IngestConfig {
+                    streams: args.query.streams.limits(),
+                    ..args.ingest.config()
+                };
                 crate::up::run(
-                    args.ingest.config(),
+                    config,
                     args.query.settings(),
                     auth,
                     ingest,
