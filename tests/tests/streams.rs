@@ -1,8 +1,11 @@
 //! Open streams, from the attacker's side, over real gRPC on loopback:
-//! the caps on subscriptions and log readers count per party and per
-//! address, so the principals of one party cannot take every place, nor
-//! one machine; and a log reader that never reads is ended after the stall
-//! timeout, freeing its place.
+//! a principal revoked, or a token rotated out, loses every stream it
+//! holds (the bulk stream at its next report, storing nothing more;
+//! `ReadLog` and `Subscribe` within the reload poll); the caps on
+//! subscriptions and log readers count per party and per address, so the
+//! principals of one party cannot take every place, nor one machine; and a
+//! log reader that never reads is ended after the stall timeout, freeing
+//! its place.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -20,23 +23,15 @@ use truce_proto::v1::{
 };
 use truce_serve::{
     admission::{Caps, StreamLimits},
-    auth::AuthMode,
+    auth::{AuthMode, RELOAD_POLL},
 };
 use truce_tests::{PATIENCE, Pair, numbered_report, request, secure::with_token, stream};
-
-/// A report of `n` as the caller's own party.
-fn own_report(n: u32) -> v1::SubmitReportsRequest {
-    let mut report = numbered_report(n);
-    report.reporting_party.clear();
-    v1::SubmitReportsRequest {
-        request: Some(request(&format!("bulk-{n}"), report)),
-    }
-}
 
 /// Services on tokens, on a fresh principals file.
 struct Services {
     pair: Pair,
     file: PrincipalsFile,
+    admin: String,
     _dir: tempfile::TempDir,
 }
 
@@ -58,7 +53,16 @@ impl Services {
             AuthMode::Tokens(file.clone()),
         )
         .await;
-        Services { pair, file, _dir: dir }
+        let admin = std::fs::read_to_string(dir.path().join("admin.token"))
+            .expect("the first start writes the admin's token")
+            .trim()
+            .to_owned();
+        Services {
+            pair,
+            file,
+            admin,
+            _dir: dir,
+        }
     }
 
     /// Adds a principal and returns its token.
@@ -67,6 +71,29 @@ impl Services {
             .add(name, &party.parse().expect("party"), &[role])
             .expect("add a principal")
             .token
+    }
+
+    /// A read as `token`.
+    async fn list(&self, token: &str) -> Result<Vec<v1::IncidentSummary>, Status> {
+        let mut query = self.pair.query_client().await;
+        query
+            .list_incidents(with_token(token, v1::ListIncidentsRequest::default()))
+            .await
+            .map(|r| r.into_inner().incidents)
+    }
+
+    /// Waits until the services refuse `token`: they have taken the change
+    /// to the principals file in.
+    async fn until_refused(&self, token: &str) {
+        let since = Instant::now();
+        while self.list(token).await.is_ok() {
+            assert!(since.elapsed() < PATIENCE, "the token is still accepted");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn log_client(&self) -> LogServiceClient<Channel> {
+        LogServiceClient::new(channel(self.pair.ingest, None).await)
     }
 }
 
@@ -79,6 +106,182 @@ async fn channel(addr: SocketAddr, local: Option<IpAddr>) -> Channel {
         .connect()
         .await
         .expect("connect")
+}
+
+/// The status a stream ends with, reading past its messages.
+async fn end_of<T>(stream: &mut Streaming<T>) -> Status {
+    let end = async {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the stream ended without an error"),
+                Err(status) => return status,
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, end).await.expect("the stream went on")
+}
+
+/// A report of `n` as the caller's own party.
+fn own_report(n: u32) -> v1::SubmitReportsRequest {
+    let mut report = numbered_report(n);
+    report.reporting_party.clear();
+    v1::SubmitReportsRequest {
+        request: Some(request(&format!("bulk-{n}"), report)),
+    }
+}
+
+/// How the credential of a stream is taken away.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    Revoke,
+    Rotate,
+}
+
+impl Change {
+    fn apply(self, file: &PrincipalsFile, name: &str) {
+        match self {
+            Change::Revoke => file.revoke(name).expect("revoke"),
+            Change::Rotate => drop(file.rotate(name).expect("rotate")),
+        }
+    }
+}
+
+/// A bulk stream whose principal loses its credential: its next report
+/// is answered UNAUTHENTICATED, and what it sends then is not stored.
+async fn bulk_stream_loses_its_credential(change: Change) {
+    let s = Services::start(StreamLimits::default()).await;
+    let idf = s.add("idf-desk", "idf", Role::Reporter);
+    let egypt = s.add("egypt-desk", "egypt", Role::Reporter);
+    let mut ingest = s.pair.ingest_client().await;
+    let (requests, inbound) = mpsc::channel(16);
+    let mut results = ingest
+        .submit_reports(with_token(&idf, ReceiverStream::new(inbound)))
+        .await
+        .expect("the bulk stream opens")
+        .into_inner();
+    requests.send(own_report(1)).await.expect("send");
+    let first = tokio::time::timeout(PATIENCE, results.message())
+        .await
+        .expect("an answer")
+        .expect("the stream goes on")
+        .expect("a result");
+    let Some(v1::submit_reports_response::Result::Accepted(accepted)) = first.result else {
+        panic!("the first report is accepted: {first:?}");
+    };
+
+    change.apply(&s.file, "idf-desk");
+    s.until_refused(&idf).await;
+    // The attacker holds the stream open and goes on sending.
+    let _ = requests.send(own_report(2)).await;
+    let _ = requests.send(own_report(3)).await;
+    let status = end_of(&mut results).await;
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+
+    // Through the query service: of the idf reports only the first is
+    // stored, even once a later write is in the view.
+    let mut other = s.pair.ingest_client().await;
+    let mut report = numbered_report(4);
+    report.reporting_party.clear();
+    let later = other
+        .submit_report(with_token(&egypt, request("", report)))
+        .await
+        .expect("another party writes")
+        .into_inner();
+    let mut query = s.pair.query_client().await;
+    let listed = query
+        .list_incidents(with_token(
+            &s.admin,
+            v1::ListIncidentsRequest {
+                min_position: later.position,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("list")
+        .into_inner();
+    let reporters: Vec<(String, Vec<String>)> = listed
+        .incidents
+        .iter()
+        .map(|i| (i.incident_id.clone(), i.reporters.clone()))
+        .collect();
+    assert_eq!(
+        reporters,
+        [
+            (accepted.incident_id.clone(), vec!["idf".to_owned()]),
+            (later.incident_id.clone(), vec!["egypt".to_owned()])
+        ],
+        "nothing the stream sent after the change is stored"
+    );
+    s.pair.stop().await;
+}
+
+#[tokio::test]
+async fn a_bulk_stream_of_a_revoked_principal_is_refused_at_its_next_report_and_stores_nothing_more() {
+    bulk_stream_loses_its_credential(Change::Revoke).await;
+}
+
+#[tokio::test]
+async fn a_bulk_stream_opened_with_a_rotated_out_token_is_refused_at_its_next_report_and_stores_nothing_more() {
+    bulk_stream_loses_its_credential(Change::Rotate).await;
+}
+
+/// `ReadLog` and `Subscribe` of a principal that loses its credential end
+/// UNAUTHENTICATED within the reload poll (and some slack for a busy
+/// machine), even while nothing is written.
+async fn read_streams_lose_their_credential(change: Change) {
+    let s = Services::start(StreamLimits::default()).await;
+    let un = s.add("un-reader", "un", Role::Observer);
+    let mut log = s.log_client().await;
+    let mut entries = log
+        .read_log(with_token(&un, v1::ReadLogRequest::default()))
+        .await
+        .expect("read the log")
+        .into_inner();
+    let first = entries.message().await.expect("a message").expect("the stream goes on");
+    assert!(matches!(first.kind, Some(LogKind::Info(_))), "{first:?}");
+    let mut query = s.pair.query_client().await;
+    let mut changes = query
+        .subscribe(with_token(&un, stream::request("", Start::FromNow(true))))
+        .await
+        .expect("subscribe")
+        .into_inner();
+    stream::next(&mut changes).await.expect("subscribed");
+
+    let changed = Instant::now();
+    change.apply(&s.file, "un-reader");
+    let (log_end, subscription_end) = tokio::join!(
+        async {
+            let status = end_of(&mut entries).await;
+            (status, changed.elapsed())
+        },
+        async {
+            let status = end_of(&mut changes).await;
+            (status, changed.elapsed())
+        }
+    );
+    eprintln!(
+        "after the change ({change:?}), ReadLog ended in {:?}, Subscribe in {:?}",
+        log_end.1, subscription_end.1
+    );
+    for (what, (status, took)) in [("ReadLog", log_end), ("Subscribe", subscription_end)] {
+        assert_eq!(status.code(), Code::Unauthenticated, "{what}: {status:?}");
+        assert!(
+            took < RELOAD_POLL + Duration::from_secs(1),
+            "{what} ended {took:?} after the change"
+        );
+    }
+    s.pair.stop().await;
+}
+
+#[tokio::test]
+async fn read_log_and_subscribe_of_a_revoked_principal_end_within_the_reload_poll() {
+    read_streams_lose_their_credential(Change::Revoke).await;
+}
+
+#[tokio::test]
+async fn read_log_and_subscribe_opened_with_a_rotated_out_token_end_within_the_reload_poll() {
+    read_streams_lose_their_credential(Change::Rotate).await;
 }
 
 /// Opens a subscription as `token` over `channel`; the refusal, if any.

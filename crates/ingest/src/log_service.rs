@@ -1,8 +1,9 @@
 //! `truce.v1.LogService`: the log, for followers on other machines.
 //!
 //! A `ReadLog` stream is held to the rules of a subscription: capped in
-//! all, per party and per address, and ended RESOURCE_EXHAUSTED when its
-//! reader takes nothing for the stall timeout.
+//! all, per party and per address; ended RESOURCE_EXHAUSTED when its reader
+//! takes nothing for the stall timeout; ended UNAUTHENTICATED when its
+//! caller's credential is revoked or rotated out.
 
 use std::{pin::Pin, time::Duration};
 
@@ -20,6 +21,7 @@ use truce_serve::{
     admission::{Admission, StreamLimits, Streams},
     auth::Authenticator,
     outbound::{Outbound, Stop, outbound},
+    revocation::Revocation,
 };
 
 /// How often an idle follower hears the head, so it can tell a quiet log
@@ -154,6 +156,7 @@ impl LogService for LogFeed {
         let info = self.info().await?;
         let (out, outgoing) = outbound(QUEUE);
         let feed = self.clone();
+        let revocation = Revocation::new(self.auth.clone(), caller);
         tokio::spawn(async move {
             let mut reading = Reading {
                 feed: &feed,
@@ -164,6 +167,7 @@ impl LogService for LogFeed {
                 outcome = reading.run(info, entries, request.until_position) => outcome,
                 () = feed.stopping.wait() => Err(Stop::End(Status::unavailable("the ingest service is shutting down"))),
                 () = out.closed() => Err(Stop::Gone),
+                () = revocation.revoked() => Err(Stop::End(Revocation::refusal().into())),
             };
             drop(permit);
             if let Err(Stop::End(status)) = outcome {

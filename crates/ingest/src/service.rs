@@ -2,8 +2,7 @@
 
 use std::{pin::Pin, time::SystemTime};
 
-use tokio::sync::{mpsc, oneshot};
-use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 use truce_domain::{
     FieldViolation, IncidentId, PartyId, ReportId, Timestamp, Violations,
@@ -19,16 +18,11 @@ use truce_proto::{
 };
 
 use truce_auth::{PartyKeys, Principal, Role};
-use truce_serve::{
-    auth::{Authenticator, Caller},
-    limits::CallKind,
-};
+use truce_serve::auth::{Authenticator, Caller};
 
 use crate::sequencer::{Accepted, Amendment, Command, Revised, Submission, Submitter, Withdrawal};
 
-/// How many bulk results may be outstanding on one stream: enough to
-/// pipeline a fast importer, small enough to bound its memory.
-const BULK_WINDOW: usize = 1024;
+mod bulk;
 
 /// The gRPC face of ingest.
 #[derive(Debug, Clone)]
@@ -394,72 +388,6 @@ impl IngestService for Ingest {
         // Opening the stream is free; each report in it is charged.
         let caller = Caller::of(&request)?;
         caller.require("submit reports", Principal::may_report)?;
-        let mut inbound = request.into_inner();
-        // Results are awaited in the order requests arrived, while later
-        // requests are already with the sequencer: pipelining without
-        // reordering. The pending queue bounds how far ahead a client gets.
-        let (pending_tx, mut pending_rx) =
-            mpsc::channel::<oneshot::Receiver<Result<Accepted, ServiceError>>>(BULK_WINDOW);
-        let (out_tx, out_rx) = mpsc::channel(BULK_WINDOW);
-        let submitter = self.submitter.clone();
-        let service = self.clone();
-        let reader_out = out_tx.clone();
-        tokio::spawn(async move {
-            loop {
-                let request = match inbound.next().await {
-                    None => break,
-                    Some(Ok(request)) => request,
-                    Some(Err(status)) => {
-                        tracing::debug!(%status, "bulk stream ended by the client");
-                        break;
-                    }
-                };
-                let (answer_tx, answer_rx) = oneshot::channel();
-                if pending_tx.send(answer_rx).await.is_err() {
-                    break;
-                }
-                let outcome = match request.request {
-                    None => Err(ServiceError::invalid("request", "is required")),
-                    Some(request) => service
-                        .auth
-                        .charge(&caller, CallKind::Write, 1)
-                        .and_then(|()| as_caller(&caller, request))
-                        .and_then(|r| service.validate(r, now())),
-                };
-                match outcome {
-                    Err(error) => {
-                        let _ = answer_tx.send(Err(error));
-                    }
-                    Ok(submission) => {
-                        let submitter = submitter.clone();
-                        tokio::spawn(async move {
-                            let _ = answer_tx.send(submitter.submit(submission).await);
-                        });
-                    }
-                }
-            }
-            drop(reader_out);
-        });
-        tokio::spawn(async move {
-            let mut index = 0u64;
-            while let Some(answer) = pending_rx.recv().await {
-                let result = match answer.await {
-                    Ok(Ok(accepted)) => v1::submit_reports_response::Result::Accepted(to_response(accepted)),
-                    Ok(Err(error)) => v1::submit_reports_response::Result::Rejected(error.to_rejection()),
-                    Err(_) => v1::submit_reports_response::Result::Rejected(
-                        ServiceError::Unavailable("the ingest service is shutting down".into()).to_rejection(),
-                    ),
-                };
-                let message = v1::SubmitReportsResponse {
-                    index,
-                    result: Some(result),
-                };
-                if out_tx.send(Ok(message)).await.is_err() {
-                    break;
-                }
-                index += 1;
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+        Ok(Response::new(bulk::serve(self.clone(), caller, request.into_inner())))
     }
 }

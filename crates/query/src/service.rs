@@ -29,13 +29,14 @@ use truce_serve::{
     Stopping,
     admission::{Admission, Streams},
     auth::Authenticator,
+    revocation::Revocation,
 };
 
 use crate::{
     QuerySettings,
     follower::QueryState,
     outbox::{Outgoing, outbox},
-    subscribe::{self, Revocation, Subscription, Timeouts},
+    subscribe::{self, Subscription, Timeouts},
     token::{PageToken, query_digest},
 };
 
@@ -68,10 +69,7 @@ impl Queries {
             self.timeouts,
             self.stopping.clone(),
             permit,
-            Revocation {
-                auth: self.auth.clone(),
-                caller,
-            },
+            Revocation::new(self.auth.clone(), caller),
         ));
         Ok(Response::new(outgoing))
     }

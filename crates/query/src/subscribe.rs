@@ -28,11 +28,7 @@ use truce_proto::{
     frame::Frame,
     v1::{self, subscribe_response::Kind},
 };
-use truce_serve::{
-    Stopping,
-    admission::Permit,
-    auth::{Authenticator, Caller},
-};
+use truce_serve::{Stopping, admission::Permit, revocation::Revocation};
 
 use crate::{
     fanout::{Detached, LiveSubscriber},
@@ -136,31 +132,9 @@ pub struct Timeouts {
     pub stale: Duration,
 }
 
-/// Ends a subscription whose caller is revoked by a reload of the
-/// principals.
-#[derive(Debug)]
-pub struct Revocation {
-    /// Where principals are reloaded.
-    pub auth: Authenticator,
-    /// Who subscribed.
-    pub caller: Caller,
-}
-
-impl Revocation {
-    async fn revoked(&self) {
-        let mut reloads = self.auth.reloads();
-        while reloads.changed().await.is_ok() {
-            if !self.auth.still_valid(&self.caller) {
-                return;
-            }
-        }
-        std::future::pending::<()>().await;
-    }
-}
-
 /// Runs one subscription until the client goes away, the service stops,
-/// the reader stalls, its caller is revoked or the log fails. `permit` is
-/// held for its lifetime.
+/// the reader stalls, its caller's credential is revoked or rotated out
+/// (`revocation`), or the log fails. `permit` is held for its lifetime.
 pub async fn run(
     state: Arc<QueryState>,
     subscription: Subscription,
@@ -184,9 +158,7 @@ pub async fn run(
             "the query service is shutting down; resume from your last token elsewhere",
         ))),
         () = out.closed() => Err(Stop::Gone),
-        () = revocation.revoked() => Err(Stop::End(Status::unauthenticated(
-            "the subscriber's credentials were revoked",
-        ))),
+        () = revocation.revoked() => Err(Stop::End(Revocation::refusal().into())),
     };
     drop(permit);
     if let Err(Stop::End(status)) = outcome {

@@ -386,8 +386,10 @@ impl Authenticator {
         self.changed.subscribe()
     }
 
-    /// True when `caller` may go on (a stream's principal may have been
-    /// revoked by a reload).
+    /// True when `caller` may go on: the credential it authenticated with
+    /// still names the same principal in the principals in force (a
+    /// stream's principal may have been revoked, or its token rotated out,
+    /// by a reload).
     pub fn still_valid(&self, caller: &Caller) -> bool {
         match caller {
             Caller::Anonymous => true,

@@ -11,6 +11,7 @@ mod content_type;
 pub mod limits;
 pub mod outbound;
 mod ports;
+pub mod revocation;
 
 pub use ports::{Port, base_routes, wrong_port_message};
 
