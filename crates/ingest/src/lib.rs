@@ -246,10 +246,7 @@ impl IngestNode {
     ) -> impl Future<Output = ()> + use<> {
         let ingest = IngestServiceServer::new(service::Ingest::new(self.submitter.clone(), auth.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
-        routes.add_service(tonic::service::interceptor::InterceptedService::new(
-            ingest,
-            auth.interceptor(),
-        ));
+        routes.add_service(auth.guard(ingest));
         let log = LogServiceServer::new(log_service::LogFeed::new(
             self.feed.clone(),
             auth.clone(),
@@ -257,10 +254,7 @@ impl IngestNode {
             self.streams,
             stopping,
         ));
-        routes.add_service(tonic::service::interceptor::InterceptedService::new(
-            log,
-            auth.interceptor(),
-        ));
+        routes.add_service(auth.guard(log));
         let health = health.clone();
         let out_of_service = self.submitter.out_of_service();
         async move {

@@ -388,6 +388,7 @@ impl IngestService for Ingest {
         // Opening the stream is free; each report in it is charged.
         let caller = Caller::of(&request)?;
         caller.require("submit reports", Principal::may_report)?;
-        Ok(Response::new(bulk::serve(self.clone(), caller, request.into_inner())))
+        let peer = request.remote_addr();
+        Ok(Response::new(bulk::serve(self.clone(), caller, peer, request.into_inner())))
     }
 }

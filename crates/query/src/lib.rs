@@ -87,10 +87,7 @@ pub fn add_services(
         service::Queries::new(state, settings, auth.clone(), stopping),
         MAX_MESSAGE_BYTES,
     );
-    routes.add_service(tonic::service::interceptor::InterceptedService::new(
-        queries,
-        auth.interceptor(),
-    ));
+    routes.add_service(auth.guard(queries));
     let health = health.clone();
     async move {
         health.set_serving::<QueryServiceServer<service::Queries>>().await;

@@ -1,11 +1,12 @@
 //! Authentication at the door of every truce service.
 //!
-//! An interceptor resolves the caller from `authorization: Bearer …` before
-//! any handler runs and puts a [`Caller`] in the request's extensions;
-//! handlers then check roles and parties. Without a valid token a call is
-//! UNAUTHENTICATED, and the check comes before any lookup, so a refusal
-//! never tells whether a resource exists. With `--insecure-loopback`,
-//! anonymous calls from loopback addresses are let in, for experiments.
+//! The door ([`crate::guard`]) resolves the caller from `authorization:
+//! Bearer …` or a client certificate before any handler runs and puts a
+//! [`Caller`] in the request's extensions; handlers then check roles and
+//! parties. Without a valid token a call is UNAUTHENTICATED, and the check
+//! comes before any lookup, so a refusal never tells whether a resource
+//! exists. With `--insecure-loopback`, anonymous calls from loopback
+//! addresses are let in, for experiments.
 
 use std::{
     net::SocketAddr,
@@ -16,7 +17,8 @@ use std::{
 
 use tokio::sync::watch;
 use tonic::{
-    Request, Status,
+    Request,
+    codegen::http::HeaderMap,
     transport::{Certificate, Identity, ServerTlsConfig},
 };
 use truce_auth::{FileVersion, Principal, Principals, PrincipalsFile};
@@ -24,7 +26,9 @@ use truce_proto::ServiceError;
 
 use crate::{
     connections::{ConnectionArgs, ConnectionLimits},
+    guard::Guarded,
     limits::{CallKind, Rate, RateLimiter, RateLimits},
+    refusals::{LINES_PER_SECOND, Refusal, RefusalLog, is_refusal},
 };
 
 /// How often the principals file is checked for changes (a `stat`): the
@@ -100,7 +104,7 @@ impl TlsFiles {
 }
 
 /// The subject of a DER certificate, RFC 4514 style, e.g. "CN=idf-desk".
-fn certificate_subject(der: &[u8]) -> Option<String> {
+pub(crate) fn certificate_subject(der: &[u8]) -> Option<String> {
     use x509_cert::der::Decode;
     let certificate = x509_cert::Certificate::from_der(der).ok()?;
     Some(certificate.tbs_certificate.subject.to_string())
@@ -165,6 +169,7 @@ pub struct Authenticator {
     tls: Option<ServerTlsConfig>,
     connections: ConnectionLimits,
     limiter: Arc<RateLimiter>,
+    refusals: Arc<RefusalLog>,
     loaded: Arc<RwLock<Loaded>>,
     /// Held while the file is read: one reload at a time, and callers that
     /// waited for it find it done.
@@ -249,6 +254,7 @@ impl Authenticator {
             tls,
             connections,
             limiter: Arc::new(RateLimiter::new(limits)),
+            refusals: RefusalLog::new(LINES_PER_SECOND),
             loaded: Arc::new(RwLock::new(loaded)),
             reloading: Arc::default(),
             changed: watch::channel(0).0,
@@ -442,20 +448,46 @@ impl Authenticator {
         self.connections
     }
 
-    /// Resolves the caller of `request` and records it in its extensions.
-    pub fn authenticate<T>(&self, mut request: Request<T>) -> Result<Request<T>, Status> {
-        // The TLS layer has verified the chain up to the client CA, so the
-        // subject is the client's.
-        let subject = request
-            .peer_certs()
-            .and_then(|certs| certs.first().and_then(|c| certificate_subject(c.as_ref())));
-        let caller = self.resolve(
-            request.metadata().get("authorization").and_then(|v| v.to_str().ok()),
-            subject.as_deref(),
-            request.remote_addr(),
-        )?;
-        request.extensions_mut().insert(caller);
-        Ok(request)
+    /// `service` behind the door: callers resolved before any handler
+    /// runs, refusals logged.
+    pub fn guard<S>(&self, service: S) -> Guarded<S> {
+        Guarded::new(service, self.clone())
+    }
+
+    /// The rate-limited log of refused calls.
+    pub(crate) fn refusal_log(&self) -> Arc<RefusalLog> {
+        Arc::clone(&self.refusals)
+    }
+
+    /// Logs `error` if it turns `caller` (from `peer`) away inside a stream
+    /// of `method`, as a report of the bulk stream is answered: with the
+    /// refusals of whole calls, rate-limited alike.
+    pub fn refused_in_stream(&self, method: &str, caller: &Caller, peer: Option<SocketAddr>, error: &ServiceError) {
+        if is_refusal(error.code()) {
+            self.refusals.note(&Refusal {
+                method,
+                principal: caller.principal().map(|p| p.name.as_str()),
+                peer,
+                code: error.code(),
+                reason: &error.to_string(),
+            });
+        }
+    }
+
+    /// The caller of a request with `headers`, from `remote`, presenting a
+    /// client certificate with `certificate_subject` (which the TLS layer
+    /// has verified up to the client CA).
+    pub(crate) fn resolve_http(
+        &self,
+        headers: &HeaderMap,
+        certificate_subject: Option<&str>,
+        remote: Option<SocketAddr>,
+    ) -> Result<Caller, ServiceError> {
+        self.resolve(
+            headers.get("authorization").and_then(|v| v.to_str().ok()),
+            certificate_subject,
+            remote,
+        )
     }
 
     fn resolve(
@@ -487,8 +519,8 @@ impl Authenticator {
                     (None, Some(subject)) => self
                         .find(|principals| principals.authenticate_certificate(subject))
                         .map(Caller::Principal)
+                        // The refusal log has the subject, rate-limited.
                         .ok_or_else(|| {
-                            tracing::info!(%subject, "a client certificate matches no principal");
                             ServiceError::Unauthenticated(format!(
                                 "no principal has the certificate subject {}",
                                 truce_domain::quote(subject)
@@ -500,16 +532,6 @@ impl Authenticator {
                 }
             }
         }
-    }
-}
-
-impl Authenticator {
-    /// The interceptor to put in front of a service.
-    pub fn interceptor(
-        &self,
-    ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone + Send + Sync + 'static {
-        let auth = self.clone();
-        move |request| auth.authenticate(request)
     }
 }
 

@@ -8,9 +8,11 @@ pub mod auth;
 pub mod batched;
 pub mod connections;
 mod content_type;
+pub mod guard;
 pub mod limits;
 pub mod outbound;
 mod ports;
+pub mod refusals;
 pub mod revocation;
 
 pub use ports::{Port, base_routes, wrong_port_message};

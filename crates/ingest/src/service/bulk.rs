@@ -10,6 +10,8 @@
 //! are already with the sequencer: pipelining without reordering. The
 //! pending queue bounds how far ahead a client gets.
 
+use std::net::SocketAddr;
+
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 use tonic::{Status, Streaming};
@@ -31,11 +33,19 @@ enum Pending {
     End(Status),
 }
 
-/// Serves one bulk stream of `caller`'s.
-pub(super) fn serve(service: Ingest, caller: Caller, inbound: Streaming<v1::SubmitReportsRequest>) -> ResultStream {
+/// The method, as refusals name it.
+const METHOD: &str = "/truce.v1.IngestService/SubmitReports";
+
+/// Serves one bulk stream of `caller`'s, from `peer`.
+pub(super) fn serve(
+    service: Ingest,
+    caller: Caller,
+    peer: Option<SocketAddr>,
+    inbound: Streaming<v1::SubmitReportsRequest>,
+) -> ResultStream {
     let (pending_tx, pending_rx) = mpsc::channel(BULK_WINDOW);
     let (out_tx, out_rx) = mpsc::channel(BULK_WINDOW);
-    tokio::spawn(read(service, caller, inbound, pending_tx));
+    tokio::spawn(read(service, caller, peer, inbound, pending_tx));
     tokio::spawn(write(pending_rx, out_tx));
     Box::pin(ReceiverStream::new(out_rx))
 }
@@ -45,6 +55,7 @@ pub(super) fn serve(service: Ingest, caller: Caller, inbound: Streaming<v1::Subm
 async fn read(
     service: Ingest,
     caller: Caller,
+    peer: Option<SocketAddr>,
     mut inbound: Streaming<v1::SubmitReportsRequest>,
     pending: mpsc::Sender<Pending>,
 ) {
@@ -86,6 +97,9 @@ async fn read(
         };
         match outcome {
             Err(error) => {
+                // Over the rate, or for another party: logged as a refused
+                // call would be.
+                service.auth.refused_in_stream(METHOD, &caller, peer, &error);
                 let _ = answer_tx.send(Err(error));
             }
             Ok(submission) => {
