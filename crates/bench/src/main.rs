@@ -30,6 +30,7 @@ mod nats;
 mod plot;
 mod procs;
 mod reports;
+mod stalled;
 mod stats;
 mod suite;
 
@@ -49,6 +50,9 @@ enum Command {
     Suite(suite::Args),
     /// Resident memory of the query side per idle subscription.
     IdleSubscriptions(idle::Args),
+    /// Resident memory of the query side per subscriber that stopped
+    /// reading.
+    StalledSubscriptions(stalled::Args),
     /// Serves the floor: a no-op unary call and a bare broadcast stream.
     #[command(hide = true)]
     Floor(floor::Args),
@@ -67,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Suite(args) => suite::run(args).await,
         Command::IdleSubscriptions(args) => idle::run(args).await,
+        Command::StalledSubscriptions(args) => stalled::run(args).await,
         Command::Floor(args) => floor::run(args).await,
         Command::Submit(args) => ingest::run(args).await,
         Command::Replay(args) => large::replay_command(args).await,

@@ -9,6 +9,12 @@
 //! first lets every task that is ready run (one yield, as gRPC's Go
 //! transport does before it flushes), so the frames they produce gather,
 //! then writes them all at once. Reads go straight to the socket.
+//!
+//! What waits for the socket is bounded: at most [`HIGH_WATER`] bytes,
+//! counting those being written, and a [`Backlog`] lets the producers of
+//! those bytes (response bodies) wait for room instead of piling data up
+//! in HTTP/2's per-stream send buffers (up to 400 KiB a stream) while a
+//! client does not read.
 
 use std::{
     io,
@@ -27,9 +33,10 @@ use tokio::{
 };
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-/// Bytes gathered at most: past this a write waits for the writer, so a
-/// client that stops reading holds the server back as the socket would.
-const HIGH_WATER: usize = 256 * 1024;
+/// Bytes gathered at most, counting those being written: past this a
+/// write waits for the writer, so a client that stops reading holds the
+/// server back as the socket would.
+pub const HIGH_WATER: usize = 256 * 1024;
 
 /// Buffer kept between batches; a larger one, left by a burst, is freed.
 const RETAINED: usize = 16 * 1024;
@@ -59,6 +66,10 @@ struct Shared {
 struct State {
     /// Bytes the connection wrote that the writer has not taken yet.
     pending: Vec<u8>,
+    /// Bytes the writer has taken and not yet written.
+    in_flight: usize,
+    /// Producers waiting for room ([`Backlog::poll_room`]).
+    producers: Vec<Waker>,
     /// The connection, waiting for room or for its shutdown.
     waiting: Option<Waker>,
     /// Why the socket failed; every later write fails the same way.
@@ -71,6 +82,10 @@ struct State {
 }
 
 impl State {
+    fn full(&self) -> bool {
+        self.pending.len() + self.in_flight >= HIGH_WATER
+    }
+
     fn failure(&self) -> Option<io::Error> {
         self.failed
             .as_ref()
@@ -86,6 +101,11 @@ impl Shared {
 }
 
 impl BatchedWrites {
+    /// A handle that says whether this connection has room for more.
+    pub fn backlog(&self) -> Backlog {
+        Backlog(Arc::clone(&self.shared))
+    }
+
     /// Wraps `stream`, starting its writer task (call within the runtime).
     pub fn new(stream: TcpStream) -> BatchedWrites {
         let info = stream.connect_info();
@@ -104,13 +124,13 @@ impl BatchedWrites {
         if state.closing {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
-        if state.pending.len() >= HIGH_WATER {
+        if state.full() {
             state.waiting = Some(cx.waker().clone());
             return Poll::Pending;
         }
         let was_empty = state.pending.is_empty();
         // Take what fits under the mark; the caller writes the rest later.
-        let room = HIGH_WATER - state.pending.len();
+        let room = HIGH_WATER - state.pending.len() - state.in_flight;
         let mut written = 0;
         for buf in bufs {
             let take = buf.len().min(room - written);
@@ -138,15 +158,12 @@ async fn write_batches(mut socket: OwnedWriteHalf, shared: Arc<Shared>) {
         // Let the tasks that are ready run first: what they write joins
         // this batch instead of making one of its own.
         tokio::task::yield_now().await;
-        let (closing, waiting) = {
+        let closing = {
             let mut state = shared.lock();
             std::mem::swap(&mut batch, &mut state.pending);
-            (state.closing, state.waiting.take())
+            state.in_flight = batch.len();
+            state.closing
         };
-        // Room again, for a connection that waited for it.
-        if let Some(waker) = waiting {
-            waker.wake();
-        }
         if !batch.is_empty() {
             let written = {
                 let write = socket.write_all(&batch);
@@ -165,8 +182,18 @@ async fn write_batches(mut socket: OwnedWriteHalf, shared: Arc<Shared>) {
             if batch.capacity() > RETAINED {
                 batch = Vec::new();
             }
-            if let Err(error) = written {
-                shared.lock().failed = Some((error.kind(), error.to_string()));
+            // Room again (or the failure), for the connection and the
+            // producers that waited.
+            let (waiting, producers) = {
+                let mut state = shared.lock();
+                state.in_flight = 0;
+                if let Err(error) = &written {
+                    state.failed = Some((error.kind(), error.to_string()));
+                }
+                (state.waiting.take(), std::mem::take(&mut state.producers))
+            };
+            waiting.into_iter().chain(producers).for_each(Waker::wake);
+            if written.is_err() {
                 break;
             }
         }
@@ -177,13 +204,35 @@ async fn write_batches(mut socket: OwnedWriteHalf, shared: Arc<Shared>) {
             break;
         }
     }
-    let waiting = {
+    let (waiting, producers) = {
         let mut state = shared.lock();
         state.finished = true;
-        state.waiting.take()
+        state.in_flight = 0;
+        (state.waiting.take(), std::mem::take(&mut state.producers))
     };
-    if let Some(waker) = waiting {
-        waker.wake();
+    waiting.into_iter().chain(producers).for_each(Waker::wake);
+}
+
+/// Whether a connection has room for more bytes: what produces them
+/// (a response body) waits while it has none, so a client that does not
+/// read costs the server at most [`HIGH_WATER`] bytes here and a frame per
+/// stream in HTTP/2's buffers.
+#[derive(Debug, Clone)]
+pub struct Backlog(Arc<Shared>);
+
+impl Backlog {
+    /// Ready while the connection has room (or has failed or closed, so
+    /// that the producer learns it from its next write); otherwise wakes
+    /// `cx` once the writer has written.
+    pub fn poll_room(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.0.lock();
+        if !state.full() || state.finished || state.failed.is_some() {
+            return Poll::Ready(());
+        }
+        if !state.producers.iter().any(|w| w.will_wake(cx.waker())) {
+            state.producers.push(cx.waker().clone());
+        }
+        Poll::Pending
     }
 }
 
@@ -306,6 +355,34 @@ mod tests {
         client.read_to_end(&mut received).await.expect("read");
         assert_eq!(received.len(), size);
         assert!(received.iter().all(|&b| b == 7));
+        writing.await.expect("the writer finished");
+    }
+
+    #[tokio::test]
+    async fn producers_wait_for_room_while_the_peer_does_not_read_and_go_on_when_it_does() {
+        let (mut server, mut client) = connected().await;
+        let backlog = server.backlog();
+        let room = || std::future::poll_fn(|cx| backlog.poll_room(cx));
+        room().await;
+        // Far more than the socket buffers hold: the writer stalls, and
+        // what waits for it stays under the mark.
+        let writing = tokio::spawn(async move {
+            server.write_all(&vec![1u8; 64 * 1024 * 1024]).await.expect("written");
+            server.shutdown().await.expect("shut down");
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let waited = tokio::time::timeout(Duration::from_millis(300), room()).await;
+        assert!(waited.is_err(), "room while the peer reads nothing");
+        // Reading makes room.
+        let reader = tokio::spawn(async move {
+            let mut received = Vec::new();
+            client.read_to_end(&mut received).await.expect("read");
+            received.len()
+        });
+        tokio::time::timeout(Duration::from_secs(20), room())
+            .await
+            .expect("room once the peer reads");
+        assert_eq!(reader.await.expect("reader"), 64 * 1024 * 1024);
         writing.await.expect("the writer finished");
     }
 

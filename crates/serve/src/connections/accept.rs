@@ -93,11 +93,9 @@ impl Incoming {
             tracing::debug!(%peer, %error, "dropping a connection whose socket could not be set up");
             return None;
         }
-        Some(Watched::new(
-            BatchedWrites::new(stream),
-            admitted,
-            self.registry.limits(),
-        ))
+        let io = BatchedWrites::new(stream);
+        admitted.activity.set_backlog(io.backlog());
+        Some(Watched::new(io, admitted, self.registry.limits()))
     }
 }
 

@@ -27,7 +27,7 @@ pub(crate) mod watch;
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard, OnceLock},
     time::Duration,
 };
 
@@ -128,10 +128,11 @@ struct Inner {
     connections: HashMap<(SocketAddr, SocketAddr), Arc<Activity>>,
 }
 
-/// A connection's open streams.
+/// A connection's open streams, and whether it has room for more bytes.
 #[derive(Debug)]
 pub(crate) struct Activity {
     state: Mutex<ActivityState>,
+    backlog: OnceLock<crate::batched::Backlog>,
 }
 
 #[derive(Debug)]
@@ -148,7 +149,17 @@ impl Activity {
                 open: 0,
                 idle_since: Instant::now(),
             }),
+            backlog: OnceLock::new(),
         }
+    }
+
+    /// The connection's writes, once it has them.
+    pub(crate) fn set_backlog(&self, backlog: crate::batched::Backlog) {
+        let _ = self.backlog.set(backlog);
+    }
+
+    pub(crate) fn backlog(&self) -> Option<&crate::batched::Backlog> {
+        self.backlog.get()
     }
 
     fn lock(&self) -> MutexGuard<'_, ActivityState> {
