@@ -509,7 +509,8 @@ mod tests {
         let target = dir.path().join("elsewhere");
         fs::write(&target, "untouched").unwrap();
         std::os::unix::fs::symlink(&target, dir.path().join("principals.tmp")).unwrap();
-        file.add("idf-desk", &"idf".parse().unwrap(), &[Role::Reporter]).unwrap();
+        file.add("idf-desk", &"idf".parse().unwrap(), &[Role::Reporter])
+            .unwrap();
         assert_eq!(fs::read_to_string(&target).unwrap(), "untouched");
         assert_eq!(file.load().unwrap().len(), 2, "the principal was added");
         assert!(!dir.path().join("principals.tmp").exists());

@@ -100,8 +100,7 @@ pub fn disqualification(mediator: &PartyId, allegations: &[Allegation]) -> Optio
             "{mediator} reported on this incident, so its monitors may not rule on it"
         ));
     }
-    let under_review =
-        |party: &PartyId| allegations.iter().any(|a| &a.by != party && a.against.contains(party));
+    let under_review = |party: &PartyId| allegations.iter().any(|a| &a.by != party && a.against.contains(party));
     let accuser = allegations
         .iter()
         .find(|a| &a.by != mediator && a.against.contains(mediator) && !under_review(&a.by))?;
@@ -193,7 +192,10 @@ fn reconsider(summary: &mut IncidentSummary, review: &Review, quorum: usize) -> 
             _ => Vec::new(),
         };
         summary.status = review.status;
-        summary.found_responsible = review.responsible.clone().filter(|_| review.status == IncidentStatus::ConfirmedBreach);
+        summary.found_responsible = review
+            .responsible
+            .clone()
+            .filter(|_| review.status == IncidentStatus::ConfirmedBreach);
         summary.reconsiderations.clear();
     }
     Ok(())
@@ -290,7 +292,14 @@ mod tests {
         assert_eq!(summary.status, IncidentStatus::UnderReview);
         assert_eq!(summary.confirmations.len(), 1);
         assert_eq!(
-            apply_review(&mut summary, &confirm("egypt"), &alleged(), 2, Timestamp(2), Position(3)),
+            apply_review(
+                &mut summary,
+                &confirm("egypt"),
+                &alleged(),
+                2,
+                Timestamp(2),
+                Position(3)
+            ),
             Err(Refusal::AlreadyConfirmed(
                 "egypt has already confirmed a breach on this incident".into()
             ))
@@ -313,7 +322,11 @@ mod tests {
         );
         assert_eq!(summary.status, IncidentStatus::UnderReview);
         // Before the quorum, another finding clears the pending confirmations.
-        rule_all(&mut summary, &alleged(), &[review("united-states", IncidentStatus::Disputed, None)]);
+        rule_all(
+            &mut summary,
+            &alleged(),
+            &[review("united-states", IncidentStatus::Disputed, None)],
+        );
         assert_eq!(summary.status, IncidentStatus::Disputed);
         assert!(summary.confirmations.is_empty());
     }
@@ -326,7 +339,11 @@ mod tests {
         assert_eq!(summary.status, IncidentStatus::ConfirmedBreach);
 
         // One mediator's different finding is a call to reconsider, no more.
-        rule_all(&mut summary, &alleged(), &[review("turkey", IncidentStatus::NotABreach, None)]);
+        rule_all(
+            &mut summary,
+            &alleged(),
+            &[review("turkey", IncidentStatus::NotABreach, None)],
+        );
         assert_eq!(summary.status, IncidentStatus::ConfirmedBreach);
         assert_eq!(summary.found_responsible, Some(party("hamas")));
         assert_eq!(summary.confirmations.len(), 2);
@@ -351,7 +368,11 @@ mod tests {
         assert_eq!(summary.status, IncidentStatus::ConfirmedBreach);
         assert_eq!(summary.reconsiderations.len(), 2);
         // A second party calling for the same outcome makes the new quorum.
-        rule_all(&mut summary, &alleged(), &[review("united-states", IncidentStatus::Disputed, None)]);
+        rule_all(
+            &mut summary,
+            &alleged(),
+            &[review("united-states", IncidentStatus::Disputed, None)],
+        );
         assert_eq!(summary.status, IncidentStatus::Disputed);
         assert_eq!(summary.found_responsible, None);
         assert!(summary.confirmations.is_empty() && summary.reconsiderations.is_empty());

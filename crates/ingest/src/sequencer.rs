@@ -694,12 +694,10 @@ impl Sequencer {
             recorded_at,
             position,
         )
-        .map_err(
-            |refusal| match refusal {
-                Refusal::OwnParty(why) => ServiceError::PermissionDenied(why),
-                Refusal::AlreadyConfirmed(why) => ServiceError::FailedPrecondition(why),
-            },
-        )?;
+        .map_err(|refusal| match refusal {
+            Refusal::OwnParty(why) => ServiceError::PermissionDenied(why),
+            Refusal::AlreadyConfirmed(why) => ServiceError::FailedPrecondition(why),
+        })?;
         let event = RecordedEvent {
             position,
             recorded_at,

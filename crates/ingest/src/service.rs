@@ -389,6 +389,11 @@ impl IngestService for Ingest {
         let caller = Caller::of(&request)?;
         caller.require("submit reports", Principal::may_report)?;
         let peer = request.remote_addr();
-        Ok(Response::new(bulk::serve(self.clone(), caller, peer, request.into_inner())))
+        Ok(Response::new(bulk::serve(
+            self.clone(),
+            caller,
+            peer,
+            request.into_inner(),
+        )))
     }
 }

@@ -185,11 +185,7 @@ pub(super) fn summary_from_wire(w: &v1::IncidentSummary) -> Result<IncidentSumma
         .iter()
         .filter_map(|r| {
             let mediator = v.check("reconsiderations.mediator_party", r.mediator_party.parse::<PartyId>());
-            let status = required(
-                &mut v,
-                "reconsiderations.status",
-                IncidentStatus::from_number(r.status),
-            );
+            let status = required(&mut v, "reconsiderations.status", IncidentStatus::from_number(r.status));
             let responsible = if r.responsible_party.is_empty() {
                 Some(None)
             } else {
