@@ -1,7 +1,7 @@
-//! The review from the side of the party under review: naming every
-//! mediator responsible does not stop the mediators ruling, and one
-//! mediator cannot overturn a quorum's confirmed breach on its own; every
-//! attempt stays on the record.
+//! The review from the side of those who would bend it: the accused, or a
+//! mediator, naming every other mediator responsible does not stop them
+//! ruling; one mediator can neither wipe the others' rulings nor overturn
+//! a quorum's finding; every ruling stays on the record.
 
 use tonic::Code;
 use truce_auth::Role;
@@ -16,7 +16,7 @@ async fn the_accused_can_neither_freeze_nor_overturn_the_review() {
     let s = secure_pair().await;
     let add = |name: &str, party: &str, role| s.file.add(name, &party.parse().unwrap(), &[role]).unwrap().token;
     let hamas = add("hamas-desk", "hamas", Role::Reporter);
-    let mediators = ["egypt", "qatar", "turkey"];
+    let mediators = ["egypt", "qatar", "turkey", "united-states"];
     let monitors: Vec<String> = mediators
         .iter()
         .map(|party| add(&format!("{party}-monitor"), party, Role::Monitor))
@@ -52,14 +52,53 @@ async fn the_accused_can_neither_freeze_nor_overturn_the_review() {
         finding: "The crossing is on camera.".into(),
         responsible_party: responsible.into(),
     };
-    // The mediators still rule, and two of them confirm the breach.
-    for monitor in &monitors[..2] {
-        ingest
-            .review_incident(with_token(monitor, review(IncidentStatus::ConfirmedBreach, "hamas")))
-            .await
-            .expect("a mediator named by the accused still rules");
-    }
-    // The third finds otherwise: its call is recorded, the finding stands.
+    // The last mediator reports on the incident too, naming the others: it
+    // recuses itself, and only itself.
+    let mut accusation = crossing_report();
+    accusation.reporting_party = "united-states".into();
+    accusation.incident_id = opened.incident_id.clone();
+    accusation.alleged_responsible = mediators[..3].iter().map(|m| (*m).to_owned()).collect();
+    let us_desk = add("us-desk", "united-states", Role::Reporter);
+    ingest
+        .submit_report(with_token(&us_desk, request("", accusation)))
+        .await
+        .unwrap();
+    let recused = ingest
+        .review_incident(with_token(&monitors[3], review(IncidentStatus::NotABreach, "")))
+        .await
+        .unwrap_err();
+    assert_eq!(recused.code(), Code::PermissionDenied, "{recused:?}");
+
+    // The mediators still rule. One confirms; another's different finding
+    // does not wipe that ruling; a second confirmation makes the quorum.
+    let first = ingest
+        .review_incident(with_token(
+            &monitors[0],
+            review(IncidentStatus::ConfirmedBreach, "hamas"),
+        ))
+        .await
+        .expect("a mediator named by the accused still rules")
+        .into_inner()
+        .incident
+        .unwrap();
+    assert_eq!(first.status, IncidentStatus::UnderReview as i32);
+    let disputed = ingest
+        .review_incident(with_token(&monitors[2], review(IncidentStatus::Disputed, "")))
+        .await
+        .unwrap()
+        .into_inner()
+        .incident
+        .unwrap();
+    assert_eq!(disputed.status, IncidentStatus::UnderReview as i32);
+    assert_eq!(disputed.confirmations.len(), 1, "one ruling does not clear another");
+    ingest
+        .review_incident(with_token(
+            &monitors[1],
+            review(IncidentStatus::ConfirmedBreach, "hamas"),
+        ))
+        .await
+        .unwrap();
+    // A third finds otherwise: its ruling is recorded, the finding stands.
     let recorded = ingest
         .review_incident(with_token(&monitors[2], review(IncidentStatus::NotABreach, "")))
         .await
@@ -69,13 +108,14 @@ async fn the_accused_can_neither_freeze_nor_overturn_the_review() {
     assert_eq!(dissent.status, IncidentStatus::ConfirmedBreach as i32);
     assert_eq!(dissent.found_responsible, "hamas");
     assert_eq!(dissent.confirmations.len(), 2);
-    assert_eq!(
-        dissent.reconsiderations,
-        vec![v1::Reconsideration {
+    assert!(
+        dissent.rulings.contains(&v1::Ruling {
             mediator_party: "turkey".into(),
             status: IncidentStatus::NotABreach as i32,
             responsible_party: String::new(),
-        }]
+        }),
+        "{:?}",
+        dissent.rulings
     );
 
     // The accused party itself may not rule, and every ruling is in the
@@ -100,7 +140,7 @@ async fn the_accused_can_neither_freeze_nor_overturn_the_review() {
         .incident
         .unwrap();
     let reviewers: Vec<&str> = incident.reviews.iter().map(|r| r.reviewer_party.as_str()).collect();
-    assert_eq!(reviewers, mediators);
+    assert_eq!(reviewers, ["egypt", "turkey", "qatar", "turkey"]);
     assert_eq!(incident.summary.unwrap().status, IncidentStatus::ConfirmedBreach as i32);
     s.pair.stop().await;
 }

@@ -308,7 +308,22 @@ async fn progress_advances_past_changes_that_do_not_match() {
 async fn a_slow_reader_falls_back_to_the_log_and_gets_everything_while_a_fast_one_is_unaffected() {
     const CHANGES: u64 = 50_000;
     let dir = tempfile::tempdir().unwrap();
-    let pair = Pair::start(dir.path()).await;
+    // The slow reader takes a message a second, which the server sees only
+    // when the client's HTTP/2 window is spent (megabytes of changes): a
+    // burst that outlasts the stall timeout would end it as stalled. This
+    // test is about falling back to the log, so the timeout outlasts any
+    // burst.
+    let pair = Pair::start_custom(
+        truce_ingest::IngestConfig {
+            data_dir: dir.path().to_owned(),
+            ..Default::default()
+        },
+        truce_query::QuerySettings {
+            stall_timeout: Duration::from_secs(600),
+            ..Default::default()
+        },
+    )
+    .await;
     let mut ingest = pair.ingest_client().await;
     let mut query = pair.query_client().await;
     // Each reader on its own connection, as separate clients would be: an

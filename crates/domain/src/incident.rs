@@ -115,13 +115,11 @@ pub struct IncidentSummary {
     pub updated_position: Position,
     /// When that change was recorded.
     pub updated_at: Timestamp,
-    /// Breach confirmations by mediator parties, pending the quorum.
-    pub confirmations: Vec<crate::review::Confirmation>,
+    /// Each mediator party's standing ruling since the outcome was last
+    /// decided (see [`crate::review`]).
+    pub rulings: Vec<crate::review::Ruling>,
     /// The party the mediators found responsible for a confirmed breach.
     pub found_responsible: Option<PartyId>,
-    /// Calls by mediator parties to change a confirmed breach, pending a
-    /// new quorum.
-    pub reconsiderations: Vec<crate::review::Reconsideration>,
 }
 
 fn push_unique<T: PartialEq>(items: &mut Vec<T>, item: T) {
@@ -157,9 +155,8 @@ impl IncidentSummary {
             report_count: 0,
             updated_position: report.position(),
             updated_at: recorded_at,
-            confirmations: Vec::new(),
+            rulings: Vec::new(),
             found_responsible: None,
-            reconsiderations: Vec::new(),
         };
         summary.absorb(report, recorded_at);
         summary
@@ -222,7 +219,7 @@ impl IncidentSummary {
             killed: None,
             injured: None,
             report_count: 0,
-            confirmations: self.confirmations.clone(),
+            rulings: self.rulings.clone(),
             found_responsible: self.found_responsible.clone(),
             ..self.clone()
         };

@@ -1,28 +1,27 @@
-//! The mediators' review: who may rule on an incident, and when a breach
-//! counts as confirmed.
+//! The mediators' review: who may rule on an incident, and what the
+//! rulings decide.
 //!
-//! Any single monitor may set an incident under review, or find it not a
-//! breach, disputed or inconclusive. A confirmed breach needs agreement: a
-//! quorum of monitors from distinct mediator parties naming the same party
-//! responsible. Until the quorum agrees, the incident stays under review
-//! and shows the confirmations so far. A mediator party confirms a breach
-//! once.
+//! Every outcome is decided by a quorum of distinct mediator parties. Each
+//! mediator party has one standing ruling (its latest); an outcome (a
+//! status, and for a confirmed breach the party found responsible) takes
+//! effect when the rulings of a quorum agree on it, and it then stands
+//! until a new quorum agrees on another: the rulings for other outcomes are
+//! cleared when one is decided, so a changed finding always needs a quorum
+//! of rulings made since. No single mediator decides, overturns or resets
+//! anything alone, and no ruling clears another party's.
 //!
-//! Once confirmed, a breach stands until a new quorum of distinct mediator
-//! parties agrees on another outcome: a single ruling that differs is
-//! recorded as a call to reconsider, shown beside the finding, and changes
-//! nothing on its own.
+//! The first ruling on a reported incident puts it under review. A ruling
+//! of `UNDER_REVIEW` on an open incident withdraws the party's ruling; on a
+//! decided one, it is a call to reopen it, which a quorum decides too.
 //!
-//! A mediator party's monitors may not rule where the party is involved,
-//! but only by what is not in the gift of the party under review: its own
-//! report on the incident, or an allegation against it by a party that is
-//! not itself alleged responsible there. The accused cannot disqualify the
-//! mediators by naming them.
+//! A mediator party recuses itself from an incident by reporting on it. No
+//! one else's act disqualifies it: an allegation naming a mediator is a
+//! claim like any other, and the accused cannot take the mediators out of
+//! its review by naming them.
 
 use crate::{
     IncidentId, PartyId, Timestamp,
     incident::{IncidentStatus, IncidentSummary},
-    report::StoredReport,
 };
 
 /// A monitor's ruling, as submitted.
@@ -42,19 +41,9 @@ pub struct Review {
     pub responsible: Option<PartyId>,
 }
 
-/// One mediator party's confirmation of a breach, pending the quorum.
+/// One mediator party's standing ruling.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Confirmation {
-    /// The mediator party.
-    pub mediator: PartyId,
-    /// The party it finds responsible.
-    pub responsible: PartyId,
-}
-
-/// One mediator party's call to change a confirmed breach, pending a new
-/// quorum.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reconsideration {
+pub struct Ruling {
     /// The mediator party.
     pub mediator: PartyId,
     /// The outcome it finds.
@@ -63,179 +52,99 @@ pub struct Reconsideration {
     pub responsible: Option<PartyId>,
 }
 
-/// What one standing report alleges: who reported it, and whom it names
-/// responsible.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Allegation {
-    /// The reporting party.
-    pub by: PartyId,
-    /// The parties it alleges responsible.
-    pub against: Vec<PartyId>,
-}
-
-impl Allegation {
-    /// The allegations of an incident's reports that stand (current
-    /// versions, not retracted).
-    pub fn of<'a>(reports: impl IntoIterator<Item = &'a StoredReport>) -> Vec<Allegation> {
-        reports
-            .into_iter()
-            .filter(|r| r.is_current())
-            .map(|r| Allegation {
-                by: r.report.reporting_party.clone(),
-                against: r.report.alleged_responsible.clone(),
-            })
-            .collect()
+impl Ruling {
+    fn outcome(&self) -> (IncidentStatus, Option<&PartyId>) {
+        (self.status, self.responsible.as_ref())
     }
-}
-
-/// Why `mediator`'s monitors may not rule on an incident with these
-/// standing `allegations`, if they may not: the party reported on it, or a
-/// party not itself under review (alleged responsible by another party)
-/// alleges it responsible. An allegation by a party under review never
-/// disqualifies: the accused would otherwise name every mediator and
-/// freeze its own review.
-pub fn disqualification(mediator: &PartyId, allegations: &[Allegation]) -> Option<String> {
-    if allegations.iter().any(|a| &a.by == mediator) {
-        return Some(format!(
-            "{mediator} reported on this incident, so its monitors may not rule on it"
-        ));
-    }
-    let under_review = |party: &PartyId| allegations.iter().any(|a| &a.by != party && a.against.contains(party));
-    let accuser = allegations
-        .iter()
-        .find(|a| &a.by != mediator && a.against.contains(mediator) && !under_review(&a.by))?;
-    Some(format!(
-        "{} alleges {mediator} responsible for this incident, so its monitors may not rule on it",
-        accuser.by
-    ))
 }
 
 /// Why a review is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// The reviewer's party is involved in the incident.
+    /// The reviewer's party reported on the incident.
     OwnParty(String),
-    /// This mediator party has already confirmed a breach here.
-    AlreadyConfirmed(String),
+    /// The reviewer's party already stands by this ruling.
+    AlreadyRuled(String),
 }
 
-/// The quorum: how many distinct mediator parties must confirm a breach.
+/// The quorum: how many distinct mediator parties must agree on an outcome.
 pub const DEFAULT_QUORUM: usize = 2;
 
-/// Applies `review` to `summary`, whose standing reports allege
-/// `allegations`, or says why it may not.
+/// Why `mediator`'s monitors may not rule on `summary`, if they may not:
+/// the party reported on it (a recusal by its own act; nobody else's
+/// allegation disqualifies a mediator).
+pub fn disqualification(mediator: &PartyId, summary: &IncidentSummary) -> Option<String> {
+    summary
+        .reporters
+        .contains(mediator)
+        .then(|| format!("{mediator} reported on this incident, so its monitors may not rule on it"))
+}
+
+/// Whether the incident awaits a decision (no outcome decided, or reopened).
+fn open(status: IncidentStatus) -> bool {
+    matches!(status, IncidentStatus::Reported | IncidentStatus::UnderReview)
+}
+
+/// Applies `review` to `summary`, or says why it may not.
 pub fn apply_review(
     summary: &mut IncidentSummary,
     review: &Review,
-    allegations: &[Allegation],
     quorum: usize,
     recorded_at: Timestamp,
     position: crate::Position,
 ) -> Result<(), Refusal> {
     let party = &review.reviewer_party;
-    if let Some(why) = disqualification(party, allegations) {
+    if let Some(why) = disqualification(party, summary) {
         return Err(Refusal::OwnParty(why));
     }
-    if summary.status == IncidentStatus::ConfirmedBreach {
-        reconsider(summary, review, quorum)?;
+    let responsible = review
+        .responsible
+        .clone()
+        .filter(|_| review.status == IncidentStatus::ConfirmedBreach);
+    let ruling = Ruling {
+        mediator: party.clone(),
+        status: review.status,
+        responsible,
+    };
+    if summary.rulings.contains(&ruling) {
+        return Err(Refusal::AlreadyRuled(format!(
+            "{party} already rules {} on this incident",
+            ruling.status.name()
+        )));
+    }
+    summary.rulings.retain(|r| &r.mediator != party);
+    if ruling.status == IncidentStatus::UnderReview && open(summary.status) {
+        // Withdrawn: the party is reviewing, with no finding yet.
+        summary.status = IncidentStatus::UnderReview;
     } else {
-        rule(summary, review, quorum)?;
+        summary.rulings.push(ruling.clone());
+        decide(summary, &ruling, quorum);
     }
     summary.updated_position = position;
     summary.updated_at = recorded_at;
     Ok(())
 }
 
-/// A ruling on a confirmed breach: one more confirmation of the same
-/// finding, or a call to change it, which takes effect once a quorum of
-/// distinct mediator parties calls for the same outcome.
-fn reconsider(summary: &mut IncidentSummary, review: &Review, quorum: usize) -> Result<(), Refusal> {
-    let party = &review.reviewer_party;
-    let upholds = review.status == IncidentStatus::ConfirmedBreach && review.responsible == summary.found_responsible;
-    if upholds {
-        if summary.confirmations.iter().any(|c| &c.mediator == party) {
-            return Err(Refusal::AlreadyConfirmed(format!(
-                "{party} has already confirmed a breach on this incident"
-            )));
+/// Decides `ruling`'s outcome when a quorum of standing rulings agrees on
+/// it and it is not already the outcome; otherwise an incident that was
+/// only reported is now under review.
+fn decide(summary: &mut IncidentSummary, ruling: &Ruling, quorum: usize) {
+    let outcome = ruling.outcome();
+    let current = (summary.status, summary.found_responsible.as_ref());
+    let agreeing = summary.rulings.iter().filter(|r| r.outcome() == outcome).count();
+    if agreeing >= quorum.max(1) && outcome != current {
+        summary.status = ruling.status;
+        summary.found_responsible = ruling.responsible.clone();
+        // Rulings for other outcomes are spent: changing this one takes a
+        // new quorum. A reopened incident starts afresh.
+        if ruling.status == IncidentStatus::UnderReview {
+            summary.rulings.clear();
+        } else {
+            summary.rulings.retain(|r| r.outcome() == outcome);
         }
-        if let Some(responsible) = &review.responsible {
-            summary.confirmations.push(Confirmation {
-                mediator: party.clone(),
-                responsible: responsible.clone(),
-            });
-        }
-        // Upholding the finding withdraws the party's call to change it.
-        summary.reconsiderations.retain(|r| &r.mediator != party);
-        return Ok(());
+    } else if summary.status == IncidentStatus::Reported {
+        summary.status = IncidentStatus::UnderReview;
     }
-    // A party's latest call replaces its earlier one.
-    summary.reconsiderations.retain(|r| &r.mediator != party);
-    summary.reconsiderations.push(Reconsideration {
-        mediator: party.clone(),
-        status: review.status,
-        responsible: review.responsible.clone(),
-    });
-    let agreeing: Vec<&Reconsideration> = summary
-        .reconsiderations
-        .iter()
-        .filter(|r| r.status == review.status && r.responsible == review.responsible)
-        .collect();
-    if agreeing.len() >= quorum.max(1) {
-        summary.confirmations = match &review.responsible {
-            Some(responsible) if review.status == IncidentStatus::ConfirmedBreach => agreeing
-                .iter()
-                .map(|r| Confirmation {
-                    mediator: r.mediator.clone(),
-                    responsible: responsible.clone(),
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
-        summary.status = review.status;
-        summary.found_responsible = review
-            .responsible
-            .clone()
-            .filter(|_| review.status == IncidentStatus::ConfirmedBreach);
-        summary.reconsiderations.clear();
-    }
-    Ok(())
-}
-
-/// A ruling on an incident not (yet) confirmed as a breach.
-fn rule(summary: &mut IncidentSummary, review: &Review, quorum: usize) -> Result<(), Refusal> {
-    let party = &review.reviewer_party;
-    match (review.status, &review.responsible) {
-        (IncidentStatus::ConfirmedBreach, Some(responsible)) => {
-            if summary.confirmations.iter().any(|c| &c.mediator == party) {
-                return Err(Refusal::AlreadyConfirmed(format!(
-                    "{party} has already confirmed a breach on this incident"
-                )));
-            }
-            summary.confirmations.push(Confirmation {
-                mediator: party.clone(),
-                responsible: responsible.clone(),
-            });
-            let agreeing = summary
-                .confirmations
-                .iter()
-                .filter(|c| &c.responsible == responsible)
-                .count();
-            if agreeing >= quorum.max(1) {
-                summary.status = IncidentStatus::ConfirmedBreach;
-                summary.found_responsible = Some(responsible.clone());
-            } else {
-                summary.status = IncidentStatus::UnderReview;
-            }
-        }
-        (status, _) => {
-            // Any other finding replaces the state of the review, including
-            // confirmations still short of the quorum.
-            summary.status = status;
-            summary.confirmations.clear();
-            summary.found_responsible = None;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -258,18 +167,15 @@ mod tests {
         id.parse().unwrap()
     }
 
-    fn allegation(by: &str, against: &[&str]) -> Allegation {
-        Allegation {
-            by: party(by),
-            against: against.iter().map(|p| party(p)).collect(),
-        }
+    fn confirm(mediator: &str, responsible: &str) -> Review {
+        review(mediator, IncidentStatus::ConfirmedBreach, Some(responsible))
+    }
+
+    fn find(mediator: &str, status: IncidentStatus) -> Review {
+        review(mediator, status, None)
     }
 
     /// Reported by idf, alleging hamas.
-    fn alleged() -> Vec<Allegation> {
-        vec![allegation("idf", &["hamas"])]
-    }
-
     fn incident() -> IncidentSummary {
         let mut stored = report_at(1, |r| r.in_area("Rafah"));
         stored.report.alleged_responsible = vec![party("hamas")];
@@ -277,177 +183,143 @@ mod tests {
     }
 
     /// Applies each review in turn at positions 2, 3, ...
-    fn rule_all(summary: &mut IncidentSummary, allegations: &[Allegation], reviews: &[Review]) {
+    fn rule_all(summary: &mut IncidentSummary, reviews: &[Review]) {
         for (n, r) in reviews.iter().enumerate() {
             let at = n as u64 + 2;
-            apply_review(summary, r, allegations, 2, Timestamp(at as i64), Position(at)).unwrap();
+            apply_review(summary, r, 2, Timestamp(at as i64), Position(at)).unwrap();
         }
+    }
+
+    fn mediators(summary: &IncidentSummary) -> Vec<String> {
+        summary.rulings.iter().map(|r| r.mediator.to_string()).collect()
     }
 
     #[test]
     fn a_breach_is_confirmed_only_when_the_quorum_of_distinct_parties_agrees() {
         let mut summary = incident();
-        let confirm = |party| review(party, IncidentStatus::ConfirmedBreach, Some("hamas"));
-        rule_all(&mut summary, &alleged(), &[confirm("egypt")]);
+        rule_all(&mut summary, &[confirm("egypt", "hamas")]);
         assert_eq!(summary.status, IncidentStatus::UnderReview);
-        assert_eq!(summary.confirmations.len(), 1);
+        assert_eq!(mediators(&summary), ["egypt"]);
         assert_eq!(
-            apply_review(
-                &mut summary,
-                &confirm("egypt"),
-                &alleged(),
-                2,
-                Timestamp(2),
-                Position(3)
-            ),
-            Err(Refusal::AlreadyConfirmed(
-                "egypt has already confirmed a breach on this incident".into()
+            apply_review(&mut summary, &confirm("egypt", "hamas"), 2, Timestamp(2), Position(3)),
+            Err(Refusal::AlreadyRuled(
+                "egypt already rules CONFIRMED_BREACH on this incident".into()
             ))
         );
-        rule_all(&mut summary, &alleged(), &[confirm("qatar")]);
+        rule_all(&mut summary, &[confirm("qatar", "hamas")]);
         assert_eq!(summary.status, IncidentStatus::ConfirmedBreach);
         assert_eq!(summary.found_responsible, Some(party("hamas")));
     }
 
     #[test]
-    fn disagreeing_confirmations_do_not_make_a_quorum() {
+    fn disagreeing_rulings_decide_nothing_and_none_clears_another() {
         let mut summary = incident();
         rule_all(
             &mut summary,
-            &alleged(),
             &[
-                review("egypt", IncidentStatus::ConfirmedBreach, Some("hamas")),
-                review("qatar", IncidentStatus::ConfirmedBreach, Some("unknown-group")),
+                confirm("egypt", "hamas"),
+                confirm("qatar", "unknown-group"),
+                // One mediator's different finding does not wipe the others.
+                find("turkey", IncidentStatus::Disputed),
             ],
         );
         assert_eq!(summary.status, IncidentStatus::UnderReview);
-        // Before the quorum, another finding clears the pending confirmations.
-        rule_all(
-            &mut summary,
-            &alleged(),
-            &[review("united-states", IncidentStatus::Disputed, None)],
-        );
-        assert_eq!(summary.status, IncidentStatus::Disputed);
-        assert!(summary.confirmations.is_empty());
+        assert_eq!(mediators(&summary), ["egypt", "qatar", "turkey"]);
+        // A party changes its own ruling; the quorum then agrees.
+        rule_all(&mut summary, &[confirm("qatar", "hamas")]);
+        assert_eq!(summary.status, IncidentStatus::ConfirmedBreach);
+        assert_eq!(mediators(&summary), ["egypt", "qatar"], "other rulings are spent");
     }
 
     #[test]
-    fn a_confirmed_breach_changes_only_by_a_new_quorum() {
+    fn a_decided_outcome_changes_only_by_a_new_quorum() {
         let mut summary = incident();
-        let confirm = |party| review(party, IncidentStatus::ConfirmedBreach, Some("hamas"));
-        rule_all(&mut summary, &alleged(), &[confirm("egypt"), confirm("qatar")]);
-        assert_eq!(summary.status, IncidentStatus::ConfirmedBreach);
-
-        // One mediator's different finding is a call to reconsider, no more.
+        rule_all(&mut summary, &[confirm("egypt", "hamas"), confirm("qatar", "hamas")]);
+        // One mediator's different finding changes nothing on its own, nor
+        // does a party that confirmed changing its mind.
         rule_all(
             &mut summary,
-            &alleged(),
-            &[review("turkey", IncidentStatus::NotABreach, None)],
-        );
-        assert_eq!(summary.status, IncidentStatus::ConfirmedBreach);
-        assert_eq!(summary.found_responsible, Some(party("hamas")));
-        assert_eq!(summary.confirmations.len(), 2);
-        assert_eq!(
-            summary.reconsiderations,
-            vec![Reconsideration {
-                mediator: party("turkey"),
-                status: IncidentStatus::NotABreach,
-                responsible: None,
-            }]
-        );
-        // Calls for different outcomes do not add up; a party's latest call
-        // replaces its earlier one.
-        rule_all(
-            &mut summary,
-            &alleged(),
             &[
-                review("united-states", IncidentStatus::Inconclusive, None),
-                review("turkey", IncidentStatus::Disputed, None),
+                find("turkey", IncidentStatus::NotABreach),
+                find("egypt", IncidentStatus::Inconclusive),
             ],
         );
         assert_eq!(summary.status, IncidentStatus::ConfirmedBreach);
-        assert_eq!(summary.reconsiderations.len(), 2);
-        // A second party calling for the same outcome makes the new quorum.
-        rule_all(
-            &mut summary,
-            &alleged(),
-            &[review("united-states", IncidentStatus::Disputed, None)],
-        );
-        assert_eq!(summary.status, IncidentStatus::Disputed);
+        assert_eq!(summary.found_responsible, Some(party("hamas")));
+        // A second party finding the same other outcome makes the quorum.
+        rule_all(&mut summary, &[find("united-states", IncidentStatus::NotABreach)]);
+        assert_eq!(summary.status, IncidentStatus::NotABreach);
         assert_eq!(summary.found_responsible, None);
-        assert!(summary.confirmations.is_empty() && summary.reconsiderations.is_empty());
+        assert_eq!(mediators(&summary), ["turkey", "united-states"]);
+        // The old quorum's parties cannot flip it back alone: their earlier
+        // rulings were spent, and one new ruling is not a quorum.
+        rule_all(&mut summary, &[confirm("qatar", "hamas")]);
+        assert_eq!(summary.status, IncidentStatus::NotABreach);
+        rule_all(&mut summary, &[confirm("egypt", "hamas")]);
+        assert_eq!(summary.status, IncidentStatus::ConfirmedBreach);
     }
 
     #[test]
-    fn a_quorum_may_name_another_party_responsible() {
+    fn a_quorum_may_name_another_party_responsible_or_reopen() {
         let mut summary = incident();
-        let confirm = |party, responsible| review(party, IncidentStatus::ConfirmedBreach, Some(responsible));
         rule_all(
             &mut summary,
-            &alleged(),
             &[
                 confirm("egypt", "hamas"),
                 confirm("qatar", "hamas"),
-                // Upholding: one more confirmation.
-                confirm("turkey", "hamas"),
+                confirm("turkey", "pij"),
                 confirm("united-states", "pij"),
             ],
         );
-        assert_eq!(summary.found_responsible, Some(party("hamas")));
-        assert_eq!(summary.confirmations.len(), 3);
-        rule_all(&mut summary, &alleged(), &[confirm("turkey", "pij")]);
-        assert_eq!(summary.status, IncidentStatus::ConfirmedBreach);
         assert_eq!(summary.found_responsible, Some(party("pij")));
-        let mediators: Vec<String> = summary.confirmations.iter().map(|c| c.mediator.to_string()).collect();
-        assert_eq!(mediators, ["united-states", "turkey"]);
+        rule_all(
+            &mut summary,
+            &[
+                find("egypt", IncidentStatus::UnderReview),
+                find("qatar", IncidentStatus::UnderReview),
+            ],
+        );
+        assert_eq!(summary.status, IncidentStatus::UnderReview);
+        assert_eq!(summary.found_responsible, None);
+        assert!(summary.rulings.is_empty(), "a reopened incident starts afresh");
     }
 
     #[test]
-    fn parties_involved_may_not_rule() {
+    fn under_review_withdraws_a_ruling_on_an_open_incident() {
         let mut summary = incident();
-        for party in ["idf", "hamas"] {
-            let refused = apply_review(
-                &mut summary,
-                &review(party, IncidentStatus::NotABreach, None),
-                &alleged(),
-                2,
-                Timestamp(1),
-                Position(2),
-            );
-            assert!(matches!(refused, Err(Refusal::OwnParty(_))), "{party}");
-        }
-        assert_eq!(summary.status, IncidentStatus::Reported);
+        rule_all(&mut summary, &[find("egypt", IncidentStatus::UnderReview)]);
+        assert_eq!(summary.status, IncidentStatus::UnderReview);
+        assert!(summary.rulings.is_empty());
+        rule_all(
+            &mut summary,
+            &[confirm("egypt", "hamas"), find("egypt", IncidentStatus::UnderReview)],
+        );
+        assert!(summary.rulings.is_empty());
+        rule_all(&mut summary, &[confirm("qatar", "hamas")]);
+        assert_eq!(summary.status, IncidentStatus::UnderReview);
     }
 
     #[test]
-    fn the_accused_cannot_disqualify_the_mediators_by_naming_them() {
-        // hamas, accused by idf, names every mediator party responsible.
-        let mediators = ["egypt", "qatar", "turkey", "united-states"];
-        let allegations = vec![allegation("idf", &["hamas"]), allegation("hamas", &mediators)];
-        for mediator in mediators {
-            assert_eq!(disqualification(&party(mediator), &allegations), None, "{mediator}");
+    fn only_its_own_report_disqualifies_a_mediator() {
+        let mut summary = incident();
+        let refused = apply_review(
+            &mut summary,
+            &find("idf", IncidentStatus::NotABreach),
+            2,
+            Timestamp(1),
+            Position(2),
+        );
+        assert!(matches!(refused, Err(Refusal::OwnParty(_))));
+        // hamas attaches a report naming every mediator responsible.
+        let mut attached = report_at(2, |r| r.in_area("Rafah"));
+        attached.report.reporting_party = party("hamas");
+        attached.report.alleged_responsible = vec![party("egypt"), party("qatar")];
+        summary.absorb(&attached, Timestamp(2));
+        assert!(disqualification(&party("hamas"), &summary).is_some());
+        for mediator in ["egypt", "qatar"] {
+            assert_eq!(disqualification(&party(mediator), &summary), None, "{mediator}");
         }
-        // Even when hamas also accuses idf: idf is then under review too,
-        // and neither accuser's naming of a mediator disqualifies it.
-        let both = vec![allegation("idf", &["hamas"]), allegation("hamas", &["idf", "egypt"])];
-        assert_eq!(disqualification(&party("egypt"), &both), None);
-        // The parties themselves remain disqualified.
-        assert!(disqualification(&party("hamas"), &both).is_some());
-        assert!(disqualification(&party("idf"), &both).is_some());
-    }
-
-    #[test]
-    fn a_mediator_is_disqualified_by_its_own_report_or_an_accuser_not_under_review() {
-        let own = vec![allegation("idf", &["hamas"]), allegation("egypt", &[])];
-        assert_eq!(
-            disqualification(&party("egypt"), &own).as_deref(),
-            Some("egypt reported on this incident, so its monitors may not rule on it")
-        );
-        // A party that is not itself accused names qatar.
-        let third = vec![allegation("idf", &["hamas"]), allegation("un-ocha", &["qatar"])];
-        assert_eq!(
-            disqualification(&party("qatar"), &third).as_deref(),
-            Some("un-ocha alleges qatar responsible for this incident, so its monitors may not rule on it")
-        );
+        rule_all(&mut summary, &[confirm("egypt", "hamas"), confirm("qatar", "hamas")]);
+        assert_eq!(summary.status, IncidentStatus::ConfirmedBreach);
     }
 }

@@ -23,7 +23,7 @@ use truce_domain::{
     ids::ClientReportId,
     incident::{Incident, IncidentSummary},
     report::{Report, ReportSignature, Retraction, StoredReport},
-    review::{Allegation, Refusal, Review, apply_review},
+    review::{Refusal, Review, apply_review},
     statement::replaces_current,
 };
 use truce_log::{Committed, Head, LogError, NewEntry, SequencedLog};
@@ -683,21 +683,12 @@ impl Sequencer {
             })?;
         let position = Position((self.store.head().position + 1) + admitted.len() as u64);
         let previous_position = incident.updated_position;
-        // Who may rule depends on what each standing report alleges.
-        let history = self.incident_history(&incident, admitted)?;
-        let allegations = Allegation::of(history.reports.iter().map(|r| r.as_ref()));
-        apply_review(
-            &mut incident,
-            &review,
-            &allegations,
-            self.rules.quorum,
-            recorded_at,
-            position,
-        )
-        .map_err(|refusal| match refusal {
-            Refusal::OwnParty(why) => ServiceError::PermissionDenied(why),
-            Refusal::AlreadyConfirmed(why) => ServiceError::FailedPrecondition(why),
-        })?;
+        apply_review(&mut incident, &review, self.rules.quorum, recorded_at, position).map_err(
+            |refusal| match refusal {
+                Refusal::OwnParty(why) => ServiceError::PermissionDenied(why),
+                Refusal::AlreadyRuled(why) => ServiceError::FailedPrecondition(why),
+            },
+        )?;
         let event = RecordedEvent {
             position,
             recorded_at,

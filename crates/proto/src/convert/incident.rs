@@ -5,7 +5,7 @@ use truce_domain::{
     geo::{BoundingBox, LatLng},
     incident::{Incident, IncidentStatus, IncidentSummary},
     report::{Category, CountRange, Zone},
-    review::{Confirmation, Reconsideration, Review},
+    review::{Review, Ruling},
 };
 
 use super::{
@@ -37,11 +37,13 @@ impl From<&IncidentSummary> for v1::IncidentSummary {
             updated_position: s.updated_position.0,
             updated_at: Some(timestamp_to_wire(s.updated_at)),
             confirmations: s
-                .confirmations
+                .rulings
                 .iter()
-                .map(|c| v1::Confirmation {
-                    mediator_party: c.mediator.to_string(),
-                    responsible_party: c.responsible.to_string(),
+                .filter_map(|r| {
+                    Some(v1::Confirmation {
+                        mediator_party: r.mediator.to_string(),
+                        responsible_party: r.responsible.as_ref()?.to_string(),
+                    })
                 })
                 .collect(),
             found_responsible: s
@@ -49,10 +51,10 @@ impl From<&IncidentSummary> for v1::IncidentSummary {
                 .as_ref()
                 .map(ToString::to_string)
                 .unwrap_or_default(),
-            reconsiderations: s
-                .reconsiderations
+            rulings: s
+                .rulings
                 .iter()
-                .map(|r| v1::Reconsideration {
+                .map(|r| v1::Ruling {
                     mediator_party: r.mediator.to_string(),
                     status: r.status.number(),
                     responsible_party: r.responsible.as_ref().map(ToString::to_string).unwrap_or_default(),
@@ -160,48 +162,49 @@ pub(super) fn summary_from_wire(w: &v1::IncidentSummary) -> Result<IncidentSumma
     };
     let killed = range(&mut v, "killed", &w.killed);
     let injured = range(&mut v, "injured", &w.injured);
-    let confirmations = w
-        .confirmations
-        .iter()
-        .filter_map(|c| {
-            let mediator = v.check("confirmations.mediator_party", c.mediator_party.parse::<PartyId>());
-            let responsible = v.check(
-                "confirmations.responsible_party",
-                c.responsible_party.parse::<PartyId>(),
-            );
-            Some(Confirmation {
-                mediator: mediator?,
-                responsible: responsible?,
-            })
-        })
-        .collect();
     let found_responsible = if w.found_responsible.is_empty() {
         None
     } else {
         v.check("found_responsible", w.found_responsible.parse::<PartyId>())
     };
-    let reconsiderations = w
-        .reconsiderations
+    let mut rulings: Vec<Ruling> = w
+        .rulings
         .iter()
         .filter_map(|r| {
-            let mediator = v.check("reconsiderations.mediator_party", r.mediator_party.parse::<PartyId>());
-            let status = required(&mut v, "reconsiderations.status", IncidentStatus::from_number(r.status));
+            let mediator = v.check("rulings.mediator_party", r.mediator_party.parse::<PartyId>());
+            let status = required(&mut v, "rulings.status", IncidentStatus::from_number(r.status));
             let responsible = if r.responsible_party.is_empty() {
                 Some(None)
             } else {
-                v.check(
-                    "reconsiderations.responsible_party",
-                    r.responsible_party.parse::<PartyId>(),
-                )
-                .map(Some)
+                v.check("rulings.responsible_party", r.responsible_party.parse::<PartyId>())
+                    .map(Some)
             };
-            Some(Reconsideration {
+            Some(Ruling {
                 mediator: mediator?,
                 status: status?,
                 responsible: responsible?,
             })
         })
         .collect();
+    // Summaries recorded before rulings were kept hold confirmations only.
+    if rulings.is_empty() {
+        rulings = w
+            .confirmations
+            .iter()
+            .filter_map(|c| {
+                let mediator = v.check("confirmations.mediator_party", c.mediator_party.parse::<PartyId>());
+                let responsible = v.check(
+                    "confirmations.responsible_party",
+                    c.responsible_party.parse::<PartyId>(),
+                );
+                Some(Ruling {
+                    mediator: mediator?,
+                    status: IncidentStatus::ConfirmedBreach,
+                    responsible: Some(responsible?),
+                })
+            })
+            .collect();
+    }
     match (id, status, category, occurred_from, occurred_to, updated_at) {
         (Some(id), Some(status), Some(category), Some(occurred_from), Some(occurred_to), Some(updated_at))
             if v.is_empty() =>
@@ -223,9 +226,8 @@ pub(super) fn summary_from_wire(w: &v1::IncidentSummary) -> Result<IncidentSumma
                 report_count: w.report_count,
                 updated_position: Position(w.updated_position),
                 updated_at,
-                confirmations,
+                rulings,
                 found_responsible,
-                reconsiderations,
             })
         }
         _ => Err(v.into_vec()),
