@@ -1,20 +1,31 @@
 //! Following the log: replay from a position, then continue live.
 
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+};
+
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
 
 use crate::{LogEntry, LogError, LogReader, Position};
 
 /// Entries read from storage per query while catching up.
 const PAGE: usize = 512;
 
+/// The most payload one page read on behalf of a client holds (at least
+/// one entry): a reader that stops reading holds a few pages, so what it
+/// costs is bounded in bytes however large the entries are.
+pub const CLIENT_PAGE_BYTES: usize = 256 * 1024;
+
 /// A stream of every entry from `from` (inclusive), then of each new entry
 /// as it becomes durable. It ends when the writer goes away, and stops
-/// reading as soon as the stream is dropped. Entries are read in pages and
-/// handed on through a small bounded channel, so a slow consumer holds at
-/// most two pages in memory however far behind it is.
-pub fn follow(reader: LogReader, from: Position) -> ReceiverStream<Result<LogEntry, LogError>> {
-    let (tx, rx) = mpsc::channel(PAGE);
+/// reading as soon as the stream is dropped. Entries are read in pages of
+/// at most [`CLIENT_PAGE_BYTES`] and handed on one page at a time, so a
+/// consumer that stops reading holds at most three pages (the one it is
+/// taking, one waiting, one read) however far behind it is.
+pub fn follow(reader: LogReader, from: Position) -> Following {
+    let (tx, rx) = mpsc::channel::<Result<Vec<LogEntry>, LogError>>(1);
     tokio::spawn(async move {
         let mut head = reader.watch_head();
         let mut next = from.max(1);
@@ -30,13 +41,12 @@ pub fn follow(reader: LogReader, from: Position) -> ReceiverStream<Result<LogEnt
                     () = tx.closed() => return,
                 }
             }
-            match reader.read(next, PAGE).await {
+            match reader.read_within(next, PAGE, CLIENT_PAGE_BYTES).await {
                 Ok(entries) => {
-                    for entry in entries {
-                        next = entry.position + 1;
-                        if tx.send(Ok(entry)).await.is_err() {
-                            return;
-                        }
+                    let Some(last) = entries.last() else { continue };
+                    next = last.position + 1;
+                    if tx.send(Ok(entries)).await.is_err() {
+                        return;
                     }
                 }
                 Err(error) => {
@@ -46,7 +56,35 @@ pub fn follow(reader: LogReader, from: Position) -> ReceiverStream<Result<LogEnt
             }
         }
     });
-    ReceiverStream::new(rx)
+    Following {
+        pages: rx,
+        page: Vec::new().into_iter(),
+    }
+}
+
+/// The entries of [`follow`], one at a time from the pages it reads.
+#[derive(Debug)]
+pub struct Following {
+    pages: mpsc::Receiver<Result<Vec<LogEntry>, LogError>>,
+    page: std::vec::IntoIter<LogEntry>,
+}
+
+impl Stream for Following {
+    type Item = Result<LogEntry, LogError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if let Some(entry) = self.page.next() {
+                return Poll::Ready(Some(Ok(entry)));
+            }
+            match self.pages.poll_recv(cx) {
+                Poll::Ready(Some(Ok(page))) => self.page = page.into_iter(),
+                Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(error))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
 }
 
 /// A page read ahead, and where the one after it starts.
@@ -60,24 +98,26 @@ pub struct ReadAhead<T: Send + 'static> {
     reader: LogReader,
     last: Position,
     page: usize,
+    page_bytes: usize,
     convert: fn(Vec<LogEntry>) -> Result<Vec<T>, LogError>,
     pending: Option<tokio::task::JoinHandle<Result<Page<T>, LogError>>>,
 }
 
 impl<T: Send + 'static> ReadAhead<T> {
-    /// Starts reading pages of up to `page` entries from `from` through
-    /// `last`.
+    /// Starts reading pages of up to `page` entries and `page_bytes` of
+    /// payload (at least one entry) from `from` through `last`.
     pub fn new(
         reader: LogReader,
         from: Position,
         last: Position,
-        page: usize,
+        (page, page_bytes): (usize, usize),
         convert: fn(Vec<LogEntry>) -> Result<Vec<T>, LogError>,
     ) -> ReadAhead<T> {
         let mut pages = ReadAhead {
             reader,
             last,
             page,
+            page_bytes,
             convert,
             pending: None,
         };
@@ -89,10 +129,10 @@ impl<T: Send + 'static> ReadAhead<T> {
         if from > self.last {
             return;
         }
-        let (reader, convert) = (self.reader.clone(), self.convert);
+        let (reader, convert, bytes) = (self.reader.clone(), self.convert, self.page_bytes);
         let wanted = usize::try_from(self.last - from + 1).map_or(self.page, |left| left.min(self.page));
         self.pending = Some(tokio::spawn(async move {
-            let entries = reader.read(from, wanted).await?;
+            let entries = reader.read_within(from, wanted, bytes).await?;
             let next = entries.last().map_or(Position::MAX, |e| e.position + 1);
             Ok((next, convert(entries)?))
         }));
@@ -186,7 +226,7 @@ mod tests {
         let positions = |entries: Vec<LogEntry>| Ok(entries.into_iter().map(|e| e.position).collect());
 
         let mut seen = Vec::new();
-        let mut pages = ReadAhead::new(reader.clone(), 3, 900, 64, positions);
+        let mut pages = ReadAhead::new(reader.clone(), 3, 900, (64, usize::MAX), positions);
         loop {
             let page = pages.next_page().await.unwrap();
             if page.is_empty() {
@@ -197,10 +237,10 @@ mod tests {
         }
         assert_eq!(seen, (3..=900).collect::<Vec<_>>());
 
-        let mut to_the_end = ReadAhead::new(reader.clone(), 990, u64::MAX, 64, positions);
+        let mut to_the_end = ReadAhead::new(reader.clone(), 990, u64::MAX, (64, usize::MAX), positions);
         assert_eq!(to_the_end.next_page().await.unwrap(), (990..=1000).collect::<Vec<_>>());
         assert!(to_the_end.next_page().await.unwrap().is_empty());
-        let mut nothing = ReadAhead::new(reader, 5, 4, 64, positions);
+        let mut nothing = ReadAhead::new(reader, 5, 4, (64, usize::MAX), positions);
         assert!(nothing.next_page().await.unwrap().is_empty());
     }
 }

@@ -22,7 +22,7 @@ mod store;
 pub use checkpoint::{Broken, ChainVerifier, Checkpoint, CheckpointSigner};
 pub use committed::Committed;
 pub use error::LogError;
-pub use follow::{ReadAhead, follow};
+pub use follow::{CLIENT_PAGE_BYTES, Following, ReadAhead, follow};
 pub use reader::LogReader;
 pub use store::{LogStore, NewEntry, WalSync, create_private_dir};
 

@@ -97,21 +97,29 @@ impl LogReader {
     /// [`Self::head`]: the writer may have committed entries it has not yet
     /// made durable, and those are not read.
     pub async fn read(&self, from: Position, max: usize) -> Result<Vec<LogEntry>, LogError> {
+        self.read_within(from, max, usize::MAX).await
+    }
+
+    /// As [`Self::read`], stopping once the entries read hold `max_bytes`
+    /// of payload (at least one entry is read when there is one): what a
+    /// reader on behalf of a client holds in memory is bounded in bytes,
+    /// whatever the size of the entries.
+    pub async fn read_within(&self, from: Position, max: usize, max_bytes: usize) -> Result<Vec<LogEntry>, LogError> {
         let until = self.head().position;
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || inner.read(from.max(1), until, max))
+        tokio::task::spawn_blocking(move || inner.read(from.max(1), until, max, max_bytes))
             .await
             .map_err(|e| LogError::Io(std::io::Error::other(e)))?
     }
 }
 
 impl Inner {
-    fn read(&self, from: Position, until: Position, max: usize) -> Result<Vec<LogEntry>, LogError> {
+    fn read(&self, from: Position, until: Position, max: usize, max_bytes: usize) -> Result<Vec<LogEntry>, LogError> {
         let conn = match self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             Some(conn) => conn,
             None => connect(&self.path)?,
         };
-        let entries = read_range(&conn, from, until, max);
+        let entries = read_range(&conn, from, until, max, max_bytes);
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < POOL_SIZE {
             idle.push(conn);
@@ -120,12 +128,14 @@ impl Inner {
     }
 }
 
-/// Up to `max` entries from `from` to `until`, both inclusive.
+/// Up to `max` entries from `from` to `until`, both inclusive, stopping
+/// after the entry that brings the payloads read to `max_bytes`.
 pub(crate) fn read_range(
     conn: &Connection,
     from: Position,
     until: Position,
     max: usize,
+    max_bytes: usize,
 ) -> Result<Vec<LogEntry>, LogError> {
     let mut stmt = conn.prepare_cached(
         "SELECT position, hash, payload FROM entries WHERE position >= ?1 AND position <= ?2 ORDER BY position LIMIT ?3",
@@ -139,7 +149,11 @@ pub(crate) fn read_range(
         ))
     })?;
     let mut entries = Vec::with_capacity(max.min(1024));
+    let mut bytes = 0usize;
     for (expected, row) in (from..).zip(rows) {
+        if bytes >= max_bytes {
+            break;
+        }
         let (position, hash, payload) = row?;
         if position != expected {
             return Err(LogError::Corrupt {
@@ -147,6 +161,7 @@ pub(crate) fn read_range(
                 what: format!("missing; the next stored entry is at {position}"),
             });
         }
+        bytes += payload.len();
         entries.push(LogEntry {
             position,
             hash: to_hash(position, &hash)?,

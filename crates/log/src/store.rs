@@ -245,7 +245,7 @@ impl LogStore {
     /// Up to `max` entries from `from` (inclusive), in order, on the
     /// writer's own connection: for rebuilding the writer's state at start.
     pub fn read(&self, from: Position, max: usize) -> Result<Vec<crate::LogEntry>, LogError> {
-        crate::reader::read_range(&self.conn, from.max(1), Position::MAX, max)
+        crate::reader::read_range(&self.conn, from.max(1), Position::MAX, max, usize::MAX)
     }
 
     /// Appends `entries` in one transaction and returns once it is durable
@@ -498,6 +498,14 @@ mod tests {
         sync.sync().unwrap();
         head_tx.send(head).unwrap();
         assert_eq!(positions(reader.read(1, 10).await.unwrap()), vec![1, 2, 3]);
+        // A byte budget stops a page after the entry that reaches it, and
+        // still reads one entry however large.
+        let each = store.payload(1).unwrap().unwrap().len();
+        assert_eq!(
+            positions(reader.read_within(1, 10, 2 * each).await.unwrap()),
+            vec![1, 2]
+        );
+        assert_eq!(positions(reader.read_within(2, 10, 1).await.unwrap()), vec![2]);
         drop(store);
         let store = LogStore::open(dir.path()).unwrap();
         assert_eq!((store.head(), store.find_key("k2")), (head, Some(2)));

@@ -157,7 +157,9 @@ impl QueryState {
     /// next page is read and decoded on another task while one is applied.
     async fn catch_up_to(&self, last: Position) -> Result<(), LogError> {
         let from = self.read_view().position().next();
-        let mut pages = ReadAhead::new(self.history.clone(), from.0, last.0, 4096, |entries| decode(&entries));
+        let mut pages = ReadAhead::new(self.history.clone(), from.0, last.0, (4096, usize::MAX), |entries| {
+            decode(&entries)
+        });
         loop {
             let events = pages.next_page().await?;
             if events.is_empty() {

@@ -294,7 +294,7 @@ impl Delivery<'_> {
             self.state.history.clone(),
             self.delivered.next().0,
             u64::MAX,
-            HISTORY_PAGE,
+            (HISTORY_PAGE, truce_log::CLIENT_PAGE_BYTES),
             stored_events,
         );
         loop {
