@@ -101,6 +101,7 @@ impl Admission {
     /// address only.
     pub fn admit(self: &Arc<Self>, caller: &Caller, address: Option<IpAddr>) -> Result<Permit, ServiceError> {
         let party = caller.principal().map(|p| p.party.clone());
+        let address = address.map(crate::client_network);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let noun = self.streams.noun;
         let refusal = if open.total >= self.caps.total {

@@ -211,6 +211,20 @@ pub fn grpc_url(text: &str) -> Result<String, String> {
     }
 }
 
+/// The network a client address stands for when counting what one client
+/// holds: an IPv4 address as it is (an IPv4-mapped IPv6 address as its
+/// IPv4 address), an IPv6 address as its /64, since one host is commonly
+/// given a whole /64 and could otherwise take a new address per connection.
+pub fn client_network(address: std::net::IpAddr) -> std::net::IpAddr {
+    match address.to_canonical() {
+        std::net::IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            std::net::IpAddr::V6(std::net::Ipv6Addr::from(bits))
+        }
+        v4 => v4,
+    }
+}
+
 /// How long the caller of `request` is still willing to wait, from its
 /// `grpc-timeout` header (the gRPC deadline), if it sent one.
 pub fn deadline<T>(request: &tonic::Request<T>) -> Option<Duration> {

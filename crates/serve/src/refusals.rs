@@ -3,7 +3,9 @@
 //! principal (when the caller authenticated), the peer address, the code
 //! and the reason. Rate-limited: at most [`LINES_PER_SECOND`] such lines
 //! in any one-second window, then a line counting those left out, so a
-//! flood of refused calls cannot flood the log.
+//! flood of refused calls cannot flood the log. Callers who authenticated
+//! and anonymous ones have budgets of their own, so a flood of forged
+//! tokens cannot hide what a principal was refused.
 
 use std::{
     net::SocketAddr,
@@ -60,8 +62,12 @@ pub enum Noted {
 #[derive(Debug)]
 pub struct RefusalLog {
     lines_per_second: u32,
-    window: Mutex<Window>,
+    /// Anonymous callers' window, and authenticated callers'.
+    windows: [Mutex<Window>; 2],
 }
+
+/// Whose refusals a window counts, for its summary line.
+const CALLERS: [&str; 2] = ["anonymous", "authenticated"];
 
 #[derive(Debug)]
 struct Window {
@@ -76,21 +82,25 @@ struct Window {
 impl RefusalLog {
     /// A log of at most `lines_per_second` refusal lines a second.
     pub fn new(lines_per_second: u32) -> Arc<RefusalLog> {
-        Arc::new(RefusalLog {
-            lines_per_second,
-            window: Mutex::new(Window {
+        let window = || {
+            Mutex::new(Window {
                 started: Instant::now(),
                 logged: 0,
                 left_out: 0,
                 summary_due: false,
-            }),
+            })
+        };
+        Arc::new(RefusalLog {
+            lines_per_second,
+            windows: [window(), window()],
         })
     }
 
     /// Logs `refusal`, or counts it when this window's lines are spent.
     pub fn note(self: &Arc<Self>, refusal: &Refusal<'_>) -> Noted {
         let now = Instant::now();
-        let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        let callers = usize::from(refusal.principal.is_some());
+        let mut window = self.windows[callers].lock().unwrap_or_else(|p| p.into_inner());
         let mut summary = 0;
         if now.duration_since(window.started) >= WINDOW {
             summary = std::mem::take(&mut window.left_out);
@@ -104,13 +114,13 @@ impl RefusalLog {
             window.left_out += 1;
             if !window.summary_due {
                 window.summary_due = true;
-                self.summarize_at(window.started + WINDOW);
+                self.summarize_at(callers, window.started + WINDOW);
             }
             Noted::Counted
         };
         drop(window);
         if summary > 0 {
-            log_summary(summary);
+            log_summary(summary, CALLERS[callers]);
         }
         if noted == Noted::Logged {
             log_refusal(refusal);
@@ -120,7 +130,7 @@ impl RefusalLog {
 
     /// Writes the count of refusals left out once their window has ended,
     /// unless a refusal in a later window writes it first.
-    fn summarize_at(self: &Arc<Self>, at: Instant) {
+    fn summarize_at(self: &Arc<Self>, callers: usize, at: Instant) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             // Outside a runtime the next refusal after the window writes it.
             return;
@@ -131,7 +141,7 @@ impl RefusalLog {
             loop {
                 tokio::time::sleep_until(at).await;
                 let now = Instant::now();
-                let mut window = log.window.lock().unwrap_or_else(|p| p.into_inner());
+                let mut window = log.windows[callers].lock().unwrap_or_else(|p| p.into_inner());
                 if window.left_out == 0 {
                     window.summary_due = false;
                     return;
@@ -145,7 +155,7 @@ impl RefusalLog {
                 window.logged = 0;
                 window.summary_due = false;
                 drop(window);
-                log_summary(left_out);
+                log_summary(left_out, CALLERS[callers]);
                 return;
             }
         });
@@ -173,10 +183,12 @@ fn log_refusal(refusal: &Refusal<'_>) {
     );
 }
 
-fn log_summary(left_out: u64) {
+fn log_summary(left_out: u64, callers: &str) {
     tracing::info!(
         left_out,
-        "{left_out} more refused calls were not logged one by one (at most {LINES_PER_SECOND} lines a second)"
+        callers,
+        "{left_out} more refused calls of {callers} callers were not logged one by one (at most \
+         {LINES_PER_SECOND} lines a second each for anonymous and authenticated callers)"
     );
 }
 
@@ -250,10 +262,29 @@ mod tests {
         let summary = lines.last().expect("a summary");
         assert!(summary.contains("left_out=9990"), "{summary}");
 
+        // A principal's refusal during an anonymous flood still has its line.
+        let before = captured.lines().len();
+        for _ in 0..1_000 {
+            log.note(&refusal("unknown token"));
+        }
+        let insider = Refusal {
+            principal: Some("hamas-desk"),
+            code: Code::PermissionDenied,
+            ..refusal("hamas made no report rpt-4")
+        };
+        assert_eq!(log.note(&insider), Noted::Logged);
+        let lines = captured.lines();
+        assert!(
+            lines[before..].iter().any(|l| l.contains("principal=hamas-desk")),
+            "{lines:#?}"
+        );
+        tokio::time::sleep(WINDOW * 3).await;
+        let before = captured.lines().len();
+
         // The next window logs again, and the quiet one after it adds nothing.
         assert_eq!(log.note(&refusal("unknown token")), Noted::Logged);
         tokio::time::sleep(WINDOW * 3).await;
-        assert_eq!(captured.lines().len(), LINES_PER_SECOND as usize + 2);
+        assert_eq!(captured.lines().len(), before + 1);
     }
 
     #[test]

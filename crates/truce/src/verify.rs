@@ -214,7 +214,9 @@ impl Verified {
                 .to_owned(),
             (HeadCheck::Reached { position, key }, ServiceKey::Given(_)) => format!(
                 "the log reaches the head the service signed (position {position}, same hash), signed with the \
-                 service key given with --service-key ({key})"
+                 service key given with --service-key ({key}); a head carries no time, so an older head signed \
+                 with that key, served with the log cut to it, would pass: only a checkpoint you hold shows how \
+                 far the log had reached"
             ),
             (HeadCheck::Reached { position, key }, ServiceKey::OfCheckpoints(_)) => format!(
                 "the log reaches the head the service signed (position {position}, same hash), signed with the key \
@@ -254,7 +256,9 @@ impl Verified {
             ));
         }
         lines.push(if self.registered_keys {
-            "every signing key is registered for its party in the principals file given".to_owned()
+            "every signing key is registered for its party in the principals file given (as trustworthy as that \
+             file: the operator keeps it)"
+                .to_owned()
         } else {
             "NOT CHECKED: whose keys signed: each signature was checked against the key stored with it, which \
              whoever wrote the log chose; give --principals"
@@ -263,6 +267,12 @@ impl Verified {
         lines.push(
             "NOT CHECKED: whether an unsigned entry should have been signed (a party's require_signatures may have \
              changed over time)"
+                .to_owned(),
+        );
+        lines.push(
+            "NOT CHECKED: the mediators' rulings and the incident summaries in the events: rulings are not signed, \
+             and who counts as a mediator is the operator's configuration; they are recorded in order, linked and \
+             readable, not re-decided"
                 .to_owned(),
         );
         lines

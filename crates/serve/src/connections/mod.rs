@@ -214,7 +214,7 @@ impl Registry {
     /// Counts a connection from `peer` to `local`, or refuses it when its
     /// address has [`ConnectionLimits::per_address`] already.
     pub(crate) fn admit(self: &Arc<Self>, local: SocketAddr, peer: SocketAddr) -> Option<Admitted> {
-        let address = peer.ip().to_canonical();
+        let address = crate::client_network(peer.ip());
         let activity = Arc::new(Activity::new());
         let mut inner = self.lock();
         let count = inner.per_address.entry(address).or_insert(0);
@@ -240,7 +240,7 @@ impl Drop for Admitted {
     fn drop(&mut self) {
         let mut inner = self.registry.lock();
         inner.connections.remove(&self.key);
-        let address = self.key.1.ip().to_canonical();
+        let address = crate::client_network(self.key.1.ip());
         if let Some(count) = inner.per_address.get_mut(&address) {
             *count -= 1;
             if *count == 0 {
@@ -268,6 +268,17 @@ mod tests {
         // The same address written as IPv4-mapped IPv6 is the same address.
         assert!(registry.admit(local, peer("[::ffff:10.0.0.1]:1003")).is_none());
         let _other = registry.admit(local, peer("10.0.0.2:1000")).expect("another address");
+        // One IPv6 /64 is one client: a host holds a whole /64.
+        let _v6 = registry
+            .admit(local, peer("[2001:db8:0:1::1]:1000"))
+            .expect("a first v6");
+        let _v6_again = registry
+            .admit(local, peer("[2001:db8:0:1::2]:1000"))
+            .expect("its /64's second");
+        assert!(registry.admit(local, peer("[2001:db8:0:1:ffff::3]:1000")).is_none());
+        let _next = registry
+            .admit(local, peer("[2001:db8:0:2::1]:1000"))
+            .expect("another /64");
         assert!(registry.find(local, peer("10.0.0.1:1000")).is_some());
         drop(first);
         assert!(registry.find(local, peer("10.0.0.1:1000")).is_none());
