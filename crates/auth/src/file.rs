@@ -136,7 +136,11 @@ fn generate_token() -> Result<String, std::io::Error> {
 /// holds the file's lock; the temporary file is created anew (a leftover,
 /// or a symbolic link planted in its place, is removed, never followed).
 fn write_private(path: &Path, contents: &[u8]) -> Result<(), std::io::Error> {
-    let temporary = path.with_extension("tmp");
+    // The file's own name with a suffix: never the file itself, whatever
+    // its extension.
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(".new");
+    let temporary = path.with_file_name(name);
     let previous = fs::metadata(path).and_then(|m| m.modified()).ok();
     match fs::remove_file(&temporary) {
         Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
@@ -156,7 +160,14 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), std::io::Error> {
         }
         file.sync_all()?;
     }
-    fs::rename(&temporary, path)
+    fs::rename(&temporary, path)?;
+    // The rename itself is durable only once the directory is: a change
+    // (a revocation) must not come undone in a crash.
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::File::open(dir)?.sync_all()
 }
 
 impl PrincipalsFile {
@@ -508,12 +519,12 @@ mod tests {
         file.create_if_missing().unwrap();
         let target = dir.path().join("elsewhere");
         fs::write(&target, "untouched").unwrap();
-        std::os::unix::fs::symlink(&target, dir.path().join("principals.tmp")).unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("principals.json.new")).unwrap();
         file.add("idf-desk", &"idf".parse().unwrap(), &[Role::Reporter])
             .unwrap();
         assert_eq!(fs::read_to_string(&target).unwrap(), "untouched");
         assert_eq!(file.load().unwrap().len(), 2, "the principal was added");
-        assert!(!dir.path().join("principals.tmp").exists());
+        assert!(!dir.path().join("principals.json.new").exists());
     }
 
     #[test]

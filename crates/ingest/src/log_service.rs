@@ -144,7 +144,7 @@ impl LogService for LogFeed {
             return Err(ServiceError::FailedPrecondition(format!(
                 "this log is incarnation {}, not {}",
                 self.reader.incarnation(),
-                request.incarnation
+                truce_domain::quote(&request.incarnation)
             ))
             .into());
         }

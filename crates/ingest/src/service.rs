@@ -232,8 +232,9 @@ fn speak_as(caller: &Caller, report: Option<&mut v1::Report>) -> Result<(), Serv
             report.reporting_party = own.to_owned();
         } else if report.reporting_party != own {
             return Err(ServiceError::PermissionDenied(format!(
-                "principal {:?} reports for party {own:?} only, not {:?}",
-                principal.name, report.reporting_party
+                "principal {:?} reports for party {own:?} only, not {}",
+                principal.name,
+                truce_domain::quote(&report.reporting_party)
             )));
         }
     }
