@@ -2,7 +2,8 @@
 //! a principal revoked, or a token rotated out, loses every stream it
 //! holds (the bulk stream at its next report, storing nothing more;
 //! `ReadLog` and `Subscribe` within the reload poll); the caps on
-//! subscriptions and log readers count per party and per address, so the
+//! subscriptions, log readers and bulk streams count per party and per
+//! address, so the
 //! principals of one party cannot take every place, nor one machine; and a
 //! log reader that never reads is ended after the stall timeout, freeing
 //! its place.
@@ -306,6 +307,21 @@ async fn read_log(channel: &Channel, token: &str) -> Result<Streaming<v1::ReadLo
     Ok(entries)
 }
 
+/// A bulk submission stream of `token`'s, held open with nothing sent.
+type Bulk = (
+    mpsc::Sender<v1::SubmitReportsRequest>,
+    Streaming<v1::SubmitReportsResponse>,
+);
+
+async fn open_bulk(channel: &Channel, token: &str) -> Result<Bulk, Status> {
+    let (requests, inbound) = mpsc::channel(1);
+    let results = IngestServiceClient::new(channel.clone())
+        .submit_reports(with_token(token, ReceiverStream::new(inbound)))
+        .await?
+        .into_inner();
+    Ok((requests, results))
+}
+
 /// The cap a RESOURCE_EXHAUSTED refusal names.
 fn cap(status: &Status, reason: &str) -> String {
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
@@ -365,6 +381,25 @@ async fn the_principals_of_one_party_cannot_take_every_place_nor_one_address() {
     let status = read_log(&ingest, &desks[0]).await.expect_err("the party's cap");
     assert_eq!(cap(&status, "LOG_READER_LIMIT"), "party");
     readers.push(read_log(&ingest, &un).await.expect("another party reads the log"));
+
+    // So are bulk submission streams, apart again.
+    let hamas = s.add("hamas-desk", "hamas", Role::Reporter);
+    let mut bulk = Vec::new();
+    for token in &desks {
+        bulk.push(open_bulk(&ingest, token).await.expect("a bulk stream"));
+    }
+    let status = open_bulk(&ingest, &desks[0]).await.expect_err("the party's cap");
+    assert_eq!(cap(&status, "BULK_STREAM_LIMIT"), "party");
+    bulk.push(open_bulk(&ingest, &hamas).await.expect("another party opens one"));
+    // Ending a stream frees its place.
+    drop(bulk.remove(0));
+    let deadline = Instant::now() + PATIENCE;
+    while open_bulk(&ingest, &desks[0]).await.is_err() {
+        assert!(Instant::now() < deadline, "the place was not freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Open bulk streams end at shutdown: the pair stops with these open
+    // (the stop below is bounded by PATIENCE).
 
     // Closing frees the places at once.
     held.clear();

@@ -244,8 +244,13 @@ impl IngestNode {
         auth: &Authenticator,
         stopping: Stopping,
     ) -> impl Future<Output = ()> + use<> {
-        let ingest = IngestServiceServer::new(service::Ingest::new(self.submitter.clone(), auth.clone()))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let ingest = IngestServiceServer::new(service::Ingest::new(
+            self.submitter.clone(),
+            auth.clone(),
+            self.streams.caps,
+            stopping.clone(),
+        ))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
         routes.add_service(auth.guard(ingest));
         let log = LogServiceServer::new(log_service::LogFeed::new(
             self.feed.clone(),

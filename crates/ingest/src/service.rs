@@ -18,7 +18,10 @@ use truce_proto::{
 };
 
 use truce_auth::{PartyKeys, Principal, Role};
-use truce_serve::auth::{Authenticator, Caller};
+use truce_serve::{
+    auth::{Authenticator, Caller},
+    limits::CallKind,
+};
 
 use crate::sequencer::{Accepted, Amendment, Command, Revised, Submission, Submitter, Withdrawal};
 
@@ -29,13 +32,28 @@ mod bulk;
 pub struct Ingest {
     submitter: Submitter,
     auth: Authenticator,
+    /// Open bulk streams, held to the stream caps like log readers.
+    bulk: std::sync::Arc<truce_serve::admission::Admission>,
+    /// Raised at shutdown: open bulk streams end, so they do not hold it.
+    stopping: truce_serve::Stopping,
 }
 
 impl Ingest {
     /// A service handing reports to `submitter`, checking report signatures
-    /// against the parties' keys known to `auth`.
-    pub fn new(submitter: Submitter, auth: Authenticator) -> Ingest {
-        Ingest { submitter, auth }
+    /// against the parties' keys known to `auth`, with bulk streams capped
+    /// by `caps`.
+    pub fn new(
+        submitter: Submitter,
+        auth: Authenticator,
+        caps: truce_serve::admission::Caps,
+        stopping: truce_serve::Stopping,
+    ) -> Ingest {
+        Ingest {
+            submitter,
+            auth,
+            bulk: truce_serve::admission::Admission::new(caps, truce_serve::admission::Streams::BULK_STREAMS),
+            stopping,
+        }
     }
 
     /// Validates a request into a submission, naming every invalid field.
@@ -386,15 +404,19 @@ impl IngestService for Ingest {
         &self,
         request: Request<Streaming<v1::SubmitReportsRequest>>,
     ) -> Result<Response<Self::SubmitReportsStream>, Status> {
-        // Opening the stream is free; each report in it is charged.
+        // Opening the stream takes a place among the open bulk streams and
+        // is charged as a write; each report in it is charged too.
         let caller = Caller::of(&request)?;
         caller.require("submit reports", Principal::may_report)?;
         let peer = request.remote_addr();
+        let permit = self.bulk.admit(&caller, peer.map(|a| a.ip()))?;
+        self.auth.charge(&caller, CallKind::Write, 1)?;
         Ok(Response::new(bulk::serve(
             self.clone(),
             caller,
             peer,
             request.into_inner(),
+            permit,
         )))
     }
 }

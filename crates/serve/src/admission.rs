@@ -60,6 +60,11 @@ impl Streams {
         noun: "log readers",
         reason: "LOG_READER_LIMIT",
     };
+    /// `SubmitReports` streams.
+    pub const BULK_STREAMS: Streams = Streams {
+        noun: "bulk submission streams",
+        reason: "BULK_STREAM_LIMIT",
+    };
 }
 
 /// Counts open streams.

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 use tonic::{Status, Streaming};
 use truce_proto::{ServiceError, v1};
-use truce_serve::{auth::Caller, limits::CallKind, revocation::Revocation};
+use truce_serve::{admission::Permit, auth::Caller, limits::CallKind, revocation::Revocation};
 
 use super::{Ingest, ResultStream, as_caller, now, to_response};
 use crate::sequencer::Accepted;
@@ -42,10 +42,15 @@ pub(super) fn serve(
     caller: Caller,
     peer: Option<SocketAddr>,
     inbound: Streaming<v1::SubmitReportsRequest>,
+    permit: Permit,
 ) -> ResultStream {
     let (pending_tx, pending_rx) = mpsc::channel(BULK_WINDOW);
     let (out_tx, out_rx) = mpsc::channel(BULK_WINDOW);
-    tokio::spawn(read(service, caller, peer, inbound, pending_tx));
+    tokio::spawn(async move {
+        read(service, caller, peer, inbound, pending_tx).await;
+        // The stream's place is free once nothing more is read from it.
+        drop(permit);
+    });
     tokio::spawn(write(pending_rx, out_tx));
     Box::pin(ReceiverStream::new(out_rx))
 }
@@ -62,11 +67,21 @@ async fn read(
     let revocation = Revocation::new(service.auth.clone(), caller.clone());
     let revoked = revocation.revoked();
     tokio::pin!(revoked);
+    let stopping = service.stopping.clone();
+    let stopped = stopping.wait();
+    tokio::pin!(stopped);
     loop {
         let next = tokio::select! {
             next = inbound.next() => next,
             () = &mut revoked => {
                 let _ = pending.send(Pending::End(Revocation::refusal().into())).await;
+                return;
+            }
+            () = &mut stopped => {
+                let stopping = ServiceError::Unavailable(
+                    "the service is shutting down; send again what was not answered, with the same keys".into(),
+                );
+                let _ = pending.send(Pending::End(stopping.into())).await;
                 return;
             }
         };
