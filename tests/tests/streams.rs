@@ -500,3 +500,58 @@ async fn a_log_reader_that_never_reads_is_ended_after_the_stall_timeout_and_free
     assert!(last < head, "the reader stalled before the end ({last} of {head})");
     s.pair.stop().await;
 }
+
+/// On a quiet log a stalled reader is found out by what waits in its
+/// queue, not once heartbeats have filled it (64 of them, two seconds
+/// apart).
+#[tokio::test]
+async fn a_log_reader_that_stops_reading_a_quiet_log_is_ended_after_the_stall_timeout() {
+    let stall = Duration::from_millis(500);
+    let s = Services::start(StreamLimits {
+        stall_timeout: stall,
+        ..Default::default()
+    })
+    .await;
+    let idf = s.add("idf-desk", "idf", Role::Reporter);
+    let un = s.add("un-reader", "un", Role::Observer);
+    let mut ingest = s.pair.ingest_client().await;
+    for n in 0..40 {
+        let mut report = numbered_report(n);
+        report.reporting_party.clear();
+        report.summary = "x".repeat(3000);
+        ingest
+            .submit_report(with_token(&idf, request(&format!("quiet-{n}"), report)))
+            .await
+            .expect("submitted");
+    }
+    // A client whose HTTP/2 window takes a few entries, and that then reads
+    // nothing while the log stays quiet.
+    let small_window = tonic::transport::Endpoint::from_shared(format!("http://{}", s.pair.ingest))
+        .expect("endpoint")
+        .initial_stream_window_size(8 * 1024)
+        .initial_connection_window_size(8 * 1024)
+        .connect()
+        .await
+        .expect("connect");
+    let opened = Instant::now();
+    let mut stalled = read_log(&small_window, &un).await.expect("a log reader");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let status = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match stalled.message().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("ended without a status"),
+                Err(status) => break status,
+            }
+        }
+    })
+    .await
+    .expect("the stalled reader was not ended");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        opened.elapsed() < Duration::from_secs(15),
+        "ended after {:?}, not about the stall timeout",
+        opened.elapsed()
+    );
+    s.pair.stop().await;
+}

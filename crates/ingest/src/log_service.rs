@@ -193,7 +193,12 @@ impl Reading<'_> {
         self.send(Kind::Info(info)).await?;
         loop {
             let kind = match tokio::time::timeout(HEARTBEAT, entries.next()).await {
-                Err(_idle) => Kind::Heartbeat(self.feed.info().await.map_err(|e| Stop::End(e.into()))?),
+                // A heartbeat says nothing while messages wait to be taken.
+                Err(_idle) => match self.out.waiting() {
+                    Some(waited) if waited >= self.feed.stall => return Err(self.stalled()),
+                    Some(_) => continue,
+                    None => Kind::Heartbeat(self.feed.info().await.map_err(|e| Stop::End(e.into()))?),
+                },
                 Ok(None) => return Err(Stop::End(Status::unavailable("the log closed"))),
                 Ok(Some(Ok(entry))) => Kind::Entry(v1::LogEntry {
                     position: entry.position,
@@ -222,18 +227,24 @@ impl Reading<'_> {
     async fn send(&mut self, kind: Kind) -> Result<(), Stop> {
         let message = v1::ReadLogResponse { kind: Some(kind) };
         match self.out.send(message, self.feed.stall).await {
-            Err(Stop::Stalled) => Err(Stop::End(
-                ServiceError::ResourceExhausted {
-                    message: format!(
-                        "the log reader took nothing for {:?}; read again from the position after the one in the details",
-                        self.feed.stall
-                    ),
-                    reason: "SLOW_CONSUMER",
-                    metadata: vec![("position", self.delivered.to_string())],
-                }
-                .into(),
-            )),
+            Err(Stop::Stalled) => Err(self.stalled()),
             other => other,
         }
+    }
+
+    /// How a reader that took nothing for the stall timeout is ended:
+    /// with where to read on from.
+    fn stalled(&self) -> Stop {
+        Stop::End(
+            ServiceError::ResourceExhausted {
+                message: format!(
+                    "the log reader took nothing for {:?}; read again from the position after the one in the details",
+                    self.feed.stall
+                ),
+                reason: "SLOW_CONSUMER",
+                metadata: vec![("position", self.delivered.to_string())],
+            }
+            .into(),
+        )
     }
 }

@@ -6,6 +6,7 @@
 
 use std::{
     pin::Pin,
+    sync::{Arc, Mutex},
     task::{Context, Poll},
     time::Duration,
 };
@@ -30,6 +31,7 @@ pub enum Stop {
 pub struct Outbound<T> {
     messages: mpsc::Sender<T>,
     end: oneshot::Sender<Status>,
+    taken: Arc<Mutex<tokio::time::Instant>>,
 }
 
 /// The stream tonic sends: the queued messages, then the final status if
@@ -38,20 +40,25 @@ pub struct Outbound<T> {
 pub struct Outgoing<T> {
     messages: mpsc::Receiver<T>,
     end: Option<oneshot::Receiver<Status>>,
+    /// When the reader last took a message (or the stream began).
+    taken: Arc<Mutex<tokio::time::Instant>>,
 }
 
 /// A connected queue of `depth` messages and its stream.
 pub fn outbound<T>(depth: usize) -> (Outbound<T>, Outgoing<T>) {
     let (messages_tx, messages_rx) = mpsc::channel(depth);
     let (end_tx, end_rx) = oneshot::channel();
+    let taken = Arc::new(Mutex::new(tokio::time::Instant::now()));
     (
         Outbound {
             messages: messages_tx,
             end: end_tx,
+            taken: Arc::clone(&taken),
         },
         Outgoing {
             messages: messages_rx,
             end: Some(end_rx),
+            taken,
         },
     )
 }
@@ -67,6 +74,18 @@ impl<T> Outbound<T> {
             Ok(Err(_)) => Err(Stop::Gone),
             Err(_) => Err(Stop::Stalled),
         }
+    }
+
+    /// How long messages have waited for the reader, which has taken
+    /// nothing since: `None` while the queue is empty. A stream with
+    /// nothing new to send asks this before sending a heartbeat, so a
+    /// reader that stopped is found out by its queue, not by the queue
+    /// filling with heartbeats.
+    pub fn waiting(&self) -> Option<Duration> {
+        if self.messages.capacity() == self.messages.max_capacity() {
+            return None;
+        }
+        Some(self.taken.lock().unwrap_or_else(|p| p.into_inner()).elapsed())
     }
 
     /// Resolves when the client has gone away.
@@ -85,7 +104,10 @@ impl<T> Stream for Outgoing<T> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match self.messages.poll_recv(cx) {
-            Poll::Ready(Some(message)) => return Poll::Ready(Some(Ok(message))),
+            Poll::Ready(Some(message)) => {
+                *self.taken.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+                return Poll::Ready(Some(Ok(message)));
+            }
             Poll::Pending => return Poll::Pending,
             Poll::Ready(None) => {}
         }
