@@ -30,16 +30,8 @@ pub const QUEUE: usize = 16;
 /// read history.
 pub const LIVE_QUEUE: usize = 1024;
 
-/// Why delivery stopped.
-#[derive(Debug)]
-pub enum Stop {
-    /// The client went away: nothing more to say.
-    Gone,
-    /// The client took nothing for the stall timeout.
-    Stalled,
-    /// End the stream with this status.
-    End(Status),
-}
+/// Why delivery stopped: the same reasons as any server stream's.
+pub use truce_serve::outbound::Stop;
 
 /// The sending side.
 #[derive(Debug)]
