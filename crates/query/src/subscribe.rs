@@ -39,6 +39,11 @@ use crate::{
 
 /// Events read from history per page.
 const HISTORY_PAGE: usize = 512;
+
+/// Stored bytes read from history per page, at most: a subscriber that
+/// stops reading holds the page it is sent and the one read ahead,
+/// decoded, so this bounds what it costs.
+const HISTORY_PAGE_BYTES: usize = 64 * 1024;
 /// Default heartbeat interval.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 /// Bounds of the heartbeat interval a client may ask for.
@@ -294,7 +299,7 @@ impl Delivery<'_> {
             self.state.history.clone(),
             self.delivered.next().0,
             u64::MAX,
-            (HISTORY_PAGE, truce_log::CLIENT_PAGE_BYTES),
+            (HISTORY_PAGE, HISTORY_PAGE_BYTES),
             stored_events,
         );
         loop {
