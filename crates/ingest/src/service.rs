@@ -405,12 +405,14 @@ impl IngestService for Ingest {
         request: Request<Streaming<v1::SubmitReportsRequest>>,
     ) -> Result<Response<Self::SubmitReportsStream>, Status> {
         // Opening the stream takes a place among the open bulk streams and
-        // is charged as a write; each report in it is charged too.
+        // is charged as a call (to the read allowance: a caller over its
+        // write rate still opens one, and its reports are refused one by
+        // one with the delay); each report in it is charged as a write.
         let caller = Caller::of(&request)?;
         caller.require("submit reports", Principal::may_report)?;
         let peer = request.remote_addr();
         let permit = self.bulk.admit(&caller, peer.map(|a| a.ip()))?;
-        self.auth.charge(&caller, CallKind::Write, 1)?;
+        self.auth.charge(&caller, CallKind::Read, 1)?;
         Ok(Response::new(bulk::serve(
             self.clone(),
             caller,
