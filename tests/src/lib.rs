@@ -586,7 +586,7 @@ pub mod secure {
     use truce_auth::{PrincipalsFile, Role};
     use truce_serve::auth::AuthMode;
 
-    use super::{Pair, crossing_report, request};
+    use super::Pair;
 
     /// `message` with `token` as its bearer token.
     pub fn with_token<T>(token: &str, message: T) -> Request<T> {
@@ -613,27 +613,37 @@ pub mod secure {
         pub dir: tempfile::TempDir,
     }
 
+    /// Services on tokens over a new principals file in `dir`, with
+    /// `config` (its data directory is `dir`) and `settings`: the pair, the
+    /// file, and the admin's token, which the first start writes.
+    pub async fn on_tokens(
+        dir: &std::path::Path,
+        config: truce_ingest::IngestConfig,
+        settings: truce_query::QuerySettings,
+    ) -> (Pair, PrincipalsFile, String) {
+        let file = PrincipalsFile::new(dir.join("principals.json"));
+        let config = truce_ingest::IngestConfig {
+            data_dir: dir.to_owned(),
+            ..config
+        };
+        let pair = Pair::start_full(config, settings, AuthMode::Tokens(file.clone())).await;
+        let admin = std::fs::read_to_string(dir.join("admin.token"))
+            .expect("the first start writes the admin's token")
+            .trim()
+            .to_owned();
+        (pair, file, admin)
+    }
+
     /// Starts services on tokens: the first start creates the principals
     /// file and the admin token; adds an idf reporter and an un observer.
     pub async fn secure_pair() -> Secure {
         let dir = tempfile::tempdir().expect("test setup");
-        let file = PrincipalsFile::new(dir.path().join("principals.json"));
-        let pair = Pair::start_full(
-            truce_ingest::IngestConfig {
-                data_dir: dir.path().to_owned(),
-                ..Default::default()
-            },
+        let (pair, file, admin) = on_tokens(
+            dir.path(),
+            truce_ingest::IngestConfig::default(),
             truce_query::QuerySettings::default(),
-            AuthMode::Tokens(file.clone()),
         )
         .await;
-        // The first start created the file and the admin's token.
-        let mut ingest = pair.ingest_client().await;
-        let _ = ingest.submit_report(request("", crossing_report())).await;
-        let admin = std::fs::read_to_string(dir.path().join("admin.token"))
-            .expect("test setup")
-            .trim()
-            .to_owned();
         let idf = file
             .add("idf-desk", &"idf".parse().expect("test setup"), &[Role::Reporter])
             .expect("test setup")

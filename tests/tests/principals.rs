@@ -31,20 +31,12 @@ struct Services {
 impl Services {
     async fn start() -> Services {
         let dir = tempfile::tempdir().expect("test setup");
-        let file = PrincipalsFile::new(dir.path().join("principals.json"));
-        let pair = Pair::start_full(
-            truce_ingest::IngestConfig {
-                data_dir: dir.path().to_owned(),
-                ..Default::default()
-            },
+        let (pair, file, admin) = truce_tests::secure::on_tokens(
+            dir.path(),
+            truce_ingest::IngestConfig::default(),
             truce_query::QuerySettings::default(),
-            AuthMode::Tokens(file.clone()),
         )
         .await;
-        let admin = std::fs::read_to_string(dir.path().join("admin.token"))
-            .expect("the first start writes the admin's token")
-            .trim()
-            .to_owned();
         Services { pair, file, admin, dir }
     }
 

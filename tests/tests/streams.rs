@@ -24,7 +24,7 @@ use truce_proto::v1::{
 };
 use truce_serve::{
     admission::{Caps, StreamLimits},
-    auth::{AuthMode, RELOAD_POLL},
+    auth::RELOAD_POLL,
 };
 use truce_tests::{PATIENCE, Pair, numbered_report, request, secure::with_token, stream};
 
@@ -39,10 +39,9 @@ struct Services {
 impl Services {
     async fn start(streams: StreamLimits) -> Services {
         let dir = tempfile::tempdir().expect("test setup");
-        let file = PrincipalsFile::new(dir.path().join("principals.json"));
-        let pair = Pair::start_full(
+        let (pair, file, admin) = truce_tests::secure::on_tokens(
+            dir.path(),
             truce_ingest::IngestConfig {
-                data_dir: dir.path().to_owned(),
                 streams,
                 ..Default::default()
             },
@@ -51,13 +50,8 @@ impl Services {
                 stall_timeout: streams.stall_timeout,
                 ..Default::default()
             },
-            AuthMode::Tokens(file.clone()),
         )
         .await;
-        let admin = std::fs::read_to_string(dir.path().join("admin.token"))
-            .expect("the first start writes the admin's token")
-            .trim()
-            .to_owned();
         Services {
             pair,
             file,

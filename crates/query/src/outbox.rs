@@ -112,21 +112,7 @@ impl Stream for Outgoing {
     type Item = Result<Frame, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match self.messages.poll_recv(cx) {
-            Poll::Ready(Some(frame)) => return Poll::Ready(Some(Ok(frame))),
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(None) => {}
-        }
-        // Every sender is gone: the subscription is over.
-        let Some(end) = self.end.as_mut() else {
-            return Poll::Ready(None);
-        };
-        match Pin::new(end).poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(outcome) => {
-                self.end = None;
-                Poll::Ready(outcome.ok().map(Err))
-            }
-        }
+        let this = &mut *self;
+        truce_serve::outbound::poll_queue_then_end(&mut this.messages, &mut this.end, cx)
     }
 }

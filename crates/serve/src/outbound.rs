@@ -103,24 +103,37 @@ impl<T> Stream for Outgoing<T> {
     type Item = Result<T, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match self.messages.poll_recv(cx) {
-            Poll::Ready(Some(message)) => {
-                *self.taken.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
-                return Poll::Ready(Some(Ok(message)));
-            }
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(None) => {}
+        let this = &mut *self;
+        let next = poll_queue_then_end(&mut this.messages, &mut this.end, cx);
+        if let Poll::Ready(Some(Ok(_))) = next {
+            *this.taken.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
         }
-        // Every sender is gone: the stream is over.
-        let Some(end) = self.end.as_mut() else {
-            return Poll::Ready(None);
-        };
-        match Pin::new(end).poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(outcome) => {
-                self.end = None;
-                Poll::Ready(outcome.ok().map(Err))
-            }
+        next
+    }
+}
+
+/// The next queued message; once every sender is gone, the final status
+/// (if one was given), then the end. Any server stream whose status
+/// travels apart from its messages reads its queue this way.
+pub fn poll_queue_then_end<T>(
+    messages: &mut mpsc::Receiver<T>,
+    end: &mut Option<oneshot::Receiver<Status>>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<T, Status>>> {
+    match messages.poll_recv(cx) {
+        Poll::Ready(Some(message)) => return Poll::Ready(Some(Ok(message))),
+        Poll::Pending => return Poll::Pending,
+        Poll::Ready(None) => {}
+    }
+    // Every sender is gone: the stream is over.
+    let Some(pending) = end.as_mut() else {
+        return Poll::Ready(None);
+    };
+    match Pin::new(pending).poll(cx) {
+        Poll::Pending => Poll::Pending,
+        Poll::Ready(outcome) => {
+            *end = None;
+            Poll::Ready(outcome.ok().map(Err))
         }
     }
 }
