@@ -1,14 +1,17 @@
-//! End-to-end delivery: many subscriptions with mixed filters, one writer at
-//! a fixed rate, and the time from each write's acknowledgement to its
-//! receipt by every subscriber it concerns. The same for the floor's bare
-//! broadcast and for etcd watchers. Every subscriber's received positions
-//! are checked against what it should have seen: lost and duplicated
-//! changes are counted, not assumed away.
+//! End-to-end delivery: many subscriptions, one writer at a fixed rate, and
+//! the time from the moment the writer sent each write (the time it wrote
+//! into the report, see [`crate::stamp`]) to its receipt by every
+//! subscriber it concerns. The same writer, subscribers and measurement for
+//! truce, the floors and etcd watchers. Every subscriber's receipts are
+//! checked against what it should have seen: lost and duplicated changes
+//! are counted, not assumed away; the deliveries still missing when the
+//! last write was acknowledged (the backlog) are reported, as is the CPU
+//! the servers and the client used and the servers' peak memory.
 
 use std::{
-    collections::HashMap,
+    collections::HashSet,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -19,11 +22,20 @@ use tonic::{codegen::http::uri::PathAndQuery, transport::Channel};
 use tonic_prost::ProstCodec;
 use truce_proto::v1;
 
-use crate::{etcd, load, reports, stats::Latencies};
+use crate::{
+    client::{Kind, Pool, Writer},
+    cpu, etcd, load, reports,
+    stamp::Carried,
+    stats::Latencies,
+};
+
+/// How long after the last write the bench waits for deliveries before it
+/// counts the missing ones as lost.
+pub(crate) const DRAIN: Duration = Duration::from_secs(5);
 
 /// What a subscriber reads of a `SubscribeResponse`: the position of each
-/// change and nothing else; prost skips the rest unread, so the client's
-/// own decoding does not weigh on the measurement.
+/// change and the report's summary, which carries its number and send
+/// time; prost skips the rest unread.
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct Delivered {
     #[prost(oneof = "DeliveredKind", tags = "1, 2, 6")]
@@ -34,14 +46,47 @@ impl Delivered {
     /// The position of a change; `None` for other messages.
     pub(crate) fn change(&self) -> Option<u64> {
         match &self.kind {
-            Some(DeliveredKind::Change(at)) => Some(at.position),
+            Some(DeliveredKind::Change(change)) => Some(change.position),
+            _ => None,
+        }
+    }
+
+    /// The report number and send time a change carries.
+    fn carried(&self) -> Option<(u64, u64)> {
+        match &self.kind {
+            Some(DeliveredKind::Change(change)) => change.report.as_ref()?.report.as_ref()?.read(),
             _ => None,
         }
     }
 }
 
-/// Opens a subscription that reads only positions; returns once the
-/// service confirmed it.
+#[derive(Clone, PartialEq, prost::Oneof)]
+enum DeliveredKind {
+    #[prost(message, tag = "1")]
+    Subscribed(Change),
+    #[prost(message, tag = "2")]
+    Change(Change),
+    #[prost(message, tag = "6")]
+    LeftFilter(Change),
+}
+
+/// `IncidentChange` (and `Subscribed`, whose first field is a position too).
+#[derive(Clone, PartialEq, prost::Message)]
+struct Change {
+    #[prost(uint64, tag = "1")]
+    position: u64,
+    #[prost(message, optional, tag = "5")]
+    report: Option<StoredCarried>,
+}
+
+/// `StoredReport`, down to its report.
+#[derive(Clone, PartialEq, prost::Message)]
+struct StoredCarried {
+    #[prost(message, optional, tag = "5")]
+    report: Option<Carried>,
+}
+
+/// Opens a subscription; returns once the service confirmed it.
 pub(crate) async fn subscribe(
     channel: Channel,
     request: v1::SubscribeRequest,
@@ -64,33 +109,68 @@ pub(crate) async fn subscribe(
     }
 }
 
-#[derive(Clone, PartialEq, prost::Oneof)]
-enum DeliveredKind {
-    #[prost(message, tag = "1")]
-    Subscribed(At),
-    #[prost(message, tag = "2")]
-    Change(At),
-    #[prost(message, tag = "6")]
-    LeftFilter(At),
-}
-
-/// The first field of `Subscribed` and `IncidentChange`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct At {
-    #[prost(uint64, tag = "1")]
-    position: u64,
-}
-
 /// Which system is measured.
 #[derive(Debug, Clone)]
 pub(crate) enum Target {
     /// truce: writes to the ingest service, subscriptions on the query
-    /// service, with filters.
+    /// service.
     Truce { ingest: String, query: String },
-    /// The floor: one server, every change to every stream.
+    /// A floor (bare or durable): one server for both.
     Floor(String),
-    /// etcd: Puts, and watchers on key prefixes.
+    /// etcd: Puts, and watchers on the reports' key prefix.
     Etcd(String),
+}
+
+impl Target {
+    fn subscriptions_endpoint(&self) -> &str {
+        match self {
+            Target::Truce { query, .. } => query,
+            Target::Floor(endpoint) | Target::Etcd(endpoint) => endpoint,
+        }
+    }
+
+    fn writes_endpoint(&self) -> &str {
+        match self {
+            Target::Truce { ingest, .. } => ingest,
+            Target::Floor(endpoint) | Target::Etcd(endpoint) => endpoint,
+        }
+    }
+
+    /// The kind of request its writer sends.
+    pub(crate) fn kind(&self) -> Kind {
+        match self {
+            Target::Truce { .. } | Target::Floor(_) => Kind::Submit,
+            Target::Etcd(_) => Kind::Put,
+        }
+    }
+}
+
+/// What each subscriber asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Selection {
+    /// Every change, unfiltered.
+    Everything,
+    /// The suite's mix: a quarter everything, the rest a category, an area
+    /// or a reporting party ([`reports::subscriber_filter`]).
+    Mixed,
+}
+
+/// One delivery workload.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Load {
+    pub(crate) subscriptions: usize,
+    /// Writes per second.
+    pub(crate) rate: f64,
+    /// How long the writer writes.
+    pub(crate) seconds: f64,
+    pub(crate) selection: Selection,
+}
+
+impl Load {
+    /// How many writes it makes.
+    pub(crate) fn writes(&self) -> u64 {
+        (self.rate * self.seconds) as u64
+    }
 }
 
 /// A selection of changes a subscriber should see, by report number.
@@ -99,41 +179,59 @@ type Selects = Box<dyn Fn(u64) -> bool + Send + Sync>;
 /// One run's outcome.
 #[derive(Debug, Clone)]
 pub(crate) struct Delivery {
-    /// Acknowledgement to receipt, every delivery.
+    /// From the writer's send to the subscriber's receipt, every delivery.
     pub(crate) latencies: Latencies,
     /// Writes per second achieved.
     pub(crate) write_rate: f64,
     /// Deliveries expected in all.
     pub(crate) expected: u64,
-    /// Expected deliveries that never came.
+    /// Expected deliveries not yet received when the last write was
+    /// acknowledged.
+    pub(crate) backlog: u64,
+    /// Expected deliveries still not received [`DRAIN`] after that.
     pub(crate) lost: u64,
     /// Deliveries of a change already delivered to that subscriber, or of
     /// one it should not have seen.
     pub(crate) unexpected: u64,
+    /// CPU used from the first write to the end of the drain.
+    pub(crate) busy: cpu::Busy,
+    /// The servers' largest resident memory over the run, in bytes.
+    pub(crate) peak_resident: u64,
 }
 
+impl Delivery {
+    /// The backlog as seconds of deliveries at the asked rate.
+    pub(crate) fn backlog_seconds(&self, load: &Load) -> f64 {
+        let per_second = self.expected as f64 / load.seconds.max(1e-9);
+        self.backlog as f64 / per_second.max(1e-9)
+    }
+}
+
+/// (report number, microseconds from send to receipt) of each receipt.
 type Received = Vec<(u64, u64)>;
 
-/// Opens `count` subscriptions on `target`, writes `writes` reports at
-/// `rate` per second (numbered from `first`), and collects deliveries.
-pub(crate) async fn run(target: &Target, count: usize, rate: f64, writes: u64, first: u64) -> anyhow::Result<Delivery> {
+/// Opens the subscriptions of `load` on `target`, writes from `pool` at
+/// its rate, and collects deliveries. `servers` are the processes whose
+/// CPU and memory count as the system's.
+pub(crate) async fn run(target: &Target, load: Load, pool: &Pool, servers: &[u32]) -> anyhow::Result<Delivery> {
+    anyhow::ensure!(
+        !(matches!(target, Target::Etcd(_)) && load.selection == Selection::Mixed),
+        "etcd selects by key prefix only: it is measured with every watcher unfiltered"
+    );
     let epoch = Instant::now();
+    let writes = load.writes();
     let received_total = Arc::new(AtomicU64::new(0));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut selections: Vec<Selects> = Vec::with_capacity(count);
+    let mut selections: Vec<Selects> = Vec::with_capacity(load.subscriptions);
     let mut subscribers = tokio::task::JoinSet::new();
     let per_connection = 100;
     let mut channel = None;
-    for i in 0..count {
+    for i in 0..load.subscriptions {
         if i % per_connection == 0 {
-            let endpoint = match target {
-                Target::Truce { query, .. } => query,
-                Target::Floor(addr) | Target::Etcd(addr) => addr,
-            };
-            channel = Some(load::channels(endpoint, 1).await?.remove(0));
+            channel = Some(load::channels(target.subscriptions_endpoint(), 1).await?.remove(0));
         }
         let channel = channel.clone().context("no connection")?;
-        let (stream, selects) = open(target, channel, i).await?;
+        let (stream, selects) = open(target, channel, i, load.selection).await?;
         selections.push(selects);
         let (total, mut stop) = (Arc::clone(&received_total), stop_rx.clone());
         subscribers.spawn(async move {
@@ -143,9 +241,9 @@ pub(crate) async fn run(target: &Target, count: usize, rate: f64, writes: u64, f
                 tokio::select! {
                     _ = stop.changed() => break,
                     next = stream.next(epoch) => match next {
-                        Some(positions) => {
-                            total.fetch_add(positions.len() as u64, Ordering::Relaxed);
-                            received.extend(positions);
+                        Some(batch) => {
+                            total.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                            received.extend(batch);
                         }
                         None => break,
                     },
@@ -155,53 +253,47 @@ pub(crate) async fn run(target: &Target, count: usize, rate: f64, writes: u64, f
         });
     }
 
-    // Write at the rate; remember when each write was acknowledged.
-    let acks: Arc<Mutex<Vec<(u64, u64, u64)>>> = Arc::new(Mutex::new(Vec::with_capacity(writes as usize)));
-    let writer = Writer::connect(target).await?;
+    let writer = Writer::grpc(target.kind(), target.writes_endpoint()).await?;
+    let meter = cpu::Meter::start(servers);
+    let memory = cpu::PeakResident::watch(servers);
     let took = {
-        let acks = Arc::clone(&acks);
-        load::open_loop(rate, writes, move |k| {
-            let (mut writer, acks) = (writer.clone(), Arc::clone(&acks));
+        let pool = pool.clone();
+        load::open_loop(load.rate, writes, move |n| {
+            let (writer, request) = (writer.clone(), pool.get(n).cloned());
             async move {
-                let n = first + k;
-                let position = writer.write(n).await?;
-                let at = epoch.elapsed().as_micros() as u64;
-                acks.lock().unwrap_or_else(|p| p.into_inner()).push((position, n, at));
-                Ok(())
+                let request = request?;
+                let body = request.body.sent_at(epoch.elapsed().as_micros() as u64);
+                writer.send(n, &request, body).await
             }
         })
         .await?
     };
-    let acks = std::mem::take(&mut *acks.lock().unwrap_or_else(|p| p.into_inner()));
-    let by_position: HashMap<u64, (u64, u64)> = acks.iter().map(|&(p, n, at)| (p, (n, at))).collect();
+    let received_when_written = received_total.load(Ordering::Relaxed);
     let expected: u64 = selections
         .iter()
-        .map(|selects| acks.iter().filter(|&&(_, n, _)| selects(n)).count() as u64)
+        .map(|selects| (0..writes).filter(|&n| selects(n)).count() as u64)
         .sum();
 
-    // Wait for every expected delivery, or give up after a grace period.
-    let grace = Instant::now() + Duration::from_secs(10);
-    while received_total.load(Ordering::Relaxed) < expected && Instant::now() < grace {
+    let drained_by = Instant::now() + DRAIN;
+    while received_total.load(Ordering::Relaxed) < expected && Instant::now() < drained_by {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let busy = meter.stop();
+    let peak_resident = memory.stop();
     let _ = stop_tx.send(true);
 
-    let mut samples = Vec::new();
+    let mut samples = Vec::with_capacity(expected as usize);
     let (mut delivered, mut unexpected) = (0u64, 0u64);
     while let Some(joined) = subscribers.join_next().await {
         let (i, received) = joined?;
         let selects = &selections[i];
-        let mut seen = std::collections::HashSet::with_capacity(received.len());
-        for (position, at) in received {
-            match by_position.get(&position) {
-                Some(&(n, acked)) if selects(n) && seen.insert(position) => {
-                    delivered += 1;
-                    samples.push(at.saturating_sub(acked));
-                }
-                // A change written before the measured writes (the
-                // subscription started at "now") is not counted.
-                None if position < by_position.keys().copied().min().unwrap_or(0) => {}
-                _ => unexpected += 1,
+        let mut seen = HashSet::with_capacity(received.len());
+        for (n, latency) in received {
+            if n < writes && selects(n) && seen.insert(n) {
+                delivered += 1;
+                samples.push(latency);
+            } else {
+                unexpected += 1;
             }
         }
     }
@@ -209,41 +301,48 @@ pub(crate) async fn run(target: &Target, count: usize, rate: f64, writes: u64, f
         latencies: Latencies::new(samples),
         write_rate: writes as f64 / took.as_secs_f64(),
         expected,
+        backlog: expected.saturating_sub(received_when_written),
         lost: expected.saturating_sub(delivered),
         unexpected,
+        busy,
+        peak_resident,
     })
 }
 
-/// A subscription's stream of delivered positions.
+/// A subscription's stream of deliveries.
 enum Stream {
     Changes(tonic::Streaming<Delivered>),
     Watch(tonic::Streaming<etcd::WatchResponse>),
 }
 
 impl Stream {
-    /// The next positions delivered, with when they arrived (µs since
-    /// `epoch`); `None` at the end.
-    async fn next(&mut self, epoch: Instant) -> Option<Vec<(u64, u64)>> {
+    /// The next reports delivered, with the time from their send to now;
+    /// `None` at the end. A change that carries no send time is reported
+    /// with number `u64::MAX`, so that it counts as unexpected.
+    async fn next(&mut self, epoch: Instant) -> Option<Received> {
+        let since_sent = |carried: Option<(u64, u64)>, now: u64| {
+            carried.map_or((u64::MAX, 0), |(n, sent)| (n, now.saturating_sub(sent)))
+        };
         loop {
             match self {
                 Stream::Changes(stream) => {
                     let message = stream.message().await.ok()??;
-                    let at = epoch.elapsed().as_micros() as u64;
-                    if let Some(position) = message.change() {
-                        return Some(vec![(position, at)]);
+                    let now = epoch.elapsed().as_micros() as u64;
+                    if message.change().is_some() {
+                        return Some(vec![since_sent(message.carried(), now)]);
                     }
                 }
                 Stream::Watch(stream) => {
                     let message = stream.message().await.ok()??;
-                    let at = epoch.elapsed().as_micros() as u64;
-                    let positions: Vec<(u64, u64)> = message
+                    let now = epoch.elapsed().as_micros() as u64;
+                    let batch: Received = message
                         .events
                         .iter()
                         .filter_map(|e| e.kv.as_ref())
-                        .map(|kv| (kv.mod_revision as u64, at))
+                        .map(|kv| since_sent(kv.value.as_ref().and_then(Carried::read), now))
                         .collect();
-                    if !positions.is_empty() {
-                        return Some(positions);
+                    if !batch.is_empty() {
+                        return Some(batch);
                     }
                 }
             }
@@ -252,14 +351,15 @@ impl Stream {
 }
 
 /// Opens subscription `i` and says which writes it should see.
-async fn open(target: &Target, channel: Channel, i: usize) -> anyhow::Result<(Stream, Selects)> {
+async fn open(target: &Target, channel: Channel, i: usize, selection: Selection) -> anyhow::Result<(Stream, Selects)> {
     match target {
         Target::Truce { .. } | Target::Floor(_) => {
-            let (filter, selects) = reports::subscriber_filter(i);
-            let floor = matches!(target, Target::Floor(_));
+            let (filter, selects) = match selection {
+                Selection::Everything => (String::new(), Box::new(|_| true) as Selects),
+                Selection::Mixed => reports::subscriber_filter(i),
+            };
             let request = v1::SubscribeRequest {
-                // The floor ignores filters: it sends everything.
-                filter: if floor { String::new() } else { filter },
+                filter,
                 start: Some(v1::subscribe_request::Start::FromNow(true)),
                 heartbeat_interval: Some(prost_types::Duration {
                     seconds: 3600,
@@ -270,74 +370,12 @@ async fn open(target: &Target, channel: Channel, i: usize) -> anyhow::Result<(St
             let stream = subscribe(channel, request)
                 .await
                 .with_context(|| format!("subscription {i}"))?;
-            let selects: Selects = if floor { Box::new(|_| true) } else { selects };
             Ok((Stream::Changes(stream), selects))
         }
         Target::Etcd(_) => {
-            let (prefix, selects) = etcd_watch(i);
-            let stream = etcd::Client::new(channel).watch_prefix(&prefix).await?;
-            Ok((Stream::Watch(stream), selects))
+            let stream = etcd::Client::new(channel).watch_prefix(b"/reports/").await?;
+            Ok((Stream::Watch(stream), Box::new(|_| true)))
         }
-    }
-}
-
-/// An etcd watcher's key prefix: everything for a quarter of them, one
-/// category for the rest (etcd selects by key prefix only).
-fn etcd_watch(i: usize) -> (Vec<u8>, Selects) {
-    if i.is_multiple_of(4) {
-        (b"/reports/".to_vec(), Box::new(|_| true))
-    } else {
-        let wanted = reports::category(i as u64);
-        (
-            format!("/reports/{}/", wanted as i32).into_bytes(),
-            Box::new(move |n| reports::category(n) == wanted),
-        )
-    }
-}
-
-/// The writer of a target, cheap to clone.
-#[derive(Clone)]
-enum Writer {
-    Submit(Vec<v1::ingest_service_client::IngestServiceClient<Channel>>),
-    Put(Vec<etcd::Client>),
-}
-
-impl Writer {
-    async fn connect(target: &Target) -> anyhow::Result<Writer> {
-        Ok(match target {
-            Target::Truce { ingest: endpoint, .. } | Target::Floor(endpoint) => Writer::Submit(
-                load::channels(endpoint, 4)
-                    .await?
-                    .into_iter()
-                    .map(v1::ingest_service_client::IngestServiceClient::new)
-                    .collect(),
-            ),
-            Target::Etcd(endpoint) => Writer::Put(
-                load::channels(endpoint, 4)
-                    .await?
-                    .into_iter()
-                    .map(etcd::Client::new)
-                    .collect(),
-            ),
-        })
-    }
-
-    /// Writes report `n`; its position (truce, floor) or revision (etcd).
-    async fn write(&mut self, n: u64) -> anyhow::Result<u64> {
-        Ok(match self {
-            Writer::Submit(clients) => {
-                let client = &mut clients[(n % 4) as usize];
-                client
-                    .submit_report(reports::request("d", n))
-                    .await?
-                    .into_inner()
-                    .position
-            }
-            Writer::Put(clients) => {
-                let client = &mut clients[(n % 4) as usize];
-                client.put(reports::etcd_key(n), reports::payload(n)).await? as u64
-            }
-        })
     }
 }
 
@@ -351,9 +389,12 @@ pub(crate) struct DeliverArgs {
     /// Its query service, e.g. `http://127.0.0.1:50052`.
     #[arg(long)]
     query: String,
-    /// Subscriptions, with the suite's mixed filters.
+    /// Subscriptions.
     #[arg(long, default_value_t = 100)]
     subscriptions: usize,
+    /// Give subscribers the suite's mixed filters instead of none.
+    #[arg(long)]
+    mixed: bool,
     /// Writes per second.
     #[arg(long, default_value_t = 1000.0)]
     rate: f64,
@@ -362,25 +403,38 @@ pub(crate) struct DeliverArgs {
     seconds: f64,
 }
 
-/// Runs the suite's delivery workload once against a running `truce up`
-/// and prints its latencies.
+/// Runs one delivery workload against a running `truce up` and prints
+/// what it measured.
 pub(crate) async fn deliver_command(args: DeliverArgs) -> anyhow::Result<()> {
     let target = Target::Truce {
         ingest: args.ingest,
         query: args.query,
     };
-    let writes = (args.rate * args.seconds) as u64;
-    let delivery = run(&target, args.subscriptions, args.rate, writes, 0).await?;
+    let load = Load {
+        subscriptions: args.subscriptions,
+        rate: args.rate,
+        seconds: args.seconds,
+        selection: if args.mixed {
+            Selection::Mixed
+        } else {
+            Selection::Everything
+        },
+    };
+    let pool = Pool::encode(target.kind(), 0..load.writes())?;
+    let d = run(&target, load, &pool, &[]).await?;
     println!(
-        "{} subscriptions, {:.0} writes/s achieved: p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms; {} deliveries, {} undelivered, {} unexpected",
+        "{} subscriptions, {:.0} writes/s achieved: p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms; {} deliveries, backlog {} when the writes ended, {} undelivered {:?} later, {} unexpected; client {:.2} cores",
         args.subscriptions,
-        delivery.write_rate,
-        delivery.latencies.quantile_ms(0.5),
-        delivery.latencies.quantile_ms(0.99),
-        delivery.latencies.max_ms(),
-        delivery.expected,
-        delivery.lost,
-        delivery.unexpected
+        d.write_rate,
+        d.latencies.quantile_ms(0.5),
+        d.latencies.quantile_ms(0.99),
+        d.latencies.max_ms(),
+        d.expected,
+        d.backlog,
+        d.lost,
+        DRAIN,
+        d.unexpected,
+        d.busy.client,
     );
     Ok(())
 }

@@ -60,13 +60,15 @@ pub(crate) struct WatchRequest {
     pub(crate) create_request: Option<WatchCreateRequest>,
 }
 
-/// `mvccpb.KeyValue`, of which a watcher reads only the revision of the
-/// write (prost skips the key and value unread, as the truce subscribers
-/// skip everything but the position).
+/// `mvccpb.KeyValue`, of which a watcher reads the revision of the write
+/// and, of the value (the report), only its summary, as the truce
+/// subscribers do.
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct KeyValue {
     #[prost(int64, tag = "3")]
     pub(crate) mod_revision: i64,
+    #[prost(message, optional, tag = "5")]
+    pub(crate) value: Option<crate::stamp::Carried>,
 }
 
 /// `mvccpb.Event`.

@@ -1,19 +1,18 @@
 //! Durable ingest: acknowledged writes per second at a fixed number of
-//! requests in flight, for truce's `SubmitReport`, the floor's no-op
-//! `SubmitReport`, etcd's `Put` and JetStream's acknowledged publish; and
-//! truce's bulk stream.
+//! requests in flight, for truce's `SubmitReport`, the floors'
+//! `SubmitReport` (no-op, and group commit with fdatasync), etcd's `Put`
+//! and JetStream's acknowledged publish, all sent by one client from
+//! requests encoded ahead; and truce's bulk stream.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
 use truce_proto::v1::{self, ingest_service_client::IngestServiceClient};
 
-use crate::{etcd, load, nats, reports};
+use crate::{
+    client::{Kind, Pool, Writer},
+    load, reports,
+};
 
 /// How long each point warms up and is measured.
 #[derive(Debug, Clone, Copy)]
@@ -42,86 +41,42 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         warm_up: Duration::from_secs(1),
         measure: Duration::from_secs(args.seconds),
     };
-    let run = format!("load-{}", std::process::id());
-    let rate = submit(&args.endpoint, args.concurrency, window, &run, 0).await?;
+    // A key prefix of its own, so that a second run on the same log is not
+    // answered as replays.
+    let first = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        * 1_000_000;
+    let pool = Pool::encode(Kind::Submit, first..first + POOL_CALLS_PER_SECOND * (args.seconds + 1))?;
+    let writer = Writer::grpc(Kind::Submit, &args.endpoint).await?;
+    let rate = closed(writer, &pool, args.concurrency, window).await?;
     println!("{rate:.0} acknowledged reports/s at {} in flight", args.concurrency);
     Ok(())
 }
 
-/// Connections a client fleet spreads its calls over.
-const CONNECTIONS: usize = 4;
+/// Calls per second a pool is encoded for: above what any system measured
+/// here reaches with unique requests.
+pub(crate) const POOL_CALLS_PER_SECOND: u64 = 100_000;
 
-/// `SubmitReport` (truce or the floor) at `concurrency` in flight; report
-/// numbers start at `first`, keys are unique to `run`.
-pub(crate) async fn submit(
-    endpoint: &str,
-    concurrency: usize,
-    window: Window,
-    run: &str,
-    first: u64,
-) -> anyhow::Result<f64> {
-    let clients: Arc<Vec<IngestServiceClient<Channel>>> = Arc::new(
-        load::channels(endpoint, CONNECTIONS)
-            .await?
-            .into_iter()
-            .map(IngestServiceClient::new)
-            .collect(),
-    );
-    let run: Arc<str> = run.into();
+/// Acknowledged writes per second through `writer` at `concurrency` in
+/// flight, sending the requests of `pool` in order, encoded as they are.
+pub(crate) async fn closed(writer: Writer, pool: &Pool, concurrency: usize, window: Window) -> anyhow::Result<f64> {
+    let pool = pool.clone();
     load::closed_loop(concurrency, window.warm_up, window.measure, move |k| {
-        let mut client = clients[k as usize % CONNECTIONS].clone();
-        let request = reports::request(&run, first + k);
+        let (writer, request) = (writer.clone(), pool.get(k).cloned());
         async move {
-            client.submit_report(request).await?;
-            Ok(())
+            let request = request?;
+            let body = request.body.unstamped();
+            writer.send(k, &request, body).await
         }
     })
     .await
 }
 
-/// etcd `Put` of the same payloads at `concurrency` in flight.
-pub(crate) async fn put(endpoint: &str, concurrency: usize, window: Window, first: u64) -> anyhow::Result<f64> {
-    let clients: Arc<Vec<etcd::Client>> = Arc::new(
-        load::channels(endpoint, CONNECTIONS)
-            .await?
-            .into_iter()
-            .map(etcd::Client::new)
-            .collect(),
-    );
-    load::closed_loop(concurrency, window.warm_up, window.measure, move |k| {
-        let mut client = clients[k as usize % CONNECTIONS].clone();
-        let n = first + k;
-        async move {
-            client.put(reports::etcd_key(n), reports::payload(n)).await?;
-            Ok(())
-        }
-    })
-    .await
-}
-
-/// JetStream acknowledged publish of the same payloads at `concurrency` in
-/// flight (one client connection, as the client library is meant to be
-/// used).
-pub(crate) async fn publish(
-    js: &async_nats::jetstream::Context,
-    concurrency: usize,
-    window: Window,
-    first: u64,
-) -> anyhow::Result<f64> {
-    let js = js.clone();
-    load::closed_loop(concurrency, window.warm_up, window.measure, move |k| {
-        let js = js.clone();
-        let n = first + k;
-        async move {
-            let ack = js
-                .publish(nats::subject(n), reports::payload(n).into())
-                .await
-                .context("publishing")?;
-            ack.await.context("waiting for the acknowledgement")?;
-            Ok(())
-        }
-    })
-    .await
+/// A JetStream context for the plain client (one connection, as the client
+/// library is meant to be used).
+pub(crate) fn publisher(js: &async_nats::jetstream::Context) -> Writer {
+    Writer::Publish(std::sync::Arc::new(js.clone()))
 }
 
 /// Submits reports `range` through `streams` concurrent bulk streams, each

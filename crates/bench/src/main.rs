@@ -19,6 +19,8 @@
 //! `TRUCE_BENCH_TRUCE` measures another build of `truce` (an earlier commit,
 //! for before-and-after figures) with the same bench.
 
+mod client;
+mod cpu;
 mod delivery;
 mod etcd;
 mod floor;
@@ -31,6 +33,7 @@ mod plot;
 mod procs;
 mod reports;
 mod stalled;
+mod stamp;
 mod stats;
 mod suite;
 

@@ -116,6 +116,11 @@ impl Nats {
         })
     }
 
+    /// The server's process id, while it runs.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self._proc.pid()
+    }
+
     /// A JetStream context with a fresh file-backed stream `REPORTS` over
     /// `reports.>`.
     pub(crate) async fn stream(&self) -> anyhow::Result<async_nats::jetstream::Context> {

@@ -68,17 +68,15 @@ pub(crate) struct Proc {
 }
 
 impl Proc {
+    /// Its process id, while it runs.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// The process's resident memory, in bytes.
     pub(crate) fn resident_bytes(&self) -> anyhow::Result<u64> {
         let pid = self.child.id().context("the process exited")?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .context("no VmRSS")?
-            .parse()?;
-        Ok(kib * 1024)
+        crate::cpu::resident_bytes(pid).context("no VmRSS")
     }
 
     /// Kills the process and waits for it.
@@ -221,11 +219,15 @@ impl Truce {
     }
 }
 
-/// The floor server: this binary's `floor` command, a no-op unary RPC and a
-/// bare broadcast stream.
-pub(crate) async fn floor() -> anyhow::Result<(Proc, SocketAddr)> {
-    let mut child = Command::new(std::env::current_exe()?)
-        .args(["floor", "--listen", "127.0.0.1:0"])
+/// A floor server: this binary's `floor` command, bare, or durable with
+/// its file in `durable`.
+pub(crate) async fn floor(durable: Option<&Path>) -> anyhow::Result<(Proc, SocketAddr)> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command.args(["floor", "--listen", "127.0.0.1:0"]);
+    if let Some(dir) = durable {
+        command.arg("--durable").arg(dir);
+    }
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -128,7 +128,7 @@ pub(crate) fn report(n: u64) -> v1::Report {
             precision: v1::LocationPrecision::Near as i32,
         }),
         category: category as i32,
-        summary: format!("{account} in {area}; report {n} of the monitoring exercise."),
+        summary: format!("{account} in {area}; {}", crate::stamp::tail(n)),
         alleged_responsible: vec![accused.to_owned()],
         attributions: vec![v1::AttributionClaim {
             actor: "an armed group".to_owned(),

@@ -28,11 +28,6 @@ impl Latencies {
         self.0.last().map_or(0.0, |&m| m as f64 / 1000.0)
     }
 
-    /// How many samples.
-    pub(crate) fn len(&self) -> usize {
-        self.0.len()
-    }
-
     /// Points of the cumulative distribution, at most `points` of them:
     /// (milliseconds, fraction at or below).
     pub(crate) fn cdf(&self, points: usize) -> Vec<(f64, f64)> {
@@ -79,11 +74,6 @@ impl Runs {
     /// The largest run.
     pub(crate) fn max(&self) -> f64 {
         self.0.iter().copied().fold(f64::NAN, f64::max)
-    }
-
-    /// Every run's value, in order.
-    pub(crate) fn values(&self) -> &[f64] {
-        &self.0
     }
 
     /// True when no run measured it.

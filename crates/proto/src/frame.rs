@@ -25,6 +25,12 @@ impl Frame {
         Frame(message.encode_to_vec().into())
     }
 
+    /// Bytes that already hold an encoded message (a client that encodes
+    /// its requests once, ahead of sending them).
+    pub fn from_encoded(bytes: Bytes) -> Frame {
+        Frame(bytes)
+    }
+
     /// The encoded bytes.
     pub fn bytes(&self) -> &Bytes {
         &self.0
