@@ -25,7 +25,7 @@ use truce_proto::{
 };
 use truce_serve::Stopping;
 
-use crate::{fanout::Fanout, view::View};
+use crate::{fanout::Fanout, recent::Recent, view::View};
 
 /// Changes kept for the live dispatchers; subscribers of one that falls
 /// further behind read the log instead.
@@ -71,6 +71,8 @@ pub struct QueryState {
     pub live: broadcast::Sender<Arc<LiveChange>>,
     /// Live subscribers, attached to the dispatchers.
     pub fanout: Fanout,
+    /// The last changes applied, for subscribers that fell behind.
+    pub recent: Recent,
     /// The log, for history.
     pub history: LogReader,
     /// The position of the last applied event.
@@ -84,6 +86,7 @@ impl QueryState {
         Arc::new(QueryState {
             view: RwLock::new(View::default()),
             fanout: Fanout::start(&live, history.incarnation()),
+            recent: Recent::default(),
             live,
             history,
             applied: watch::channel(Position::ZERO).0,
@@ -141,6 +144,9 @@ impl QueryState {
                 })
                 .collect()
         };
+        // Held before they are handed out, so a subscriber that finds a
+        // change already dispatched finds it held.
+        self.recent.hold(&changes);
         for change in changes {
             // No receivers is fine: nobody is subscribed.
             let _ = self.live.send(change);

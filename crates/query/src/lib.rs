@@ -12,6 +12,7 @@ pub mod args;
 pub mod fanout;
 pub mod follower;
 pub mod outbox;
+pub mod recent;
 pub mod service;
 pub mod subscribe;
 pub mod token;

@@ -6,7 +6,9 @@
 //! everything history gave it. A subscriber whose client reads slower than
 //! changes come (its queue fills) is detached and goes back to reading
 //! history from exactly where it was: nothing is lost, nothing is
-//! repeated, and nobody else waits. Its queue holds encoded messages: at
+//! repeated, and nobody else waits. Recent history is read from the
+//! changes held in memory for everyone ([`recent`]), older history from
+//! the log. Its queue holds encoded messages: at
 //! most [`QUEUE`] of its own (history, progress) and up to [`LIVE_QUEUE`]
 //! live changes, each shared with every subscriber it goes to, so its
 //! server memory stays bounded whatever its backlog.
@@ -15,6 +17,7 @@
 //! [`LIVE_QUEUE`]: crate::outbox::LIVE_QUEUE
 //!
 //! [`fanout`]: crate::fanout
+//! [`recent`]: crate::recent
 
 use std::{sync::Arc, time::Duration};
 
@@ -32,13 +35,16 @@ use truce_serve::{Stopping, admission::Permit, revocation::Revocation};
 
 use crate::{
     fanout::{Detached, LiveSubscriber},
-    follower::QueryState,
+    follower::{LiveChange, QueryState},
     outbox::{Outbox, Stop},
     token::ResumeToken,
 };
 
 /// Events read from history per page.
 const HISTORY_PAGE: usize = 512;
+
+/// Held changes considered per turn of catch-up.
+const RECENT_BATCH: usize = 256;
 
 /// Stored bytes read from history per page, at most: a subscriber that
 /// stops reading holds the page it is sent and the one read ahead,
@@ -291,10 +297,46 @@ impl Delivery<'_> {
         self.send(Kind::SnapshotEnd(end)).await
     }
 
-    /// Reads history until it has nothing more. The next page is read and
-    /// decoded on another task while this one is sent, so a long replay
-    /// keeps both halves busy.
+    /// Reads history until it has nothing more: from the changes held in
+    /// memory ([`crate::recent`]) where they reach back far enough, from
+    /// the log before that.
     async fn catch_up(&mut self) -> Result<(), Stop> {
+        loop {
+            match self.state.recent.after(self.delivered, RECENT_BATCH) {
+                Some(changes) if changes.is_empty() => return Ok(()),
+                Some(changes) => self.consider_recent(&changes).await?,
+                None => {
+                    if !self.read_log_until_recent().await? {
+                        return Ok(());
+                    }
+                }
+            }
+            // A long stretch of history that does not match still shows
+            // progress.
+            if self.quiet_since.elapsed() >= self.subscription.heartbeat {
+                self.heartbeat().await?;
+            }
+        }
+    }
+
+    /// Sends each held change the filter selects, shared with every other
+    /// subscriber it goes to.
+    async fn consider_recent(&mut self, changes: &[Arc<LiveChange>]) -> Result<(), Stop> {
+        let incarnation = self.state.incarnation();
+        for change in changes {
+            if let Some(frame) = change.frame_for(&self.subscription.filter, incarnation) {
+                self.send_frame(frame).await?;
+            }
+            self.delivered = change.event.position;
+        }
+        Ok(())
+    }
+
+    /// Reads the log from where delivery got to until the changes held in
+    /// memory reach back that far (true) or the log has nothing more
+    /// (false). The next page is read and decoded on another task while
+    /// this one is sent, so a long replay keeps both halves busy.
+    async fn read_log_until_recent(&mut self) -> Result<bool, Stop> {
         let mut pages = ReadAhead::new(
             self.state.history.clone(),
             self.delivered.next().0,
@@ -305,15 +347,16 @@ impl Delivery<'_> {
         loop {
             let events = pages.next_page().await.map_err(internal)?;
             if events.is_empty() {
-                return Ok(());
+                return Ok(false);
             }
             for event in &events {
                 self.consider_stored(event).await?;
             }
-            // A long stretch of history that does not match still shows
-            // progress.
             if self.quiet_since.elapsed() >= self.subscription.heartbeat {
                 self.heartbeat().await?;
+            }
+            if self.state.recent.after(self.delivered, 0).is_some() {
+                return Ok(true);
             }
         }
     }
