@@ -176,8 +176,8 @@ impl LiveSubscriber {
         false
     }
 
-    /// Hands it `change`; false once it is detached.
-    fn offer(&self, change: &LiveChange, incarnation: &Incarnation) -> bool {
+    /// Hands it `change` at `now`; false once it is detached.
+    fn offer(&self, change: &LiveChange, incarnation: &Incarnation, now: Instant) -> bool {
         let mut progress = self.progress();
         let position = change.event.position;
         if progress.detached.is_some() {
@@ -191,7 +191,7 @@ impl LiveSubscriber {
         }
         if let Some(frame) = change.frame_for(&self.filter, incarnation) {
             match self.outbox.try_send(frame) {
-                Ok(()) => progress.quiet_since = Instant::now(),
+                Ok(()) => progress.quiet_since = now,
                 Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
                     return self.detach(&mut progress, Detached::Behind);
                 }
@@ -223,11 +223,13 @@ async fn dispatch(shard: Arc<Shard>, mut changes: broadcast::Receiver<Arc<LiveCh
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
+        // One reading of the clock for every subscriber the change goes to.
+        let now = Instant::now();
         let mut members = shard.lock();
         members.dispatched = change.event.position;
         members
             .attached
-            .retain(|_, subscriber| subscriber.offer(&change, &incarnation));
+            .retain(|_, subscriber| subscriber.offer(&change, &incarnation, now));
     }
 }
 

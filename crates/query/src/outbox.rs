@@ -79,7 +79,20 @@ impl Outbox {
     /// Queues `frame` once fewer than [`QUEUE`] messages wait, waiting at
     /// most `stall` for that.
     pub async fn send(&self, frame: Frame, stall: Duration) -> Result<(), Stop> {
-        let room = self.messages.reserve_many(LIVE_QUEUE - QUEUE + 1);
+        let wanted = LIVE_QUEUE - QUEUE + 1;
+        // Room now needs no timer: the common case of a reader that keeps
+        // up, and of catch-up from memory, costs no timer per message.
+        match self.messages.try_reserve_many(wanted) {
+            Ok(mut permits) => {
+                if let Some(permit) = permits.next() {
+                    permit.send(frame);
+                }
+                return Ok(());
+            }
+            Err(mpsc::error::TrySendError::Closed(())) => return Err(Stop::Gone),
+            Err(mpsc::error::TrySendError::Full(())) => {}
+        }
+        let room = self.messages.reserve_many(wanted);
         match tokio::time::timeout(stall, room).await {
             Ok(Ok(mut permits)) => {
                 if let Some(permit) = permits.next() {
