@@ -48,8 +48,9 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    /// Encodes the requests of `kind` for reports `range`, on every core.
-    pub(crate) fn encode(kind: Kind, range: Range<u64>) -> anyhow::Result<Pool> {
+    /// Encodes the requests of `kind` for reports `range`, on every core;
+    /// submissions under keys unique to `run`.
+    pub(crate) fn encode(kind: Kind, run: &str, range: Range<u64>) -> anyhow::Result<Pool> {
         let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) as u64;
         let chunk = (range.end - range.start).div_ceil(threads).max(1);
         let parts: Vec<anyhow::Result<Vec<Encoded>>> = std::thread::scope(|scope| {
@@ -57,7 +58,7 @@ impl Pool {
                 .map(|t| {
                     let from = (range.start + t * chunk).min(range.end);
                     let to = (from + chunk).min(range.end);
-                    scope.spawn(move || (from..to).map(|n| encode_one(kind, n)).collect())
+                    scope.spawn(move || (from..to).map(|n| encode_one(kind, run, n)).collect())
                 })
                 .collect();
             workers
@@ -89,9 +90,9 @@ impl Pool {
     }
 }
 
-fn encode_one(kind: Kind, n: u64) -> anyhow::Result<Encoded> {
+fn encode_one(kind: Kind, run: &str, n: u64) -> anyhow::Result<Encoded> {
     let (bytes, subject) = match kind {
-        Kind::Submit => (reports::request("bench", n).encode_to_vec(), None),
+        Kind::Submit => (reports::request(run, n).encode_to_vec(), None),
         Kind::Put => (
             etcd::PutRequest {
                 key: reports::etcd_key(n),

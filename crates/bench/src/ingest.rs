@@ -41,13 +41,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         warm_up: Duration::from_secs(1),
         measure: Duration::from_secs(args.seconds),
     };
-    // A key prefix of its own, so that a second run on the same log is not
+    // Keys of its own, so that a second run on the same log is not
     // answered as replays.
-    let first = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs()
-        * 1_000_000;
-    let pool = Pool::encode(Kind::Submit, first..first + POOL_CALLS_PER_SECOND * (args.seconds + 1))?;
+    let run = format!("load-{}", std::process::id());
+    let pool = Pool::encode(Kind::Submit, &run, 0..POOL_CALLS_PER_SECOND * (args.seconds + 1))?;
     let writer = Writer::grpc(Kind::Submit, &args.endpoint).await?;
     let rate = closed(writer, &pool, args.concurrency, window).await?;
     println!("{rate:.0} acknowledged reports/s at {} in flight", args.concurrency);

@@ -120,8 +120,8 @@ pub(super) async fn run(plan: &Plan, peers: &Peers<'_>, results: &mut Results) -
         .fold(0.0, f64::max);
     let writes = (most_writes * plan.seconds) as u64;
     let pools = Pools {
-        submit: Pool::encode(Kind::Submit, 0..writes)?,
-        put: Pool::encode(Kind::Put, 0..writes)?,
+        submit: Pool::encode(Kind::Submit, "bench", 0..writes)?,
+        put: Pool::encode(Kind::Put, "bench", 0..writes)?,
     };
     for ((selection, subscriptions, rate), systems) in &plan.workloads {
         let load = Load {

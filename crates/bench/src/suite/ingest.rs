@@ -105,9 +105,9 @@ type Running = Box<dyn std::any::Any + Send>;
 pub(super) async fn run(plan: &Plan, peers: &Peers<'_>, results: &mut Results) -> anyhow::Result<()> {
     let window = plan.window;
     let calls = POOL_CALLS_PER_SECOND * (window.warm_up + window.measure).as_secs().max(1);
-    let submit = Pool::encode(Kind::Submit, 0..calls)?;
-    let put = Pool::encode(Kind::Put, 0..100_000)?;
-    let publish = Pool::encode(Kind::Publish, 0..100_000)?;
+    let submit = Pool::encode(Kind::Submit, "bench", 0..calls)?;
+    let put = Pool::encode(Kind::Put, "bench", 0..100_000)?;
+    let publish = Pool::encode(Kind::Publish, "bench", 0..100_000)?;
     for &c in &plan.concurrency {
         let mut rates = BTreeMap::new();
         for system in System::ALL {
