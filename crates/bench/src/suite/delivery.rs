@@ -110,8 +110,9 @@ pub(super) struct Peers<'a> {
     pub(super) etcd: Option<&'a PathBuf>,
 }
 
-/// One run of every workload, then the sustained-rate search.
-pub(super) async fn run(plan: &Plan, peers: &Peers<'_>, results: &mut Results) -> anyhow::Result<()> {
+/// One run of every workload, then the sustained-rate search; the systems
+/// of a workload in their order in even runs and the reverse in odd ones.
+pub(super) async fn run(plan: &Plan, peers: &Peers<'_>, run: usize, results: &mut Results) -> anyhow::Result<()> {
     let most_writes = plan
         .workloads
         .iter()
@@ -132,7 +133,11 @@ pub(super) async fn run(plan: &Plan, peers: &Peers<'_>, results: &mut Results) -
         };
         eprintln!("  delivery: {subscriptions} subscriptions ({selection:?}) at {rate}/s");
         let mut p99 = BTreeMap::new();
-        for &system in systems {
+        let mut order = systems.clone();
+        if run % 2 == 1 {
+            order.reverse();
+        }
+        for system in order {
             if system == System::Etcd && peers.etcd.is_none() {
                 continue;
             }
@@ -179,7 +184,11 @@ pub(super) async fn run(plan: &Plan, peers: &Peers<'_>, results: &mut Results) -
             }
         }
     }
-    for system in [System::Truce, System::DurableFloor] {
+    let mut order = [System::Truce, System::DurableFloor];
+    if run % 2 == 1 {
+        order.reverse();
+    }
+    for system in order {
         let mut sustained = 0.0;
         for &rate in &plan.rates {
             let load = Load {

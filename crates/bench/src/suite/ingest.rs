@@ -101,8 +101,10 @@ impl Results {
 /// ended when dropped.
 type Running = Box<dyn std::any::Any + Send>;
 
-/// One run: every level, every system on fresh servers.
-pub(super) async fn run(plan: &Plan, peers: &Peers<'_>, results: &mut Results) -> anyhow::Result<()> {
+/// One run: every level, every system on fresh servers, in the order of
+/// [`System::ALL`] in even runs and the reverse in odd ones, so that no
+/// system always follows the same one.
+pub(super) async fn run(plan: &Plan, peers: &Peers<'_>, run: usize, results: &mut Results) -> anyhow::Result<()> {
     let window = plan.window;
     let calls = POOL_CALLS_PER_SECOND * (window.warm_up + window.measure).as_secs().max(1);
     let submit = Pool::encode(Kind::Submit, "bench", 0..calls)?;
@@ -110,7 +112,11 @@ pub(super) async fn run(plan: &Plan, peers: &Peers<'_>, results: &mut Results) -
     let publish = Pool::encode(Kind::Publish, "bench", 0..100_000)?;
     for &c in &plan.concurrency {
         let mut rates = BTreeMap::new();
-        for system in System::ALL {
+        let mut order = System::ALL.to_vec();
+        if run % 2 == 1 {
+            order.reverse();
+        }
+        for system in order {
             let data = Scratch::new("ingest")?;
             let Some((running, writer, pids)) = start(system, data.path(), peers).await? else {
                 continue;

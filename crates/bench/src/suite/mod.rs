@@ -183,13 +183,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 etcd: peers.etcd.as_ref().ok(),
                 nats: peers.nats.as_ref().ok(),
             };
-            ingest::run(&plan.ingest, &ingest_peers, &mut results.ingest).await?;
+            ingest::run(&plan.ingest, &ingest_peers, run, &mut results.ingest).await?;
         }
         if args.only.contains(&Part::Delivery) {
             let delivery_peers = delivery::Peers {
                 etcd: peers.etcd.as_ref().ok(),
             };
-            delivery::run(&plan.delivery, &delivery_peers, &mut results.delivery).await?;
+            delivery::run(&plan.delivery, &delivery_peers, run, &mut results.delivery).await?;
         }
         if args.only.contains(&Part::Large) {
             eprintln!("  large log of {} reports", plan.large_reports);
@@ -227,7 +227,7 @@ fn render(r: &Results, plan: &Plan, mode: &str, took: Duration) -> String {
     let _ = writeln!(
         s,
         "Produced by `truce-bench suite{}` in {:.0} s on {}; {} run(s) of each workload, \
-         systems one after the other within each run. Figures are medians with (min–max) over runs; \
+         systems one after the other within each run, in reverse order every other run. Figures are medians with (min–max) over runs; \
          ratios are taken within each run, then their median. Client and servers share the machine; \
          the CPU each used is reported beside its figures.\n",
         if mode == "quick" { " --quick" } else { "" },
