@@ -11,6 +11,7 @@ use truce_query::QuerySettings;
 use truce_serve::auth::{Access, AuthMode};
 
 pub mod forged;
+pub mod nats;
 pub mod signing;
 
 /// Every wait in a test is bounded by this.

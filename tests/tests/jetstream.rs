@@ -20,8 +20,9 @@ use truce_jetstream::JetStreamSettings;
 use truce_proto::v1::{self, subscribe_request::Start, subscribe_response::Kind};
 use truce_query::{QuerySettings, Source, Upstream};
 use truce_tests::{
-    PATIENCE, Running, crossing_report, ingest_client, numbered_report, query_client, request, start_ingest_with,
-    start_query_on, test_log,
+    PATIENCE, Running, crossing_report, ingest_client,
+    nats::{Cluster, NatsServer, free_ports, verify_through},
+    numbered_report, query_client, request, start_ingest_with, start_query_on, test_log,
 };
 
 fn shared_nats() -> String {
@@ -75,28 +76,9 @@ async fn changes_through(addr: std::net::SocketAddr, last: u64) -> Vec<(u64, i32
     seen
 }
 
-/// `truce verify` through the ingest service's LogService, retried while
-/// the log is unavailable (a cluster still electing a leader).
+/// `truce verify` through the ingest service's LogService.
 async fn truce_verify(ingest: std::net::SocketAddr) -> String {
-    // As long as a new replica is given below to read a cluster that lost
-    // a node: creating a consumer can time out for a while after it.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_truce-testbed"))
-            .args(["verify", "--log", &format!("http://{ingest}")])
-            .output()
-            .await
-            .expect("run truce verify");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        if output.status.success() {
-            return String::from_utf8_lossy(&output.stdout).into_owned();
-        }
-        assert!(
-            stderr.to_lowercase().contains("unavailable") && Instant::now() < deadline,
-            "{stderr}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    verify_through(env!("CARGO_BIN_EXE_truce-testbed"), ingest).await
 }
 
 /// Two ingest replicas take reports at once, some of them the same keyed
@@ -190,48 +172,6 @@ async fn two_ingest_and_two_query_replicas_agree_on_one_order() {
     }
 }
 
-/// A `nats-server` process of this test's own.
-struct NatsServer {
-    child: tokio::process::Child,
-    config: std::path::PathBuf,
-    port: u16,
-}
-
-impl NatsServer {
-    async fn start(config: &Path, port: u16) -> NatsServer {
-        let child = tokio::process::Command::new("nats-server")
-            .arg("-c")
-            .arg(config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("nats-server is not on PATH: run the tests with tests/run, which provides it");
-        let server = NatsServer {
-            child,
-            config: config.to_owned(),
-            port,
-        };
-        let deadline = Instant::now() + PATIENCE;
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen on {port}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        server
-    }
-
-    /// kill -9, and wait until it is gone.
-    async fn kill(&mut self) {
-        self.child.start_kill().expect("kill");
-        self.child.wait().await.expect("wait");
-    }
-
-    async fn restart(&mut self) {
-        let again = NatsServer::start(&self.config, self.port).await;
-        *self = again;
-    }
-}
-
 /// Writes the configuration of one server on `port` (with JetStream
 /// storing in `dir`, or without JetStream), and returns its path.
 fn single_server_config(dir: &Path, port: u16, jetstream: bool) -> std::path::PathBuf {
@@ -244,13 +184,6 @@ fn single_server_config(dir: &Path, port: u16, jetstream: bool) -> std::path::Pa
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write the nats-server configuration");
     path
-}
-
-fn free_ports(count: usize) -> Vec<u16> {
-    let listeners: Vec<std::net::TcpListener> = (0..count)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    listeners.iter().map(|l| l.local_addr().expect("addr").port()).collect()
 }
 
 /// Submits `report` with `key` until it is acknowledged (retrying
@@ -277,45 +210,8 @@ async fn submit_until_acknowledged(
 #[tokio::test]
 async fn a_cluster_losing_a_node_mid_burst_loses_no_acknowledged_report() {
     let dir = tempfile::tempdir().expect("dir");
-    let ports = free_ports(6);
-    let (client_ports, route_ports) = ports.split_at(3);
-    let routes: Vec<String> = route_ports
-        .iter()
-        .map(|p| format!("nats-route://127.0.0.1:{p}"))
-        .collect();
-    let mut nodes = Vec::new();
-    for i in 0..3 {
-        let config = dir.path().join(format!("n{i}.conf"));
-        std::fs::write(
-            &config,
-            format!(
-                "server_name: n{i}\nlisten: 127.0.0.1:{}\njetstream {{ store_dir: \"{}\" }}\n\
-                 cluster {{ name: truce-test\n listen: 127.0.0.1:{}\n routes: [{}] }}\n",
-                client_ports[i],
-                dir.path().join(format!("store{i}")).display(),
-                route_ports[i],
-                routes.join(", ")
-            ),
-        )
-        .expect("config");
-        nodes.push(NatsServer::start(&config, client_ports[i]).await);
-    }
-    let url = client_ports
-        .iter()
-        .map(|p| format!("nats://127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let settings = JetStreamSettings {
-        replicas: 3,
-        ..JetStreamSettings::new(url)
-    };
-    // The cluster elects its JetStream leader in a few seconds, and may
-    // take much longer to see all three peers on a loaded machine.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while let Err(error) = truce_jetstream::JetStreamLog::connect(settings.clone()).await {
-        assert!(Instant::now() < deadline, "the cluster never took the stream: {error}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let mut cluster = Cluster::start(dir.path()).await;
+    let settings = cluster.stream().await;
     let ingest_dir = tempfile::tempdir().expect("dir");
     let ingest = ingest_on(&settings, ingest_dir.path()).await;
 
@@ -337,7 +233,7 @@ async fn a_cluster_losing_a_node_mid_burst_loses_no_acknowledged_report() {
     while acknowledged.lock().expect("lock").len() < 100 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    nodes[1].kill().await;
+    cluster.nodes[1].kill().await;
     let at_kill = acknowledged.lock().expect("lock").len();
     for submitter in submitters {
         submitter.await.expect("submitter");
@@ -371,10 +267,7 @@ async fn a_cluster_losing_a_node_mid_burst_loses_no_acknowledged_report() {
     }
     query.stop().await;
     ingest.stop().await;
-    for mut node in nodes {
-        let _ = node.child.start_kill();
-        let _ = node.child.wait().await;
-    }
+    cluster.stop().await;
 }
 
 /// NATS stops: ingest answers UNAVAILABLE at once and stores nothing; the

@@ -23,6 +23,7 @@ mod client;
 mod cpu;
 mod delivery;
 mod etcd;
+mod failover;
 mod floor;
 mod idle;
 mod ingest;
@@ -53,6 +54,10 @@ enum Command {
     Suite(suite::Args),
     /// Resident memory of the query side per idle subscription.
     IdleSubscriptions(idle::Args),
+    /// Writes through a failover: a 3-node JetStream cluster loses its
+    /// stream leader, then a follower, mid-burst; truce beside a plain
+    /// JetStream client.
+    Failover(failover::Args),
     /// Resident memory of the query side per subscriber that stopped
     /// reading.
     StalledSubscriptions(stalled::Args),
@@ -74,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Suite(args) => suite::run(args).await,
         Command::IdleSubscriptions(args) => idle::run(args).await,
+        Command::Failover(args) => failover::run(args).await,
         Command::StalledSubscriptions(args) => stalled::run(args).await,
         Command::Floor(args) => floor::run(args).await,
         Command::Submit(args) => ingest::run(args).await,

@@ -149,3 +149,77 @@ pub(crate) fn subject(n: u64) -> String {
         crate::reports::reporter(n)
     )
 }
+
+/// A 3-node JetStream cluster on loopback, each node killable on its own;
+/// node `i` is named `n{i}`.
+pub(crate) struct Cluster {
+    nodes: Vec<Option<Proc>>,
+    ports: Vec<u16>,
+    _data: Scratch,
+}
+
+impl Cluster {
+    /// Starts three nodes of `binary`, routed to each other, with fresh
+    /// stores, syncing as `sync` says.
+    pub(crate) async fn start(binary: &std::path::Path, sync: Sync) -> anyhow::Result<Cluster> {
+        let data = Scratch::new("nats-cluster")?;
+        let ports = (0..6)
+            .map(|_| procs::free_port())
+            .collect::<anyhow::Result<Vec<u16>>>()?;
+        let (client, route) = ports.split_at(3);
+        let routes: Vec<String> = route.iter().map(|p| format!("nats-route://127.0.0.1:{p}")).collect();
+        let sync_line = match sync {
+            Sync::Default => "",
+            Sync::Always => "sync_interval: always",
+        };
+        let mut nodes = Vec::new();
+        for i in 0..3 {
+            let config = data.path().join(format!("n{i}.conf"));
+            std::fs::write(
+                &config,
+                format!(
+                    "server_name: n{i}\nlisten: 127.0.0.1:{}\nmax_payload: 1MB\n\
+                     jetstream {{\n  store_dir: \"{}\"\n  {sync_line}\n}}\n\
+                     cluster {{\n  name: truce-bench\n  listen: 127.0.0.1:{}\n  routes: [{}]\n}}\n",
+                    client[i],
+                    data.path().join(format!("store{i}")).display(),
+                    route[i],
+                    routes.join(", ")
+                ),
+            )?;
+            nodes.push(Some(procs::spawn_quiet(
+                binary,
+                &["-c".to_owned(), config.to_string_lossy().into_owned()],
+            )?));
+        }
+        for port in client {
+            procs::wait_for_port(format!("127.0.0.1:{port}").parse()?, Duration::from_secs(20)).await?;
+        }
+        Ok(Cluster {
+            nodes,
+            ports: client.to_vec(),
+            _data: data,
+        })
+    }
+
+    /// Every node's client URL, comma-separated.
+    pub(crate) fn url(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Kills node `name` (as `kill -9` would), if it still runs.
+    pub(crate) async fn kill(&mut self, name: &str) -> anyhow::Result<()> {
+        let i: usize = name
+            .strip_prefix('n')
+            .and_then(|i| i.parse().ok())
+            .with_context(|| format!("no node {name}"))?;
+        if let Some(node) = self.nodes.get_mut(i).and_then(Option::take) {
+            node.kill().await;
+        }
+        Ok(())
+    }
+}

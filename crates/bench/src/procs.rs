@@ -184,6 +184,18 @@ impl Truce {
         Self::spawn(command, &["ingest", "query"]).await
     }
 
+    /// Starts `truce ingest` alone, its own files in `data`, with `extra`
+    /// flags (e.g. `--log nats://...`).
+    pub(crate) async fn ingest(data: &Path, extra: &[&str]) -> anyhow::Result<Truce> {
+        let mut command = Command::new(sibling("truce")?);
+        command
+            .args(["ingest", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .args(OPEN)
+            .args(extra);
+        Self::spawn(command, &["ingest"]).await
+    }
+
     async fn spawn(mut command: Command, services: &[&str]) -> anyhow::Result<Truce> {
         let mut child = command
             .env("RUST_LOG", "info")

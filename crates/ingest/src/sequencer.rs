@@ -166,6 +166,17 @@ pub enum Outcome {
 pub struct Submitter {
     tx: mpsc::Sender<(Command, Reply)>,
     out_of_service: OutOfService,
+    /// How long a caller waits while the log fails, when the log bounds it.
+    bound: Option<AnswerBound>,
+}
+
+/// The wait of a caller whose write the sequencer is failing to store.
+#[derive(Debug, Clone)]
+struct AnswerBound {
+    /// Past this, a caller is answered while the sequencer is stuck.
+    within: std::time::Duration,
+    /// Whether the sequencer's last attempt stored nothing.
+    stuck: watch::Receiver<bool>,
 }
 
 impl Submitter {
@@ -176,14 +187,37 @@ impl Submitter {
     }
 
     async fn send(&self, command: Command) -> Result<Outcome, ServiceError> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send((command, reply))
-            .await
-            .map_err(|_| ServiceError::Unavailable("the ingest service is shutting down".into()))?;
-        answer
-            .await
-            .map_err(|_| ServiceError::Unavailable("the ingest service is shutting down".into()))?
+        let exchange = async {
+            let (reply, answer) = oneshot::channel();
+            self.tx
+                .send((command, reply))
+                .await
+                .map_err(|_| ServiceError::Unavailable("the ingest service is shutting down".into()))?;
+            answer
+                .await
+                .map_err(|_| ServiceError::Unavailable("the ingest service is shutting down".into()))?
+        };
+        let Some(AnswerBound { within, mut stuck }) = self.bound.clone() else {
+            return exchange.await;
+        };
+        // While batches are stored, callers wait their turn however busy
+        // the log; while the last attempt stored nothing (the log failing,
+        // or other replicas always first) they are answered within the
+        // bound. The command of a caller answered so is dropped: the
+        // sequencer skips a command nobody waits for, unless it is
+        // already being appended.
+        let failed_for_too_long = async {
+            tokio::time::sleep(within).await;
+            let _ = stuck.wait_for(|stuck| *stuck).await;
+        };
+        tokio::select! {
+            answer = exchange => answer,
+            () = failed_for_too_long => Err(ServiceError::Unavailable(format!(
+                "the write was not stored within {within:?} (the log is failing, or other ingest replicas \
+                 keep appending first); it may or may not be recorded: retry it (a report with the same \
+                 client_report_id)"
+            ))),
+        }
     }
 
     /// Records `submission`, returning once it is durable.
@@ -232,9 +266,23 @@ struct Sequencer {
     /// unknown and rebuilding it failed too: every submission is then
     /// refused as unavailable.
     out_of_service: OutOfService,
-    /// Set when a shared log could not be read after a failed append: the
-    /// state is rebuilt from the log before the next batch.
+    /// A batch whose append to a shared log failed and whose outcome could
+    /// not be read back yet: it is settled before the next batch.
+    unsettled: Option<Unsettled>,
+    /// Set when the state could not be rebuilt after a failed append to a
+    /// shared log: it is rebuilt from the log before the next batch.
     stale: bool,
+    /// Whether the last attempt to store a batch failed (the log
+    /// unreachable, not answering or not confirming, or other writers
+    /// getting in first), which bounds how long callers wait.
+    stuck: watch::Sender<bool>,
+}
+
+/// A batch whose append failed part way, its decisions still in the
+/// state: at least `appended` of its entries are stored.
+struct Unsettled {
+    admitted: Vec<Admitted>,
+    appended: usize,
 }
 
 /// How often a batch is decided again after other writers got in first.
@@ -269,18 +317,32 @@ pub fn start(
         out_of_service.clone(),
     )?;
     let (tx, rx) = mpsc::channel(QUEUE);
+    let (stuck, stuck_now) = watch::channel(false);
+    let bound = store.answer_within().map(|within| AnswerBound {
+        within,
+        stuck: stuck_now,
+    });
     let sequencer = Sequencer {
         store,
         index,
         rules,
         release,
         out_of_service: out_of_service.clone(),
+        unsettled: None,
         stale: false,
+        stuck,
     };
     let thread = thread::Builder::new()
         .name("truce-sequencer".into())
         .spawn(move || sequencer.run(rx))?;
-    Ok((Submitter { tx, out_of_service }, thread))
+    Ok((
+        Submitter {
+            tx,
+            out_of_service,
+            bound,
+        },
+        thread,
+    ))
 }
 
 fn corrupt(position: u64, what: String) -> LogError {
@@ -365,20 +427,13 @@ impl Sequencer {
     }
 
     fn commit(&mut self, batch: &mut Vec<(Command, Reply)>) {
-        if self.stale {
-            match self.resync() {
-                Ok(head) => self.release.release(Settled {
-                    head: Some(head),
-                    events: Vec::new(),
-                    answers: Vec::new(),
-                }),
-                Err(error) => tracing::warn!(%error, "the log is still unreachable"),
-            }
+        // A caller that stopped waiting (past the answer bound, or gone)
+        // was told its write may not be recorded: it is not.
+        batch.retain(|(_, reply)| !reply.is_closed());
+        if batch.is_empty() {
+            return;
         }
-        if let Some(reason) = self.out_of_service.reason().or_else(|| {
-            self.stale
-                .then(|| "the log is unreachable; the report was not stored, retry".to_owned())
-        }) {
+        if let Some(reason) = self.out_of_service.reason().or_else(|| self.recover()) {
             for (_, reply) in batch.drain(..) {
                 let _ = reply.send(Err(ServiceError::Unavailable(reason.clone())));
             }
@@ -388,6 +443,10 @@ impl Sequencer {
         for attempt in 0..MAX_ATTEMPTS {
             if attempt > 0 {
                 back_off(attempt);
+                pending.retain(|(_, reply)| !reply.is_closed());
+                if pending.is_empty() {
+                    return;
+                }
             }
             // A shared log may refuse the batch; keep the commands to decide
             // them again.
@@ -399,15 +458,31 @@ impl Sequencer {
             let mut admitted: Vec<Admitted> = Vec::with_capacity(pending.len());
             let mut keys_in_batch: HashMap<String, usize> = HashMap::new();
             let mut outcomes: Vec<(Reply, Result<Decision, ServiceError>)> = Vec::with_capacity(pending.len());
+            // Once the log failed to answer, the rest of the batch is not
+            // made to wait for it again, one read after another.
+            let mut unreachable: Option<ServiceError> = None;
+            let known = match self.look_up_keys(&pending) {
+                Ok(known) => known,
+                Err(error) => {
+                    unreachable = Some(error);
+                    HashMap::new()
+                }
+            };
             for (command, reply) in pending.drain(..) {
-                let outcome = match command {
-                    Command::Report(submission) => {
-                        self.admit(submission, recorded_at, &mut admitted, &mut keys_in_batch)
-                    }
-                    Command::Review(review) => self.admit_review(review, recorded_at, &mut admitted),
-                    Command::Amend(amendment) => self.admit_amendment(amendment, recorded_at, &mut admitted),
-                    Command::Retract(withdrawal) => self.admit_withdrawal(withdrawal, recorded_at, &mut admitted),
+                let outcome = match &unreachable {
+                    Some(error) => Err(error.clone()),
+                    None => match command {
+                        Command::Report(submission) => {
+                            self.admit(submission, recorded_at, &known, &mut admitted, &mut keys_in_batch)
+                        }
+                        Command::Review(review) => self.admit_review(review, recorded_at, &mut admitted),
+                        Command::Amend(amendment) => self.admit_amendment(amendment, recorded_at, &mut admitted),
+                        Command::Retract(withdrawal) => self.admit_withdrawal(withdrawal, recorded_at, &mut admitted),
+                    },
                 };
+                if let Err(error @ ServiceError::Unavailable(_)) = &outcome {
+                    unreachable = Some(error.clone());
+                }
                 outcomes.push((reply, outcome));
             }
             let entries: Vec<NewEntry> = admitted.iter().map(|a| a.entry.clone()).collect();
@@ -416,16 +491,23 @@ impl Sequencer {
             } else {
                 self.store.append(&entries)
             };
+            self.set_stuck(unreachable.is_some() || appended.is_err());
             let mut moved = None;
-            let stored = match (appended, retained) {
-                (Ok(head), _) => {
+            let failure = match (&appended, &retained) {
+                (Err(error), Some(_)) => Failure::of(error),
+                _ => None,
+            };
+            let stored = match (appended, retained, failure) {
+                (Ok(head), _, _) => {
                     if !entries.is_empty() {
                         self.release.committed();
                         moved = Some(head);
                     }
                     admitted.len()
                 }
-                (Err(LogError::Conflict { appended, .. } | LogError::Uncertain { appended, .. }), Some(retained)) => {
+                (Err(error), Some(retained), Some(failure)) => {
+                    let appended = failure.appended();
+                    let doubted = |decision: &Decision| failure.in_doubt().is_some_and(|i| decision.entry() == Some(i));
                     match self.settle(&admitted, appended) {
                         Ok(stored) => {
                             tracing::debug!(
@@ -433,12 +515,19 @@ impl Sequencer {
                                 stored,
                                 admitted = admitted.len(),
                                 head = self.store.head().position,
-                                "settled a conflict"
+                                "settled a failed append"
                             );
+                            // The entry in flight when the append failed, if
+                            // it is not in the log, may yet land there: it is
+                            // answered so, never decided again.
+                            let lost_in_flight = stored == appended;
                             // Answer what is settled; decide the rest again.
                             let mut answers = Vec::with_capacity(outcomes.len());
                             for ((reply, outcome), command) in outcomes.drain(..).zip(retained) {
                                 match &outcome {
+                                    Ok(decision) if lost_in_flight && doubted(decision) => {
+                                        answers.push((reply, Err(in_doubt_error(&error))));
+                                    }
                                     Ok(decision) if decision.entry().is_some_and(|i| i >= stored) => {
                                         pending.push((command, reply));
                                     }
@@ -453,20 +542,35 @@ impl Sequencer {
                             if pending.is_empty() {
                                 return;
                             }
-                            tracing::debug!(
-                                retrying = pending.len(),
-                                "another writer appended first; deciding again"
-                            );
+                            tracing::debug!(retrying = pending.len(), "deciding again after a failed append");
                             continue;
                         }
-                        Err(error) => {
-                            tracing::error!(%error, "cannot read the log after a failed append; refusing reports until it can");
-                            self.stale = true;
-                            appended
+                        Err(settling) => {
+                            tracing::warn!(%error, %settling, "cannot read the log after a failed append; refusing reports until it can");
+                            let answers = outcomes
+                                .into_iter()
+                                .map(|(reply, outcome)| {
+                                    let answer = match outcome {
+                                        Ok(decision) if doubted(&decision) => Err(in_doubt_error(&error)),
+                                        Ok(decision) if decision.entry().is_some_and(|i| i >= appended) => {
+                                            Err(not_stored())
+                                        }
+                                        outcome => resolve(outcome, &admitted),
+                                    };
+                                    (reply, answer)
+                                })
+                                .collect();
+                            self.release.release(Settled {
+                                head: (appended > 0).then(|| self.store.head()),
+                                events: take_events(&mut admitted[..appended]),
+                                answers,
+                            });
+                            self.unsettled = Some(Unsettled { admitted, appended });
+                            return;
                         }
                     }
                 }
-                (Err(error), _) => {
+                (Err(error), _, _) => {
                     tracing::error!(%error, reports = entries.len(), "append failed; nothing of the batch was stored");
                     // Grouping decisions of the failed batch are in the
                     // index; put it back as the log has it.
@@ -474,7 +578,9 @@ impl Sequencer {
                         Ok(head) => moved = Some(head),
                         Err(error) => {
                             tracing::error!(%error, "cannot rebuild state after a failed append; refusing reports");
-                            if !self.store.is_shared() {
+                            if self.store.is_shared() {
+                                self.stale = true;
+                            } else {
                                 self.out_of_service.declare("storage is failing; see the server log");
                             }
                         }
@@ -482,12 +588,11 @@ impl Sequencer {
                     0
                 }
             };
-            let unstored = ServiceError::Unavailable("the log failed; the report was not stored, retry".into());
             let answers = outcomes
                 .into_iter()
                 .map(|(reply, outcome)| {
                     let answer = match outcome {
-                        Ok(decision) if decision.entry().is_some_and(|i| i >= stored) => Err(unstored.clone()),
+                        Ok(decision) if decision.entry().is_some_and(|i| i >= stored) => Err(not_stored()),
                         outcome => resolve(outcome, &admitted),
                     };
                     (reply, answer)
@@ -505,6 +610,66 @@ impl Sequencer {
                 "other ingest replicas kept appending first; retry".into(),
             )));
         }
+    }
+
+    /// Where the log holds each idempotency key of `pending`'s reports,
+    /// asked all at once.
+    fn look_up_keys(&self, pending: &[(Command, Reply)]) -> Result<HashMap<String, Option<u64>>, ServiceError> {
+        let keys: Vec<String> = pending
+            .iter()
+            .filter_map(|(command, _)| match command {
+                Command::Report(submission) => idempotency_key(submission),
+                _ => None,
+            })
+            .collect();
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let found = self.store.find_keys(&keys).map_err(log_failure)?;
+        Ok(keys.into_iter().zip(found).collect())
+    }
+
+    /// Before a new batch: settles the batch whose failed append could not
+    /// be read back, and rebuilds the state if a failure left it unknown.
+    /// Returns why writes are refused still, if they are.
+    fn recover(&mut self) -> Option<String> {
+        if let Some(mut unsettled) = self.unsettled.take() {
+            match self.settle(&unsettled.admitted, unsettled.appended) {
+                Ok(stored) => self.release.release(Settled {
+                    head: Some(self.store.head()),
+                    events: take_events(&mut unsettled.admitted[..stored]),
+                    answers: Vec::new(),
+                }),
+                Err(error) => {
+                    tracing::warn!(%error, "the log is still unreachable");
+                    self.unsettled = Some(unsettled);
+                    self.set_stuck(true);
+                    return Some(UNREACHABLE.to_owned());
+                }
+            }
+        }
+        if self.stale {
+            match self.resync() {
+                Ok(head) => self.release.release(Settled {
+                    head: Some(head),
+                    events: Vec::new(),
+                    answers: Vec::new(),
+                }),
+                Err(error) => {
+                    tracing::warn!(%error, "the log is still unreachable");
+                    self.set_stuck(true);
+                    return Some(UNREACHABLE.to_owned());
+                }
+            }
+        }
+        None
+    }
+
+    /// Says whether the last attempt stored nothing, for callers past
+    /// their bound.
+    fn set_stuck(&self, stuck: bool) {
+        self.stuck
+            .send_if_modified(|now| std::mem::replace(now, stuck) != stuck);
     }
 
     /// After an append that another writer beat or that failed part way:
@@ -565,13 +730,11 @@ impl Sequencer {
         &mut self,
         submission: Submission,
         recorded_at: Timestamp,
+        known: &HashMap<String, Option<u64>>,
         admitted: &mut Vec<Admitted>,
         keys_in_batch: &mut HashMap<String, usize>,
     ) -> Result<Decision, ServiceError> {
-        let key = submission
-            .client_report_id
-            .as_ref()
-            .map(|k| format!("{}/{}", submission.report.reporting_party, k.as_str()));
+        let key = idempotency_key(&submission);
         if let Some(key) = &key {
             if let Some(&i) = keys_in_batch.get(key) {
                 let earlier = &admitted[i];
@@ -580,7 +743,11 @@ impl Sequencer {
                     _ => Err(key_reused()),
                 };
             }
-            if let Some(position) = self.store.find_key(key).map_err(log_failure)? {
+            let found = match known.get(key) {
+                Some(found) => *found,
+                None => self.store.find_key(key).map_err(log_failure)?,
+            };
+            if let Some(position) = found {
                 return self.replay(position, &submission).map(Decision::Replay);
             }
         }
@@ -961,6 +1128,59 @@ impl Sequencer {
     }
 }
 
+/// How an append to a shared log failed, for settling it.
+#[derive(Debug, Clone, Copy)]
+enum Failure {
+    /// Refused (another writer appended first, or no server took the
+    /// first entry): the first `appended` entries are stored, none after.
+    Refused { appended: usize },
+    /// Interrupted: the first `appended` entries are stored, the next was
+    /// in flight and may or may not be, none after it was sent.
+    InDoubt { appended: usize },
+}
+
+impl Failure {
+    /// The failure `error` reports, if settling can tell what was stored.
+    fn of(error: &LogError) -> Option<Failure> {
+        match error {
+            LogError::Conflict { appended, .. } => Some(Failure::Refused { appended: *appended }),
+            LogError::Unavailable(_) => Some(Failure::Refused { appended: 0 }),
+            LogError::Uncertain { appended, .. } => Some(Failure::InDoubt { appended: *appended }),
+            _ => None,
+        }
+    }
+
+    /// Entries known stored.
+    fn appended(self) -> usize {
+        match self {
+            Failure::Refused { appended } | Failure::InDoubt { appended } => appended,
+        }
+    }
+
+    /// The entry that may or may not be stored.
+    fn in_doubt(self) -> Option<usize> {
+        match self {
+            Failure::Refused { .. } => None,
+            Failure::InDoubt { appended } => Some(appended),
+        }
+    }
+}
+
+/// Why writes are refused while the log cannot be read.
+const UNREACHABLE: &str = "the log is unreachable; the report was not stored, retry";
+
+fn not_stored() -> ServiceError {
+    ServiceError::Unavailable("the log failed; the report was not stored, retry".into())
+}
+
+/// The answer for a write whose append was sent and not confirmed.
+fn in_doubt_error(error: &LogError) -> ServiceError {
+    ServiceError::Unavailable(format!(
+        "the log did not confirm the write ({error}); it may or may not be recorded: \
+         retry it (a report with the same client_report_id)"
+    ))
+}
+
 /// The events of a stored batch, handed on once it is durable.
 fn take_events(admitted: &mut [Admitted]) -> Vec<RecordedEvent> {
     admitted.iter_mut().filter_map(|a| a.event.take()).collect()
@@ -981,6 +1201,14 @@ fn resolve(outcome: Result<Decision, ServiceError>, admitted: &[Admitted]) -> Re
     })
 }
 
+/// The log's idempotency key of a report: its party's client key.
+fn idempotency_key(submission: &Submission) -> Option<String> {
+    submission
+        .client_report_id
+        .as_ref()
+        .map(|k| format!("{}/{}", submission.report.reporting_party, k.as_str()))
+}
+
 fn key_reused() -> ServiceError {
     ServiceError::AlreadyExists(
         "client_report_id was already used by this party for a different report; use a new key for new content".into(),
@@ -991,7 +1219,9 @@ fn key_reused() -> ServiceError {
 /// fault.
 fn log_failure(error: LogError) -> ServiceError {
     match error {
-        LogError::Unavailable(why) => ServiceError::Unavailable(why),
+        LogError::Unavailable(why) => {
+            ServiceError::Unavailable(format!("the log is unreachable ({why}); nothing was recorded, retry"))
+        }
         other => internal(other),
     }
 }
@@ -1010,7 +1240,7 @@ mod tests {
     use truce_log::LogStore;
 
     use super::*;
-    use crate::testing::{FailingDisk, wire_report};
+    use crate::testing::{DOWN_DELAY, FailingDisk, SHARED_ANSWER_WITHIN, Script, SharedLog, Trouble, wire_report};
 
     fn submission(key: Option<&str>, wire: &v1::Report) -> Submission {
         Submission {
@@ -1100,6 +1330,93 @@ mod tests {
         assert!(!stored.replayed);
         assert_eq!(head.borrow().position, 2);
         assert_eq!(*submitter.out_of_service().borrow(), None);
+    }
+
+    /// A sequencer over an embedded log acting as a shared one.
+    fn started_shared(
+        dir: &std::path::Path,
+    ) -> (
+        Submitter,
+        watch::Receiver<Head>,
+        std::sync::Arc<std::sync::Mutex<Script>>,
+    ) {
+        let (store, script) = SharedLog::new(Box::new(LogStore::open(dir).unwrap()));
+        let (head_tx, head_rx) = watch::channel(store.head());
+        let (submitter, _thread) = start(Box::new(store), Rules::default(), head_tx, None).unwrap();
+        (submitter, head_rx, script)
+    }
+
+    #[tokio::test]
+    async fn an_unconfirmed_write_missing_from_the_log_is_answered_in_doubt_and_not_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (submitter, head, script) = started_shared(dir.path());
+        script.lock().unwrap().next.push_back(Trouble::Lost);
+        let report = wire_report("shots at the line");
+        let error = submitter.submit(submission(Some("k1"), &report)).await.unwrap_err();
+        assert!(
+            matches!(&error, ServiceError::Unavailable(why) if why.contains("may or may not be recorded")),
+            "{error:?}"
+        );
+        // It may still land: the sequencer does not append it again.
+        assert_eq!(head.borrow().position, 0);
+        let retried = submitter.submit(submission(Some("k1"), &report)).await.unwrap();
+        assert!(!retried.replayed);
+        assert_eq!(head.borrow().position, 1);
+    }
+
+    #[tokio::test]
+    async fn an_unconfirmed_write_found_in_the_log_is_acknowledged_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (submitter, head, script) = started_shared(dir.path());
+        script.lock().unwrap().next.push_back(Trouble::Unconfirmed);
+        let report = wire_report("shots at the line");
+        let accepted = submitter.submit(submission(Some("k1"), &report)).await.unwrap();
+        assert!(!accepted.replayed);
+        assert_eq!(head.borrow().position, 1);
+        let retried = submitter.submit(submission(Some("k1"), &report)).await.unwrap();
+        assert!(retried.replayed);
+        assert_eq!(retried.report_id, accepted.report_id);
+        assert_eq!(head.borrow().position, 1);
+    }
+
+    #[tokio::test]
+    async fn callers_are_answered_within_the_bound_while_the_log_is_down_and_writes_resume_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let (submitter, head, script) = started_shared(dir.path());
+        script.lock().unwrap().down = true;
+        let mut calls = tokio::task::JoinSet::new();
+        for n in 0..20 {
+            let submitter = submitter.clone();
+            calls.spawn(async move {
+                let started = std::time::Instant::now();
+                let report = wire_report(&format!("report {n}"));
+                let answer = submitter.submit(submission(None, &report)).await;
+                (answer, started.elapsed())
+            });
+        }
+        while let Some(call) = calls.join_next().await {
+            let (answer, took) = call.unwrap();
+            assert!(matches!(answer, Err(ServiceError::Unavailable(_))), "{answer:?}");
+            // Each of the log's failures takes DOWN_DELAY; the first one
+            // tells every caller past the bound.
+            assert!(took < DOWN_DELAY + SHARED_ANSWER_WITHIN * 2, "a call took {took:?}");
+        }
+        script.lock().unwrap().down = false;
+        let report = wire_report("after");
+        let deadline = std::time::Instant::now() + 5 * DOWN_DELAY;
+        let accepted = loop {
+            match submitter.submit(submission(Some("after"), &report)).await {
+                Ok(accepted) => break accepted,
+                Err(ServiceError::Unavailable(_)) if std::time::Instant::now() < deadline => {}
+                Err(error) => panic!("{error:?}"),
+            }
+        };
+        assert_eq!(
+            accepted.report_id,
+            ReportId(Position(1)),
+            "nothing was stored while down"
+        );
+        assert_eq!(head.borrow().position, 1);
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 use tokio::runtime::Handle;
 use truce_log::{Head, LogEntry, LogError, NewEntry, Position, SequencedLog, chain_hash};
 
-use crate::{JetStreamLog, check_chain};
+use crate::{JetStreamLog, OPEN_PATIENCE, check_chain};
 
 /// [`JetStreamLog`] behind the sequencer's blocking interface. Its calls
 /// run on the runtime it was opened on, so it must be used from a thread
@@ -17,9 +17,19 @@ pub struct BlockingJetStream {
 }
 
 impl BlockingJetStream {
-    /// Wraps `log`, starting at the server's current head.
+    /// Wraps `log`, starting at the server's current head (waiting out a
+    /// stream still electing its leader, as opening it does).
     pub async fn open(log: JetStreamLog) -> Result<BlockingJetStream, LogError> {
-        let head = log.head().await?;
+        let deadline = tokio::time::Instant::now() + OPEN_PATIENCE;
+        let head = loop {
+            match log.head().await {
+                Err(LogError::Unavailable(why)) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(%why, "JetStream is not answering yet; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+                head => break head?,
+            }
+        };
         Ok(BlockingJetStream {
             log,
             runtime: Handle::current(),
@@ -33,12 +43,20 @@ impl SequencedLog for BlockingJetStream {
         true
     }
 
+    fn answer_within(&self) -> Option<std::time::Duration> {
+        Some(crate::ANSWER_WITHIN)
+    }
+
     fn head(&self) -> Head {
         self.head
     }
 
     fn find_key(&self, key: &str) -> Result<Option<Position>, LogError> {
         self.runtime.block_on(self.log.find_key(key))
+    }
+
+    fn find_keys(&self, keys: &[String]) -> Result<Vec<Option<Position>>, LogError> {
+        self.runtime.block_on(self.log.find_keys(keys))
     }
 
     fn payload(&self, position: Position) -> Result<Option<Vec<u8>>, LogError> {

@@ -15,8 +15,11 @@
 //! refuses a second entry for the same key, at any distance in time, with
 //! no window to expire. The stream denies delete and purge, so the record
 //! is append-only on the server too.
+//!
+//! What a write waits for, and how long, is [`connection`]'s job.
 
 mod blocking;
+mod connection;
 
 use std::time::Duration;
 
@@ -34,9 +37,19 @@ use tokio_stream::{Stream, StreamExt};
 use truce_log::{GENESIS_HASH, Hash, Head, Incarnation, LogEntry, LogError, NewEntry, chain_hash};
 
 pub use blocking::BlockingJetStream;
+use connection::Connection;
+pub use connection::{ANSWER_WITHIN, REQUEST_TIMEOUT};
 
-/// Reads shorter than this get entries one by one.
-const SHORT_READ: u64 = 32;
+/// Reads shorter than this ask the stream's leader for each entry,
+/// [`GETS_IN_FLIGHT`] at a time: what other writers appended meanwhile is
+/// read back within a few [`REQUEST_TIMEOUT`]s, with no consumer to create
+/// (which waits on the cluster's meta leader, itself re-elected when its
+/// node dies). Longer reads (rebuilding the state at start) go through a
+/// consumer.
+const SHORT_READ: u64 = 2048;
+
+/// Single-entry reads and key lookups in flight at once.
+const GETS_IN_FLIGHT: usize = 64;
 
 /// The header that carries an entry's chain hash, hex.
 pub const HASH_HEADER: &str = "Truce-Hash";
@@ -108,9 +121,15 @@ pub struct JetStreamLog {
 
 #[derive(Debug)]
 struct Shared {
-    client: async_nats::Client,
-    context: jetstream::Context,
+    connection: Connection,
+    /// The stream, for readers: creating a consumer waits on the
+    /// cluster's meta leader, and is given the client's patience.
     stream: jetstream::stream::Stream,
+    /// Publishes, acknowledged within [`REQUEST_TIMEOUT`].
+    publisher: jetstream::Context,
+    /// The stream's leader, asked for single messages and the stream's
+    /// state within [`REQUEST_TIMEOUT`].
+    leader: jetstream::stream::Stream<()>,
     settings: JetStreamSettings,
     incarnation: Incarnation,
 }
@@ -118,7 +137,7 @@ struct Shared {
 /// How long opening the stream waits out a JetStream that does not answer
 /// yet (a server still starting, a cluster still electing its leader, a
 /// slow disk) before giving up.
-const OPEN_PATIENCE: Duration = Duration::from_secs(30);
+pub(crate) const OPEN_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Why the stream could not be opened.
 enum Opening {
@@ -170,14 +189,19 @@ impl JetStreamLog {
     /// configured replicas, no limits, delete and purge denied) or checking
     /// that the existing one is append-only.
     pub async fn connect(settings: JetStreamSettings) -> Result<JetStreamLog, LogError> {
-        let client = async_nats::ConnectOptions::new()
-            .name("truce")
-            .connection_timeout(Duration::from_secs(3))
-            .retry_on_initial_connect()
-            .connect(settings.url.split(',').map(str::trim).collect::<Vec<_>>())
+        let connection = Connection::open(settings.url.split(',').map(str::trim).collect())
             .await
             .map_err(|e| unavailable(format!("connecting to NATS at {}: {e}", settings.url)))?;
+        let client = connection.client().clone();
         let context = jetstream::new(client.clone());
+        let publisher = jetstream::context::ContextBuilder::new()
+            .timeout(REQUEST_TIMEOUT)
+            .ack_timeout(REQUEST_TIMEOUT)
+            .build(client);
+        let leader = publisher
+            .get_stream_no_info(&settings.stream)
+            .await
+            .map_err(|e| unavailable(format!("naming stream {}: {e}", settings.stream)))?;
         let config = jetstream::stream::Config {
             name: settings.stream.clone(),
             subjects: vec![format!("{}.>", settings.subject_prefix)],
@@ -216,31 +240,19 @@ impl JetStreamLog {
         let incarnation = Incarnation::from_text(&hex::encode(&Sha256::digest(identity.as_bytes())[..8]));
         Ok(JetStreamLog {
             shared: std::sync::Arc::new(Shared {
-                client,
-                context,
+                connection,
                 stream,
+                publisher,
+                leader,
                 settings,
                 incarnation,
             }),
         })
     }
 
-    /// Whether the client is connected now. While it is not, nothing is
-    /// published: the client would buffer it and send it on reconnecting,
-    /// after the caller was told it failed.
+    /// Whether the client is connected now.
     pub fn is_connected(&self) -> bool {
-        self.shared.client.connection_state() == async_nats::connection::State::Connected
-    }
-
-    fn require_connection(&self) -> Result<(), LogError> {
-        if self.is_connected() {
-            Ok(())
-        } else {
-            Err(unavailable(format!(
-                "not connected to NATS at {}",
-                self.shared.settings.url
-            )))
-        }
+        self.shared.connection.is_connected()
     }
 
     /// Which incarnation of the log this stream is.
@@ -255,23 +267,24 @@ impl JetStreamLog {
 
     /// The last position on the server (0 when empty).
     pub async fn last_position(&self) -> Result<u64, LogError> {
-        self.require_connection()?;
+        let what = "reading stream info";
         let info = self
             .shared
-            .stream
-            .get_info()
-            .await
-            .map_err(|e| unavailable(format!("reading stream info: {e}")))?;
+            .connection
+            .request(what, self.shared.leader.get_info())
+            .await?
+            .map_err(|e| unavailable(format!("{what}: {e}")))?;
         Ok(info.state.last_sequence)
     }
 
     /// The entry at `position`, if there is one.
     pub async fn get(&self, position: u64) -> Result<Option<LogEntry>, LogError> {
-        self.require_connection()?;
-        match self.shared.stream.get_raw_message(position).await {
+        let what = format!("reading position {position}");
+        let read = self.shared.leader.get_raw_message(position);
+        match self.shared.connection.request(&what, read).await? {
             Ok(message) => entry_of(message.sequence, &message.headers, message.payload.to_vec()).map(Some),
             Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-            Err(error) => Err(unavailable(format!("reading position {position}: {error}"))),
+            Err(error) => Err(unavailable(format!("{what}: {error}"))),
         }
     }
 
@@ -293,12 +306,13 @@ impl JetStreamLog {
 
     /// The position of the entry recorded with idempotency key `key`.
     pub async fn find_key(&self, key: &str) -> Result<Option<u64>, LogError> {
-        self.require_connection()?;
+        let what = "looking up an idempotency key";
         let subject = self.key_subject(key);
-        match self.shared.stream.get_last_raw_message_by_subject(&subject).await {
+        let read = self.shared.leader.get_last_raw_message_by_subject(&subject);
+        match self.shared.connection.request(what, read).await? {
             Ok(message) => Ok(Some(message.sequence)),
             Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-            Err(error) => Err(unavailable(format!("looking up an idempotency key: {error}"))),
+            Err(error) => Err(unavailable(format!("{what}: {error}"))),
         }
     }
 
@@ -314,9 +328,12 @@ impl JetStreamLog {
     /// it could still be refused might land on another writer's entry and
     /// break the chain. If another writer appended first, the server
     /// refuses the first stale entry and nothing after it is sent:
-    /// `LogError::Conflict` says how many were stored.
+    /// `LogError::Conflict` says how many were stored. An entry whose
+    /// acknowledgement does not come within [`REQUEST_TIMEOUT`], or whose
+    /// connection is lost first, may or may not be stored:
+    /// `LogError::Uncertain` says how many before it were.
     pub async fn append(&self, previous: Head, entries: &[NewEntry]) -> Result<Head, LogError> {
-        self.require_connection()?;
+        self.shared.connection.connected().await?;
         let mut stored = previous;
         for (i, entry) in entries.iter().enumerate() {
             let position = entry.position;
@@ -340,16 +357,21 @@ impl JetStreamLog {
                 }
                 None => format!("{}.e", self.shared.settings.subject_prefix),
             };
-            let published = self
-                .shared
-                .context
-                .publish_with_headers(subject, headers, entry.payload.clone().into())
-                .await;
-            let ack = match published {
-                Ok(ack) => ack.await,
+            let publish = async {
+                self.shared
+                    .publisher
+                    .publish_with_headers(subject, headers, entry.payload.clone().into())
+                    .await?
+                    .await
+            };
+            let what = format!("publishing position {position}");
+            let ack = match self.shared.connection.request(&what, publish).await {
+                Ok(ack) => ack,
                 Err(error) => {
-                    tracing::debug!(%error, "publish failed");
-                    break;
+                    return Err(LogError::Uncertain {
+                        appended: i,
+                        why: error.to_string(),
+                    });
                 }
             };
             match ack {
@@ -370,19 +392,17 @@ impl JetStreamLog {
                         head: stored,
                     });
                 }
+                // No server took it: the stream has no leader (an election).
+                Err(error) if error.kind() == PublishErrorKind::StreamNotFound && i == 0 => {
+                    return Err(unavailable(format!("{what}: no stream leader answered ({error})")));
+                }
                 Err(error) => {
                     return Err(LogError::Uncertain {
                         appended: i,
-                        why: format!("publishing position {position}: {error}"),
+                        why: format!("{what}: {error}"),
                     });
                 }
             }
-        }
-        if stored.position != previous.position + entries.len() as u64 {
-            return Err(LogError::Uncertain {
-                appended: (stored.position - previous.position) as usize,
-                why: "the connection to NATS failed while publishing".into(),
-            });
         }
         Ok(stored)
     }
@@ -394,17 +414,8 @@ impl JetStreamLog {
         if until < from {
             return Ok(entries);
         }
-        // A few entries (what another writer just appended) are quicker to
-        // get one by one than through a new consumer.
         if until - from < SHORT_READ {
-            for position in from..=until {
-                let entry = self.get(position).await?.ok_or_else(|| LogError::Corrupt {
-                    position,
-                    what: "missing from the stream".into(),
-                })?;
-                entries.push(entry);
-            }
-            return Ok(entries);
+            return self.get_each(from, until).await;
         }
         let mut stream = std::pin::pin!(self.follow(from).await?);
         while let Some(entry) = stream.next().await {
@@ -416,6 +427,31 @@ impl JetStreamLog {
             }
         }
         Ok(entries)
+    }
+
+    /// Entries `from` through `until`, asked of the stream's leader one by
+    /// one, [`GETS_IN_FLIGHT`] at a time.
+    async fn get_each(&self, from: u64, until: u64) -> Result<Vec<LogEntry>, LogError> {
+        all_at_once(from..=until, |position| {
+            let log = self.clone();
+            async move {
+                log.get(position).await?.ok_or_else(|| LogError::Corrupt {
+                    position,
+                    what: "missing from the stream".into(),
+                })
+            }
+        })
+        .await
+    }
+
+    /// The positions recorded with `keys`, in their order, looked up
+    /// [`GETS_IN_FLIGHT`] at a time.
+    pub async fn find_keys(&self, keys: &[String]) -> Result<Vec<Option<u64>>, LogError> {
+        all_at_once(keys.iter().cloned(), |key| {
+            let log = self.clone();
+            async move { log.find_key(&key).await }
+        })
+        .await
     }
 
     /// Every entry from `from` on, in order, then each new one as it is
@@ -448,6 +484,36 @@ impl JetStreamLog {
             entry_of(sequence, &headers, message.payload.to_vec())
         }))
     }
+}
+
+/// The answers of `ask` for each of `items`, in their order, with
+/// [`GETS_IN_FLIGHT`] questions in flight at once; the first error ends it.
+async fn all_at_once<I, T, Fut>(items: impl IntoIterator<Item = I>, ask: impl Fn(I) -> Fut) -> Result<Vec<T>, LogError>
+where
+    T: Send + 'static,
+    Fut: std::future::Future<Output = Result<T, LogError>> + Send + 'static,
+{
+    let mut asking = tokio::task::JoinSet::new();
+    let mut answers = Vec::new();
+    let mut take = |done: Result<(usize, Result<T, LogError>), tokio::task::JoinError>| {
+        let (i, answer) = done.map_err(|e| unavailable(format!("reading the stream: {e}")))?;
+        answers.push((i, answer?));
+        Ok::<(), LogError>(())
+    };
+    for (i, item) in items.into_iter().enumerate() {
+        if asking.len() >= GETS_IN_FLIGHT
+            && let Some(done) = asking.join_next().await
+        {
+            take(done)?;
+        }
+        let question = ask(item);
+        asking.spawn(async move { (i, question.await) });
+    }
+    while let Some(done) = asking.join_next().await {
+        take(done)?;
+    }
+    answers.sort_by_key(|(i, _)| *i);
+    Ok(answers.into_iter().map(|(_, answer)| answer).collect())
 }
 
 /// An entry from a stored message, with the hash its header claims.

@@ -93,6 +93,12 @@ pub trait SequencedLog: Send + 'static {
     fn head(&self) -> Head;
     /// The position recorded for an idempotency key.
     fn find_key(&self, key: &str) -> Result<Option<Position>, LogError>;
+    /// The positions recorded for `keys`, in their order. A log over the
+    /// network asks for all of them at once: a batch decided quickly is
+    /// less likely to be overtaken by another writer.
+    fn find_keys(&self, keys: &[String]) -> Result<Vec<Option<Position>>, LogError> {
+        keys.iter().map(|key| self.find_key(key)).collect()
+    }
     /// The bytes stored at `position`.
     fn payload(&self, position: Position) -> Result<Option<Vec<u8>>, LogError>;
     /// Up to `max` entries from `from`, no further than [`Self::head`].
@@ -112,6 +118,13 @@ pub trait SequencedLog: Send + 'static {
     /// True when other writers may append too, so an append can conflict.
     fn is_shared(&self) -> bool {
         false
+    }
+    /// How long a caller waits for its write while writes do not get
+    /// through (the log failing, or other writers always first): past it,
+    /// it is told the log is unavailable (the write may or may not be
+    /// recorded). `None`: until the log answers, as a local disk does.
+    fn answer_within(&self) -> Option<std::time::Duration> {
+        None
     }
 }
 
