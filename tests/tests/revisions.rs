@@ -388,3 +388,177 @@ async fn replayed_changes_are_exactly_the_live_ones_of_every_kind() {
     assert_eq!(replay_filtered, live_filtered);
     s.pair.stop().await;
 }
+
+/// Everything an observer can read: every incident and report (with
+/// earlier versions), listings with and without filters, and the counts,
+/// all at `at`.
+async fn everything(pair: &Pair, token: &str, at: u64) -> Vec<String> {
+    let mut query = pair.query_client().await;
+    let mut seen = Vec::new();
+    for filter in [
+        "",
+        "reporter = \"hamas\"",
+        "status = UNDER_REVIEW",
+        "category = AIR_STRIKE",
+    ] {
+        let listed = query
+            .list_incidents(with_token(
+                token,
+                v1::ListIncidentsRequest {
+                    filter: filter.into(),
+                    min_position: at,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("list")
+            .into_inner();
+        seen.push(format!("{filter}: {listed:?}"));
+        if !filter.is_empty() {
+            continue;
+        }
+        for summary in &listed.incidents {
+            let found = incident(pair, token, &summary.incident_id, at).await;
+            for report in &found.reports {
+                let got = query
+                    .get_report(with_token(
+                        token,
+                        v1::GetReportRequest {
+                            report_id: report.report_id.clone(),
+                            min_position: at,
+                        },
+                    ))
+                    .await
+                    .expect("get report")
+                    .into_inner();
+                seen.push(format!("{got:?}"));
+            }
+            seen.push(format!("{found:?}"));
+        }
+    }
+    let counts = query
+        .summarize(with_token(
+            token,
+            v1::SummarizeRequest {
+                min_position: at,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("summarize")
+        .into_inner();
+    seen.push(format!("{counts:?}"));
+    seen
+}
+
+/// A restart builds the view from the log with the reports kept encoded,
+/// and the sequencer's grouping state from the view's summaries: every
+/// answer is the one given before, and writes after it build on the same
+/// state, amending and retracting reports read at start.
+#[tokio::test]
+async fn a_restarted_pair_answers_as_before_and_builds_on_the_same_state() {
+    let s = secure_pair().await;
+    let hamas = s
+        .file
+        .add("hamas-desk", &"hamas".parse().expect("party"), &[Role::Reporter])
+        .expect("add")
+        .token;
+    let egypt = s
+        .file
+        .add("egypt-monitor", &"egypt".parse().expect("party"), &[Role::Monitor])
+        .expect("add")
+        .token;
+    tokio::time::sleep(truce_serve::auth::RELOAD_POLL + std::time::Duration::from_millis(800)).await;
+    let mut ingest = s.pair.ingest_client().await;
+    let (idf_report, first, second) = two_claims(&mut ingest, &s.idf, &hamas).await;
+    let mut strike = crossing_report();
+    strike.category = v1::Category::AirStrike as i32;
+    let other = ingest
+        .submit_report(with_token(&s.idf, request("c", strike)))
+        .await
+        .expect("another incident")
+        .into_inner();
+    assert_ne!(other.incident_id, first.incident_id);
+    let mut corrected = idf_report.clone();
+    corrected.casualties = vec![killed("idf", 2, 2)];
+    ingest
+        .amend_report(with_token(
+            &s.idf,
+            amend(&first.report_id, corrected.clone(), "recount"),
+        ))
+        .await
+        .expect("amend");
+    ingest
+        .retract_report(with_token(&hamas, retract(&second.report_id, "unverified")))
+        .await
+        .expect("retract");
+    let reviewed = ingest
+        .review_incident(with_token(
+            &egypt,
+            v1::ReviewIncidentRequest {
+                incident_id: first.incident_id.clone(),
+                status: v1::IncidentStatus::ConfirmedBreach as i32,
+                finding: "on camera".into(),
+                responsible_party: "hamas".into(),
+            },
+        ))
+        .await
+        .expect("review")
+        .into_inner();
+    let before = everything(&s.pair, &s.observer, reviewed.position).await;
+
+    s.pair.stop().await;
+    let pair = Pair::start_full(
+        truce_ingest::IngestConfig {
+            data_dir: s.dir.path().to_owned(),
+            ..Default::default()
+        },
+        truce_query::QuerySettings::default(),
+        truce_serve::auth::AuthMode::Tokens(s.file.clone()),
+    )
+    .await;
+    assert_eq!(everything(&pair, &s.observer, reviewed.position).await, before);
+
+    // A report of the same crossing joins the open incident; the IDF
+    // amends the report read at start, then retracts it.
+    let mut ingest = pair.ingest_client().await;
+    let joined = ingest
+        .submit_report(with_token(&s.idf, request("d", idf_report.clone())))
+        .await
+        .expect("report after restart")
+        .into_inner();
+    assert_eq!(joined.incident_id, first.incident_id, "grouped as before the restart");
+    corrected.casualties = vec![killed("idf", 3, 3)];
+    let amended = ingest
+        .amend_report(with_token(
+            &s.idf,
+            amend(&first.report_id, corrected, "another recount"),
+        ))
+        .await
+        .expect("amend after restart")
+        .into_inner();
+    assert_eq!(amended.report.expect("report").version, 3);
+    let retracted = ingest
+        .retract_report(with_token(&s.idf, retract(&first.report_id, "withdrawn")))
+        .await
+        .expect("retract after restart")
+        .into_inner();
+    let found = incident(&pair, &s.observer, &first.incident_id, retracted.position).await;
+    let versions: Vec<(String, u32, bool)> = found
+        .reports
+        .iter()
+        .map(|r| (r.report_id.clone(), r.version, r.retraction.is_some()))
+        .collect();
+    assert_eq!(
+        versions,
+        vec![
+            (first.report_id.clone(), 3, true),
+            (second.report_id.clone(), 1, true),
+            (joined.report_id.clone(), 1, false),
+        ]
+    );
+    let earlier: Vec<u32> = found.earlier_versions.iter().map(|r| r.version).collect();
+    assert_eq!(earlier, vec![1, 2]);
+    assert_eq!(found.reviews.len(), 1);
+    pair.stop().await;
+}

@@ -20,6 +20,7 @@
 //! for before-and-after figures) with the same bench.
 
 mod client;
+mod coldstart;
 mod cpu;
 mod delivery;
 mod etcd;
@@ -72,6 +73,9 @@ enum Command {
     /// The delivery workload on a running `truce up` over an empty log, for
     /// profiling it.
     Deliver(delivery::DeliverArgs),
+    /// Cold start over a kept log of `--reports` reports in `--data`,
+    /// filled first when it holds none.
+    ColdStart(coldstart::Args),
 }
 
 #[tokio::main]
@@ -85,5 +89,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Submit(args) => ingest::run(args).await,
         Command::Replay(args) => large::replay_command(args).await,
         Command::Deliver(args) => delivery::deliver_command(args).await,
+        Command::ColdStart(args) => coldstart::run(args).await,
     }
 }

@@ -59,6 +59,33 @@ pub struct IncidentIndex {
 }
 
 impl IncidentIndex {
+    /// The index of `summaries`, each an incident's latest (as the query
+    /// view holds them): built in bulk, which is quicker than one upsert
+    /// each when every incident is known at once. The summaries are read
+    /// once for the ordered keys; the keys are then sorted on one thread
+    /// while the summaries move into the map on another.
+    pub fn from_summaries(summaries: Vec<Arc<IncidentSummary>>) -> IncidentIndex {
+        let mut keys = Vec::with_capacity(summaries.len());
+        let mut longest_window = Duration::ZERO;
+        for s in &summaries {
+            keys.push((s.category, s.occurred_to, s.id));
+            longest_window = longest_window.max(s.occurred_to.abs_diff(s.occurred_from));
+        }
+        let (by_category_and_end, incidents) = std::thread::scope(|scope| {
+            let sorted = scope.spawn(move || {
+                keys.sort_unstable();
+                keys.into_iter().collect::<BTreeSet<_>>()
+            });
+            let incidents: HashMap<_, _> = summaries.into_iter().map(|s| (s.id, s)).collect();
+            (sorted.join(), incidents)
+        });
+        IncidentIndex {
+            incidents,
+            by_category_and_end: by_category_and_end.unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            longest_window,
+        }
+    }
+
     /// The summary of an incident.
     pub fn get(&self, id: IncidentId) -> Option<&IncidentSummary> {
         self.incidents.get(&id).map(Arc::as_ref)
@@ -220,6 +247,56 @@ mod tests {
             index.find_match(&report, &GroupingPolicy::default()),
             Some(IncidentId(Position(1)))
         );
+    }
+
+    #[test]
+    fn an_index_built_from_the_latest_summaries_groups_as_one_upserted_event_by_event() {
+        // Every version of every summary, as a fold of the log upserts
+        // them: one incident grows to a long window, then shrinks (a report
+        // retracted), one is ruled, others are elsewhere or of another kind.
+        let mut history: Vec<IncidentSummary> = Vec::new();
+        let mut long = IncidentSummary::open(&report_at(1, |r| r.in_area("Rafah").hours(0)), Timestamp(0));
+        history.push(long.clone());
+        long.absorb(&report_at(2, |r| r.in_area("Rafah").hours(30)), Timestamp(0));
+        history.push(long.clone());
+        long.occurred_to = long.occurred_from;
+        history.push(long);
+        let mut ruled = IncidentSummary::open(&report_at(3, |r| r.in_area("Jabalia").hours(10)), Timestamp(0));
+        history.push(ruled.clone());
+        ruled.status = crate::incident::IncidentStatus::ConfirmedBreach;
+        history.push(ruled);
+        for n in 0..20u64 {
+            let area = ["Rafah", "Jabalia", "Gaza"][n as usize % 3];
+            let category = [Category::LineCrossing, Category::AirStrike][n as usize % 2];
+            history.push(IncidentSummary::open(
+                &report_at(10 + n, |r| r.in_area(area).category(category).hours(n as i64 * 5)),
+                Timestamp(0),
+            ));
+        }
+        let mut upserted = IncidentIndex::default();
+        let mut latest = std::collections::BTreeMap::new();
+        for summary in history {
+            latest.insert(summary.id, Arc::new(summary.clone()));
+            upserted.upsert(summary);
+        }
+        let built = IncidentIndex::from_summaries(latest.into_values().collect());
+        assert_eq!(built.len(), upserted.len());
+        let policy = GroupingPolicy::default();
+        let mut joined = 0;
+        for area in ["Rafah", "rafah", "Jabalia", "Gaza", "Bureij"] {
+            for category in [Category::LineCrossing, Category::AirStrike, Category::Shelling] {
+                for hour in (-12..120).step_by(3) {
+                    let report = report_at(500, |r| r.in_area(area).category(category).hours(hour)).report;
+                    joined += usize::from(built.find_match(&report, &policy).is_some());
+                    assert_eq!(
+                        built.find_match(&report, &policy),
+                        upserted.find_match(&report, &policy),
+                        "{area} {category:?} at hour {hour}"
+                    );
+                }
+            }
+        }
+        assert!(joined > 20, "the probes join incidents ({joined})");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! wires them together; [`run`] serves them.
 
 pub mod args;
+mod folded;
 pub mod log_service;
 mod release;
 pub mod sequencer;
@@ -33,6 +34,7 @@ use truce_serve::{
     auth::{Access, Authenticator},
 };
 
+pub use folded::Folded;
 pub use sequencer::Submitter;
 
 /// Default address of the ingest service.
@@ -128,8 +130,8 @@ pub struct LocalLog {
 }
 
 /// A node whose log is open and whose sequencer is yet to start: starting
-/// rebuilds the grouping state from the whole log, which an in-process
-/// follower can meanwhile do for its view, on the other core.
+/// rebuilds the grouping state from the whole log, or takes it from the
+/// summaries an in-process follower folded into its view.
 pub struct OpenedNode {
     store: Box<dyn SequencedLog>,
     streams: StreamLimits,
@@ -149,6 +151,12 @@ impl std::fmt::Debug for OpenedNode {
 impl OpenedNode {
     /// Rebuilds the grouping state and starts the sequencer.
     pub async fn start(self) -> anyhow::Result<IngestNode> {
+        self.start_from(None).await
+    }
+
+    /// Starts the sequencer with the grouping state taken from `folded`
+    /// when it is as of the log's head, rebuilt from the log otherwise.
+    pub async fn start_from(self, folded: Option<Folded>) -> anyhow::Result<IngestNode> {
         let OpenedNode {
             store,
             streams,
@@ -160,9 +168,10 @@ impl OpenedNode {
         } = self;
         // Rebuilding reads the whole log; on JetStream that waits on the
         // network, off the runtime's threads.
-        let (submitter, thread) = tokio::task::spawn_blocking(move || sequencer::start(store, rules, head, committed))
-            .await?
-            .context("starting the sequencer")?;
+        let (submitter, thread) =
+            tokio::task::spawn_blocking(move || sequencer::start_from(store, rules, head, committed, folded))
+                .await?
+                .context("starting the sequencer")?;
         Ok(IngestNode {
             submitter,
             feed,

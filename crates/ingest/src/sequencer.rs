@@ -28,7 +28,10 @@ use truce_domain::{
 };
 use truce_log::{Committed, Head, LogError, NewEntry, SequencedLog};
 
-use crate::release::{OutOfService, Publisher, Release, Reply, Settled};
+use crate::{
+    folded::Folded,
+    release::{OutOfService, Publisher, Release, Reply, Settled},
+};
 use truce_proto::{
     ServiceError,
     convert::{StoredEvent, event_from_wire, event_to_wire},
@@ -302,13 +305,29 @@ fn back_off(attempt: u32) {
 /// [`Submitter`] is dropped. Each durable batch moves `head`, and its
 /// events go to `committed` when given, just before.
 pub fn start(
-    mut store: Box<dyn SequencedLog>,
+    store: Box<dyn SequencedLog>,
     rules: Rules,
     head: watch::Sender<Head>,
     committed: Option<mpsc::Sender<Committed<Vec<RecordedEvent>>>>,
 ) -> Result<(Submitter, thread::JoinHandle<()>), LogError> {
+    start_from(store, rules, head, committed, None)
+}
+
+/// As [`start`], taking the grouping state from `folded` when it is as of
+/// the log's head, instead of folding the log.
+pub fn start_from(
+    mut store: Box<dyn SequencedLog>,
+    rules: Rules,
+    head: watch::Sender<Head>,
+    committed: Option<mpsc::Sender<Committed<Vec<RecordedEvent>>>>,
+    folded: Option<Folded>,
+) -> Result<(Submitter, thread::JoinHandle<()>), LogError> {
     store.catch_up()?;
-    let index = rebuild_index(store.as_ref())?;
+    let at = store.head().position;
+    let index = match folded.and_then(|folded| folded.index_at(at)) {
+        Some(index) => index,
+        None => rebuild_index(store.as_ref())?,
+    };
     tracing::info!(incidents = index.len(), head = store.head().position, "sequencer ready");
     let out_of_service = OutOfService::new();
     let release = Release::start(
@@ -1461,5 +1480,55 @@ mod tests {
             .unwrap();
         assert!(replay.replayed);
         assert_eq!(replay.report_id, opened.report_id);
+    }
+
+    /// Records one report in a new log in `dir` and stops; the store, once
+    /// released, and the incident the report opened.
+    async fn log_with_one_report(dir: &std::path::Path) -> (LogStore, IncidentId) {
+        let opened = {
+            let (submitter, _) = started(dir);
+            submitter.submit(submission(None, &wire_report("first"))).await.unwrap()
+        };
+        loop {
+            match LogStore::open(dir) {
+                Ok(store) => return (store, opened.incident_id),
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn summaries_folded_at_the_head_are_the_state_and_stale_ones_are_not() {
+        // The summaries the view folded are taken as the grouping state
+        // when they are as of the log's head: none given, a report that
+        // would join the existing incident opens its own.
+        let dir = tempfile::tempdir().unwrap();
+        let (store, first) = log_with_one_report(dir.path()).await;
+        let (head_tx, _head) = watch::channel(store.head());
+        let folded = Folded {
+            position: store.head().position,
+            summaries: Vec::new(),
+        };
+        let (submitter, _thread) = start_from(Box::new(store), Rules::default(), head_tx, None, Some(folded)).unwrap();
+        let second = submitter
+            .submit(submission(None, &wire_report("second")))
+            .await
+            .unwrap();
+        assert_ne!(second.incident_id, first);
+
+        // Summaries of an earlier position are not: the log is folded.
+        let dir = tempfile::tempdir().unwrap();
+        let (store, first) = log_with_one_report(dir.path()).await;
+        let (head_tx, _head) = watch::channel(store.head());
+        let stale = Folded {
+            position: store.head().position - 1,
+            summaries: Vec::new(),
+        };
+        let (submitter, _thread) = start_from(Box::new(store), Rules::default(), head_tx, None, Some(stale)).unwrap();
+        let second = submitter
+            .submit(submission(None, &wire_report("second")))
+            .await
+            .unwrap();
+        assert_eq!(second.incident_id, first);
     }
 }

@@ -16,6 +16,7 @@ mod checkpoint;
 mod committed;
 mod error;
 mod follow;
+mod keys;
 mod reader;
 mod store;
 
@@ -134,7 +135,7 @@ impl SequencedLog for LogStore {
     }
 
     fn find_key(&self, key: &str) -> Result<Option<Position>, LogError> {
-        Ok(LogStore::find_key(self, key))
+        LogStore::find_key(self, key)
     }
 
     fn payload(&self, position: Position) -> Result<Option<Vec<u8>>, LogError> {

@@ -8,7 +8,7 @@ use std::{
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::{GENESIS_HASH, Hash, Head, Incarnation, LogError, Position, chain_hash};
+use crate::{GENESIS_HASH, Hash, Head, Incarnation, LogError, Position, chain_hash, keys::Keys};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -78,8 +78,9 @@ pub struct LogStore {
     /// Every idempotency key and the position it was first stored at. The
     /// keys are stored in position order, beside their entries, so an
     /// append adds to the end of one more table instead of a random place
-    /// in a key-ordered index; lookups are served from memory.
-    keys: HashMap<Box<str>, Position>,
+    /// in a key-ordered index; lookups are served from memory, once read
+    /// (on a thread of their own, see [`Keys`]).
+    keys: Keys,
     _lock: File,
 }
 
@@ -175,8 +176,9 @@ impl LogStore {
             }
         };
         let head = read_head(&conn)?;
-        let keys = read_keys(&conn)?;
-        tracing::info!(path = %path.display(), %incarnation, head = head.position, keys = keys.len(), "log opened");
+        migrate_keys(&conn)?;
+        let keys = Keys::read(&path)?;
+        tracing::info!(path = %path.display(), %incarnation, head = head.position, "log opened");
         Ok(LogStore {
             conn,
             path,
@@ -230,8 +232,8 @@ impl LogStore {
     }
 
     /// The position recorded for an idempotency key, if any.
-    pub fn find_key(&self, key: &str) -> Option<Position> {
-        self.keys.get(key).copied()
+    pub fn find_key(&self, key: &str) -> Result<Option<Position>, LogError> {
+        self.keys.get(key)
     }
 
     /// The payload at `position`, if it exists.
@@ -297,7 +299,7 @@ impl LogStore {
                 }
                 insert.execute(params![position as i64, &hash[..], payload])?;
                 if let Some(key) = key {
-                    if self.keys.contains_key(key) || new_keys.insert(key, position).is_some() {
+                    if self.keys.contains(key)? || new_keys.insert(key, position).is_some() {
                         return Err(LogError::DuplicateKey(key.to_owned()));
                     }
                     remember.execute(params![position as i64, key])?;
@@ -307,15 +309,13 @@ impl LogStore {
         }
         tx.commit()?;
         self.head = head;
-        self.keys
-            .extend(new_keys.into_iter().map(|(key, position)| (Box::from(key), position)));
+        self.keys.extend(new_keys)?;
         Ok(head)
     }
 }
 
-/// Loads the idempotency keys, first moving those of an older log's
-/// key-ordered table over.
-fn read_keys(conn: &Connection) -> Result<HashMap<Box<str>, Position>, LogError> {
+/// Moves the keys of an older log's key-ordered table over.
+fn migrate_keys(conn: &Connection) -> Result<(), LogError> {
     let old: Option<String> = conn
         .query_row(
             "SELECT name FROM sqlite_schema WHERE type = 'table' AND name = 'idempotency_keys'",
@@ -328,16 +328,7 @@ fn read_keys(conn: &Connection) -> Result<HashMap<Box<str>, Position>, LogError>
         tx.execute_batch(MIGRATE_KEYS)?;
         tx.commit()?;
     }
-    let count: i64 = conn.query_row("SELECT count(*) FROM entry_keys", [], |r| r.get(0))?;
-    let mut keys = HashMap::with_capacity(count as usize);
-    let mut stmt = conn.prepare("SELECT key, position FROM entry_keys")?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        let key: String = row.get(0)?;
-        let position: i64 = row.get(1)?;
-        keys.insert(key.into_boxed_str(), position as Position);
-    }
-    Ok(keys)
+    Ok(())
 }
 
 fn read_head(conn: &Connection) -> Result<Head, LogError> {
@@ -425,8 +416,8 @@ mod tests {
         let store = LogStore::open(dir.path()).unwrap();
         assert_eq!(store.head(), head);
         assert_eq!(store.incarnation(), &incarnation);
-        assert_eq!(store.find_key("k1"), Some(1));
-        assert_eq!(store.find_key("k2"), None);
+        assert_eq!(store.find_key("k1").unwrap(), Some(1));
+        assert_eq!(store.find_key("k2").unwrap(), None);
         let h1 = chain_hash(&GENESIS_HASH, b"event 1");
         let h2 = chain_hash(&h1, b"event 2");
         assert_eq!(head.hash, chain_hash(&h2, b"event 3"));
@@ -444,7 +435,7 @@ mod tests {
             Err(LogError::DuplicateKey(key)) if key == "k"
         ));
         assert_eq!(store.head().position, 1);
-        assert_eq!(store.find_key("fresh"), None);
+        assert_eq!(store.find_key("fresh").unwrap(), None);
         assert!(store.payload(2).unwrap().is_none());
         assert!(matches!(
             store.append(&[entry(5, None)]),
@@ -468,14 +459,17 @@ mod tests {
             .unwrap();
         }
         let mut store = LogStore::open(dir.path()).unwrap();
-        assert_eq!((store.find_key("new"), store.find_key("old")), (Some(1), Some(2)));
+        assert_eq!(
+            (store.find_key("new").unwrap(), store.find_key("old").unwrap()),
+            (Some(1), Some(2))
+        );
         assert!(matches!(
             store.append(&[entry(2, Some("old"))]),
             Err(LogError::DuplicateKey(_))
         ));
         drop(store);
         let store = LogStore::open(dir.path()).unwrap();
-        assert_eq!(store.find_key("old"), Some(2));
+        assert_eq!(store.find_key("old").unwrap(), Some(2));
     }
 
     #[tokio::test]
@@ -489,7 +483,7 @@ mod tests {
         let head = store.append(&[entry(2, Some("k2")), entry(3, None)]).unwrap();
         // Committed: the writer knows the entries and their keys ...
         assert_eq!(
-            (store.find_key("k2"), store.payload(3).unwrap().is_some()),
+            (store.find_key("k2").unwrap(), store.payload(3).unwrap().is_some()),
             (Some(2), true)
         );
         // ... readers do not, until the head moves past the sync.
@@ -508,7 +502,7 @@ mod tests {
         assert_eq!(positions(reader.read_within(2, 10, 1).await.unwrap()), vec![2]);
         drop(store);
         let store = LogStore::open(dir.path()).unwrap();
-        assert_eq!((store.head(), store.find_key("k2")), (head, Some(2)));
+        assert_eq!((store.head(), store.find_key("k2").unwrap()), (head, Some(2)));
     }
 
     #[test]

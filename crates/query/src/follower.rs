@@ -154,11 +154,6 @@ impl QueryState {
         self.applied.send_replace(last);
     }
 
-    /// Replays the history from the view's position to the history's head.
-    async fn catch_up(&self) -> Result<(), LogError> {
-        self.catch_up_to(Position(self.history.head().position)).await
-    }
-
     /// Replays the history from the view's position through `last`. The
     /// next page is read and decoded on another task while one is applied.
     async fn catch_up_to(&self, last: Position) -> Result<(), LogError> {
@@ -253,7 +248,7 @@ pub async fn follow_local(
     stopping: Stopping,
 ) -> Result<Arc<QueryState>, LogError> {
     let state = QueryState::new(reader.clone(), false);
-    state.catch_up().await?;
+    state.build_view().await?;
     tracing::info!(position = %state.read_view().position(), "view built from the local log");
     let follower = Arc::clone(&state);
     let mut head = reader.watch_head();
@@ -381,7 +376,7 @@ pub async fn follow_remote(upstream: Upstream, stopping: Stopping) -> anyhow::Re
     let (head_tx, head_rx) = watch::channel(store.head());
     let history = LogReader::new(store.path(), store.incarnation().clone(), head_rx);
     let state = QueryState::new(history, true);
-    state.catch_up().await?;
+    state.build_view().await?;
     tracing::info!(position = %state.read_view().position(), "view built from the replica");
     tokio::spawn(replicate(upstream, store, head_tx, Arc::clone(&state), stopping));
     Ok(state)

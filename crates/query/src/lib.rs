@@ -11,12 +11,16 @@
 pub mod args;
 pub mod fanout;
 pub mod follower;
+pub mod held;
 pub mod outbox;
 pub mod recent;
+mod report_places;
 pub mod service;
+mod startup;
 pub mod subscribe;
 pub mod token;
 pub mod view;
+pub mod view_event;
 
 use std::{future::Future, sync::Arc, time::Duration};
 

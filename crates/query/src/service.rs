@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 use truce_domain::{
     IncidentId, Position, ReportId, Timestamp,
     filter::Filter,
-    incident::{Incident, IncidentSummary},
+    incident::IncidentSummary,
     tally::{Breakdown, Tally},
 };
 use truce_proto::{
@@ -35,6 +35,7 @@ use truce_serve::{
 use crate::{
     QuerySettings,
     follower::QueryState,
+    held::HeldReport,
     outbox::{Outgoing, outbox},
     subscribe::{self, Subscription, Timeouts},
     token::{PageToken, query_digest},
@@ -211,12 +212,16 @@ impl QueryService for Queries {
             .parse()
             .map_err(|rule| ServiceError::invalid("incident_id", rule))?;
         let view = self.state.read_view();
-        let incident: &Incident = view.incident(id).ok_or(ServiceError::NotFound {
-            kind: "incident",
-            id: text,
-        })?;
+        let incident = view
+            .incident(id)
+            .ok_or(ServiceError::NotFound {
+                kind: "incident",
+                id: text,
+            })?
+            .decode()
+            .map_err(ServiceError::Internal)?;
         Ok(Response::new(v1::GetIncidentResponse {
-            incident: Some(v1::Incident::from(incident)),
+            incident: Some(v1::Incident::from(&incident)),
             position: view.position().0,
         }))
     }
@@ -232,23 +237,21 @@ impl QueryService for Queries {
         let text = request.report_id;
         let id: ReportId = text.parse().map_err(|rule| ServiceError::invalid("report_id", rule))?;
         let view = self.state.read_view();
-        let report = view.report(id).ok_or(ServiceError::NotFound {
-            kind: "report",
-            id: text,
-        })?;
-        let earlier_versions = view
-            .incident(report.incident_id)
-            .map(|incident| {
-                incident
-                    .earlier_versions
-                    .iter()
-                    .filter(|r| r.report_id == id)
-                    .map(|r| v1::StoredReport::from(r.as_ref()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let (incident, report) = view
+            .incident_of(id)
+            .and_then(|incident| Some((incident, incident.report(id)?)))
+            .ok_or(ServiceError::NotFound {
+                kind: "report",
+                id: text,
+            })?;
+        let wire = |held: &HeldReport| {
+            held.report()
+                .map(|r| v1::StoredReport::from(r.as_ref()))
+                .map_err(ServiceError::Internal)
+        };
+        let earlier_versions = incident.earlier_versions_of(id).map(wire).collect::<Result<_, _>>()?;
         Ok(Response::new(v1::GetReportResponse {
-            report: Some(v1::StoredReport::from(report.as_ref())),
+            report: Some(wire(report)?),
             position: view.position().0,
             earlier_versions,
         }))
@@ -372,8 +375,7 @@ impl QueryService for Queries {
         self.reach(request.min_position, deadline).await?;
         let view = self.state.read_view();
         let mut breakdown = Breakdown::default();
-        for incident in view.incidents() {
-            let s = &incident.summary;
+        for s in view.summaries() {
             if s.occurred_to >= start && s.occurred_from < end && filter.matches(s) {
                 breakdown.add(s);
             }

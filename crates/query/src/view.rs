@@ -2,7 +2,9 @@
 //!
 //! Summaries are shared (`Arc`), so a listing or a snapshot takes a copy of
 //! the view's state in one pass under the lock without copying incidents,
-//! and a change can hand subscribers the summary it replaced.
+//! and a change can hand subscribers the summary it replaced. Reports are
+//! held as [`HeldReport`]s: those read from the log at start stay encoded
+//! until a call asks for them.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -12,17 +14,24 @@ use std::{
 
 use truce_domain::{
     IncidentId, Position, ReportId,
-    event::{EventBody, RecordedEvent},
+    event::RecordedEvent,
     filter::{Filter, IndexKey},
-    incident::{Incident, IncidentSummary},
-    report::StoredReport,
+    incident::IncidentSummary,
 };
 
-/// Incidents by id (in opening order) and reports by id, as of `position`.
+use crate::{
+    held::{HeldIncident, HeldReport},
+    report_places::ReportPlaces,
+    view_event::{ViewBody, ViewEvent},
+};
+
+/// Incidents by id (in opening order) and where each report is, as of
+/// `position`.
 #[derive(Debug, Default)]
 pub struct View {
-    incidents: BTreeMap<IncidentId, Incident>,
-    reports: HashMap<ReportId, Arc<StoredReport>>,
+    incidents: BTreeMap<IncidentId, HeldIncident>,
+    /// The incident of each report.
+    reports: ReportPlaces,
     position: Position,
     /// The incidents having each value a filter can require, so a
     /// selective listing reads a few incidents instead of all.
@@ -39,18 +48,23 @@ impl View {
     }
 
     /// One incident.
-    pub fn incident(&self, id: IncidentId) -> Option<&Incident> {
+    pub fn incident(&self, id: IncidentId) -> Option<&HeldIncident> {
         self.incidents.get(&id)
     }
 
-    /// One report.
-    pub fn report(&self, id: ReportId) -> Option<&Arc<StoredReport>> {
-        self.reports.get(&id)
+    /// The incident a report is in.
+    pub fn incident_of(&self, report: ReportId) -> Option<&HeldIncident> {
+        self.reports.get(report).and_then(|id| self.incidents.get(&id))
     }
 
-    /// Every incident, oldest first.
-    pub fn incidents(&self) -> impl DoubleEndedIterator<Item = &Incident> {
-        self.incidents.values()
+    /// The current version of one report.
+    pub fn report(&self, id: ReportId) -> Option<&HeldReport> {
+        self.incident_of(id).and_then(|incident| incident.report(id))
+    }
+
+    /// The summary of every incident, oldest first.
+    pub fn summaries(&self) -> impl DoubleEndedIterator<Item = &Arc<IncidentSummary>> {
+        self.incidents.values().map(|incident| &incident.summary)
     }
 
     /// The summaries of incidents opened at or before `position`, oldest
@@ -152,45 +166,126 @@ impl View {
         if event.position <= self.position {
             return None;
         }
+        self.apply_event(ViewEvent::of(event))
+    }
+
+    /// As [`Self::apply`], for an event as the view takes it.
+    pub fn apply_event(&mut self, event: ViewEvent) -> Option<Arc<IncidentSummary>> {
+        let (before, after) = self.fold(event)?;
+        self.reindex(before.as_deref(), &after);
+        before
+    }
+
+    /// Applies an event to the incidents and reports, not to the index:
+    /// the incident's summaries before and after it, or `None` when the
+    /// event is ignored.
+    fn fold(&mut self, event: ViewEvent) -> Option<(Option<Arc<IncidentSummary>>, Arc<IncidentSummary>)> {
+        if event.position <= self.position {
+            return None;
+        }
         debug_assert_eq!(
             event.position,
             self.position.next(),
             "events must be applied without gaps"
         );
         self.position = event.position;
-        let summary = event.incident();
-        let before = match self.incidents.get_mut(&summary.id) {
-            Some(incident) => Some(incident.apply(event)),
-            None => {
-                let EventBody::ReportRecorded(recorded) = &event.body else {
-                    // Only a report opens an incident; the ingest side
-                    // never writes otherwise.
-                    tracing::error!(position = %event.position, "an event for an unknown incident; ignored");
-                    return None;
-                };
-                let report = Arc::clone(&recorded.report);
-                self.incidents.insert(
-                    summary.id,
-                    Incident::opened(report, Arc::clone(event.shared_incident())),
-                );
+        let ViewEvent {
+            position,
+            incident: after,
+            body,
+        } = event;
+        let id = after.id;
+        let summary = Arc::clone(&after);
+        let before = match (self.incidents.get_mut(&id), body) {
+            (None, ViewBody::Recorded(report)) => {
+                self.reports.insert(report.id(), id);
+                self.incidents.insert(id, HeldIncident::opened(report, summary));
                 None
             }
+            (None, _) => {
+                // Only a report opens an incident; the ingest side never
+                // writes otherwise.
+                tracing::error!(%position, "an event for an unknown incident; ignored");
+                return None;
+            }
+            (Some(incident), body) => {
+                match body {
+                    ViewBody::Recorded(report) => {
+                        self.reports.insert(report.id(), id);
+                        incident.add(report);
+                    }
+                    ViewBody::Amended(report) => incident.amend(report),
+                    ViewBody::Retracted(report, retraction) => incident.retract(report, retraction),
+                    ViewBody::Reviewed(review) => incident.review(review),
+                }
+                Some(incident.replace_summary(summary))
+            }
         };
-        // Keep the report index on the current versions.
-        let changed = match &event.body {
-            EventBody::ReportRecorded(r) => Some(r.report.report_id),
-            EventBody::ReportAmended(r) => Some(r.report.report_id),
-            EventBody::ReportRetracted(r) => Some(r.report_id),
-            EventBody::IncidentReviewed(_) => None,
-        };
-        if let Some(id) = changed
-            && let Some(report) = self.incidents.get(&summary.id).and_then(|i| i.report(id))
-        {
-            self.reports.insert(id, Arc::clone(report));
-        }
-        if let Some(after) = self.incidents.get(&summary.id).map(|i| Arc::clone(&i.summary)) {
-            self.reindex(before.as_deref(), &after);
-        }
-        before
+        Some((before, after))
     }
+}
+
+/// A view being built at start: events are folded in without being
+/// indexed, and every incident is indexed once at the end, which is
+/// quicker than indexing each event's change when nobody reads the view
+/// in between.
+#[derive(Debug, Default)]
+pub struct Building(View);
+
+impl Building {
+    /// Goes on building `view`.
+    pub fn new(view: View) -> Building {
+        Building(view)
+    }
+
+    /// The position of the last event applied.
+    pub fn position(&self) -> Position {
+        self.0.position
+    }
+
+    /// Applies the next event, as [`View::apply_event`] does.
+    pub fn apply(&mut self, event: ViewEvent) {
+        self.0.fold(event);
+    }
+
+    /// The view, indexed. The index and the incidents by last change are
+    /// built at once, on two threads.
+    pub fn finish(self) -> View {
+        let mut view = self.0;
+        let (index, by_update) = std::thread::scope(|scope| {
+            let by_update = scope.spawn(|| by_update_of(&view.incidents));
+            (index_of(&view.incidents), by_update.join())
+        });
+        view.index = index;
+        view.by_update = match by_update {
+            Ok(by_update) => by_update,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        view
+    }
+}
+
+/// The incidents having each index key, built in one pass in opening
+/// order, so each key's incidents come sorted and are built in bulk.
+fn index_of(incidents: &BTreeMap<IncidentId, HeldIncident>) -> HashMap<IndexKey, BTreeSet<IncidentId>> {
+    let mut index: HashMap<IndexKey, Vec<IncidentId>> = HashMap::new();
+    for (id, incident) in incidents {
+        for key in IndexKey::of(&incident.summary) {
+            index.entry(key).or_default().push(*id);
+        }
+    }
+    index
+        .into_iter()
+        .map(|(key, ids)| (key, ids.into_iter().collect()))
+        .collect()
+}
+
+/// Each incident by the position of its last change.
+fn by_update_of(incidents: &BTreeMap<IncidentId, HeldIncident>) -> BTreeMap<Position, IncidentId> {
+    let mut by_update: Vec<(Position, IncidentId)> = incidents
+        .iter()
+        .map(|(id, incident)| (incident.summary.updated_position, *id))
+        .collect();
+    by_update.sort_unstable();
+    by_update.into_iter().collect()
 }

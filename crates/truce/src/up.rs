@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use tokio::net::TcpListener;
-use truce_ingest::{IngestConfig, IngestNode, LogLocation};
+use truce_ingest::{Folded, IngestConfig, IngestNode, LogLocation};
 use truce_query::QuerySettings;
 use truce_serve::{
     Port, Stopping,
@@ -24,26 +24,34 @@ pub async fn run(
     let auth = Authenticator::start(auth)?;
     auth.watch(truce_serve::auth::RELOAD_POLL);
     let (stopping_tx, stopping) = Stopping::new();
-    let following = async {
-        Ok::<_, anyhow::Error>(match (local, &config.log) {
-            (Some(local), _) => {
-                truce_query::follower::follow_local(local.reader, local.committed, stopping.clone()).await?
-            }
-            // On JetStream the query side follows the stream, like any
-            // replica.
-            (None, LogLocation::JetStream(settings)) => {
-                let upstream = truce_query::Upstream {
-                    source: truce_query::Source::JetStream(settings.clone()),
-                    replica_dir: config.data_dir.join("query-replica"),
-                };
-                truce_query::follower::follow_remote(upstream, stopping.clone()).await?
-            }
-            (None, LogLocation::Embedded) => anyhow::bail!("the embedded log has no reader"),
-        })
+    let (node, state) = match (local, &config.log) {
+        (Some(local), _) => {
+            // The view is built first, decoding every incident summary;
+            // the sequencer then takes its grouping state from those
+            // summaries instead of folding the log a second time.
+            let state = truce_query::follower::follow_local(local.reader, local.committed, stopping.clone()).await?;
+            let folded = {
+                let view = state.read_view();
+                Folded {
+                    position: view.position().0,
+                    summaries: view.summaries().cloned().collect(),
+                }
+            };
+            (opened.start_from(Some(folded)).await?, state)
+        }
+        // On JetStream the query side follows the stream, like any
+        // replica, while the sequencer folds the stream itself: both at
+        // once, on the two halves of the machine.
+        (None, LogLocation::JetStream(settings)) => {
+            let upstream = truce_query::Upstream {
+                source: truce_query::Source::JetStream(settings.clone()),
+                replica_dir: config.data_dir.join("query-replica"),
+            };
+            let following = truce_query::follower::follow_remote(upstream, stopping.clone());
+            tokio::try_join!(opened.start(), following)?
+        }
+        (None, LogLocation::Embedded) => anyhow::bail!("the embedded log has no reader"),
     };
-    // The sequencer's state and the query view are each folded from the
-    // whole log: both at once, on the two halves of the machine.
-    let (node, state) = tokio::try_join!(opened.start(), following)?;
 
     // Each port reports the health of the services it serves.
     // Each port reflects its own services and points callers of the other

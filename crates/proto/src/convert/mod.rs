@@ -17,5 +17,5 @@ pub use statement::{
     CONTENT_ONLY_V1_PREFIX, STATEMENT_PREFIX, content_only_v1_signature_holds, statement_bytes,
     statement_signature_holds,
 };
-pub use stored::StoredEvent;
+pub use stored::{CarriedReport, StoredEvent, stored_report_id};
 pub use time::{timestamp_from_wire, timestamp_to_wire};

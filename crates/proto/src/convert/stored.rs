@@ -9,7 +9,7 @@
 //! a filter decodes the incident summary, to judge it.
 
 use prost::{Message, bytes::Bytes};
-use truce_domain::{Position, incident::IncidentSummary};
+use truce_domain::{Position, ReportId, incident::IncidentSummary};
 
 use super::incident::summary_from_wire;
 use crate::{frame::Frame, v1};
@@ -88,6 +88,16 @@ impl StoredEvent {
         self.previous_position
     }
 
+    /// The report the event carries, still encoded (a `StoredReport`):
+    /// `None` for a review or a retraction, which carry none.
+    pub fn carried_report(&self) -> Option<CarriedReport<'_>> {
+        match &self.body {
+            Body::Recorded { report, .. } => report.as_ref().map(CarriedReport::Recorded),
+            Body::Amended { report } => report.as_ref().map(CarriedReport::Amended),
+            Body::Reviewed { .. } | Body::Retracted { .. } => None,
+        }
+    }
+
     /// The incident's summary after it, decoded and checked.
     pub fn incident(&self) -> Result<IncidentSummary, String> {
         let wire = v1::IncidentSummary::decode(self.incident.clone()).map_err(|e| format!("incident: {e}"))?;
@@ -156,6 +166,22 @@ impl StoredEvent {
         };
         Ok(Frame::of(&response))
     }
+}
+
+/// A report an event carries, as its encoded `StoredReport`.
+#[derive(Debug, Clone, Copy)]
+pub enum CarriedReport<'a> {
+    /// A report recorded by the event.
+    Recorded(&'a Bytes),
+    /// A report's new version, recorded by an amendment.
+    Amended(&'a Bytes),
+}
+
+/// The id of the report in an encoded `StoredReport`, read without
+/// decoding the rest of it.
+pub fn stored_report_id(report: &[u8]) -> Result<ReportId, String> {
+    let id = RawReportId::decode(report).map_err(|e| format!("report: {e}"))?;
+    id.report_id.parse().map_err(|e| format!("report.report_id: {e}"))
 }
 
 /// The id of the stored report encoded in `report`.
