@@ -420,7 +420,11 @@ pub(crate) async fn deliver_command(args: DeliverArgs) -> anyhow::Result<()> {
             Selection::Everything
         },
     };
-    let pool = Pool::encode(target.kind(), &format!("deliver-{}", std::process::id()), 0..load.writes())?;
+    let pool = Pool::encode(
+        target.kind(),
+        &format!("deliver-{}", std::process::id()),
+        0..load.writes(),
+    )?;
     let d = run(&target, load, &pool, &[]).await?;
     println!(
         "{} subscriptions, {:.0} writes/s achieved: p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms; {} deliveries, backlog {} when the writes ended, {} undelivered {:?} later, {} unexpected; client {:.2} cores",

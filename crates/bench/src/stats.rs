@@ -76,6 +76,11 @@ impl Runs {
         self.0.iter().copied().fold(f64::NAN, f64::max)
     }
 
+    /// How many runs measured it.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
     /// True when no run measured it.
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()

@@ -77,6 +77,8 @@ pub(super) struct Results {
     /// truce's p99 ÷ the other system's, within a run.
     ratios: BTreeMap<(Workload, System), Runs>,
     sustained: BTreeMap<System, Runs>,
+    /// The sustained-rate search's runs, apart from the workloads'.
+    ladder: BTreeMap<(u64, System), Rows>,
     pub(super) notes: Vec<String>,
 }
 
@@ -209,11 +211,7 @@ pub(super) async fn run(plan: &Plan, peers: &Peers<'_>, run: usize, results: &mu
                 d.peak_resident as f64 / 1048576.0,
                 if held { "" } else { ": not sustained" }
             );
-            results
-                .rows
-                .entry(((Selection::Everything, 1000, rate as u64), system))
-                .or_default()
-                .add(&d, &load);
+            results.ladder.entry((rate as u64, system)).or_default().add(&d, &load);
             if !held {
                 break;
             }
@@ -356,6 +354,26 @@ pub(super) fn render(r: &Results, plan: &Plan, s: &mut String) {
          backlog when the writes ended ≤ {MAX_BACKLOG_SECONDS} s, nothing undelivered; tried {tried}, \
          stopping at the first rate not sustained):\n"
     );
+    let _ = writeln!(
+        s,
+        "| writes/s asked | system | runs | achieved | p99 ms | backlog s | undelivered | peak MiB |"
+    );
+    let _ = writeln!(s, "|---:|---|---:|---:|---:|---:|---:|---:|");
+    for (&(rate, system), d) in &r.ladder {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            group(rate as f64, 0),
+            system.name(),
+            d.rate.len(),
+            d.rate.show(0),
+            d.p99.show(2),
+            d.backlog_seconds.show(2),
+            d.lost,
+            d.peak_mib.show(0)
+        );
+    }
+    s.push('\n');
     let _ = writeln!(s, "| system | writes/s sustained |");
     let _ = writeln!(s, "|---|---:|");
     for (system, runs) in &r.sustained {
