@@ -62,7 +62,7 @@ async fn fill(data: &Path, reports: u64) -> anyhow::Result<()> {
 
 /// One start over the log at `head`: the time to a listing at the head,
 /// and the resident memory then.
-async fn start_once(data: &Path, head: u64) -> anyhow::Result<(Duration, u64)> {
+pub(crate) async fn start_once(data: &Path, head: u64) -> anyhow::Result<(Duration, u64)> {
     let started = Instant::now();
     let truce = Truce::up(data, &[]).await?;
     let mut client = QueryServiceClient::connect(truce.endpoint("query")).await?;

@@ -63,18 +63,7 @@ pub(crate) async fn run(count: u64, queries: usize) -> anyhow::Result<Large> {
 
     // Cold start: the process starts, opens the log and folds it into the
     // view; done when a listing at the head answers.
-    let started = Instant::now();
-    let truce = Truce::up(data.path(), &[]).await?;
-    let mut client = QueryServiceClient::connect(truce.endpoint("query")).await?;
-    let mut request = tonic::Request::new(v1::ListIncidentsRequest {
-        page_size: 1,
-        min_position: count,
-        ..Default::default()
-    });
-    request.set_timeout(Duration::from_secs(120));
-    client.list_incidents(request).await.context("listing at the head")?;
-    let cold_start = started.elapsed();
-    truce.kill().await;
+    let (cold_start, _) = crate::coldstart::start_once(data.path(), count).await?;
 
     let sample = count.min(10_000);
     let encoded: usize = (0..sample).map(|n| reports::payload(n).len()).sum();

@@ -308,37 +308,13 @@ mod tests {
 
     use prost::Message;
     use tokio_stream::StreamExt;
-    use truce_domain::{PartyId, event::ReportRetracted, incident::IncidentSummary, testing::report_at};
     use truce_proto::v1::SubscribeResponse;
 
     use super::*;
-    use crate::outbox::{Outgoing, outbox};
-
-    /// A retraction at `position`, the smallest change to build.
-    fn change(position: u64) -> Arc<LiveChange> {
-        let report = report_at(1, |draft| draft);
-        let mut incident = IncidentSummary::open(&report, report.received_at);
-        incident.updated_position = Position(position);
-        let party: PartyId = "idf".parse().expect("a party id");
-        Arc::new(LiveChange {
-            event: RecordedEvent {
-                position: Position(position),
-                recorded_at: report.received_at,
-                body: EventBody::ReportRetracted(ReportRetracted {
-                    report_id: report.report_id,
-                    reporting_party: party,
-                    reason: "withdrawn".into(),
-                    incident: Arc::new(incident),
-                    previous_position: Position(1),
-                    version: 1,
-                    signature: None,
-                }),
-            },
-            before: None,
-            as_change: Default::default(),
-            as_departure: Default::default(),
-        })
-    }
+    use crate::{
+        outbox::{Outgoing, outbox},
+        testing::retraction_at as change,
+    };
 
     fn everything() -> Filter {
         Filter::parse("").expect("the empty filter")

@@ -18,6 +18,8 @@ mod report_places;
 pub mod service;
 mod startup;
 pub mod subscribe;
+#[cfg(test)]
+mod testing;
 pub mod token;
 pub mod view;
 pub mod view_event;

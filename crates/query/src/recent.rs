@@ -62,39 +62,8 @@ impl Recent {
 
 #[cfg(test)]
 mod tests {
-    use truce_domain::{
-        PartyId,
-        event::{EventBody, RecordedEvent, ReportRetracted},
-        incident::IncidentSummary,
-        testing::report_at,
-    };
-
     use super::*;
-
-    /// A retraction at `position`, the smallest change to build.
-    fn change(position: u64) -> Arc<LiveChange> {
-        let report = report_at(1, |draft| draft);
-        let incident = IncidentSummary::open(&report, report.received_at);
-        let party: PartyId = "idf".parse().expect("a party id");
-        Arc::new(LiveChange {
-            event: RecordedEvent {
-                position: Position(position),
-                recorded_at: report.received_at,
-                body: EventBody::ReportRetracted(ReportRetracted {
-                    report_id: report.report_id,
-                    reporting_party: party,
-                    reason: "withdrawn".into(),
-                    incident: Arc::new(incident),
-                    previous_position: Position(1),
-                    version: 1,
-                    signature: None,
-                }),
-            },
-            before: None,
-            as_change: Default::default(),
-            as_departure: Default::default(),
-        })
-    }
+    use crate::testing::retraction_at as change;
 
     fn positions(changes: Option<Vec<Arc<LiveChange>>>) -> Option<Vec<u64>> {
         changes.map(|c| c.iter().map(|change| change.event.position.0).collect())
@@ -131,7 +100,11 @@ mod tests {
             Some(vec![first_held])
         );
         // One batch larger than what is held keeps its newest.
-        recent.hold(&(total + 1..=total + RECENT_CHANGES as u64 + 5).map(change).collect::<Vec<_>>());
+        recent.hold(
+            &(total + 1..=total + RECENT_CHANGES as u64 + 5)
+                .map(change)
+                .collect::<Vec<_>>(),
+        );
         assert_eq!(recent.lock().len(), RECENT_CHANGES);
         assert_eq!(
             recent.lock().back().map(|c| c.event.position),

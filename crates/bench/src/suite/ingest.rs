@@ -217,19 +217,7 @@ pub(super) fn render(r: &Results, plan: &Plan, s: &mut String) {
         plan.window.warm_up.as_secs_f64()
     );
     let header = levels.map(|c| format!("{c} in flight")).join(" | ");
-    let _ = writeln!(s, "| system | {header} |");
-    let _ = writeln!(s, "|---|{}", "---:|".repeat(levels.len()));
-    for system in System::ALL {
-        if !levels.iter().any(|&c| r.rows.contains_key(&(system, c))) {
-            continue;
-        }
-        let _ = write!(s, "| {} |", system.name());
-        for c in levels {
-            let cell = r.rows.get(&(system, c)).map(|rows| rows.rate.show(0).to_string());
-            let _ = write!(s, " {} |", cell.unwrap_or_else(|| "not run".to_owned()));
-        }
-        s.push('\n');
-    }
+    by_system(r, levels, s, |rows| rows.rate.show(0).to_string());
     let _ = writeln!(
         s,
         "\nJetStream's default acknowledges a publish before it is on disk (the server fsyncs every two \
@@ -239,28 +227,9 @@ pub(super) fn render(r: &Results, plan: &Plan, s: &mut String) {
         s,
         "CPU, cores kept busy over the warm-up and window: server / client.\n"
     );
-    let _ = writeln!(s, "| system | {header} |");
-    let _ = writeln!(s, "|---|{}", "---:|".repeat(levels.len()));
-    for system in System::ALL {
-        if !levels.iter().any(|&c| r.rows.contains_key(&(system, c))) {
-            continue;
-        }
-        let _ = write!(s, "| {} |", system.name());
-        for c in levels {
-            match r.rows.get(&(system, c)) {
-                Some(rows) => {
-                    let _ = write!(
-                        s,
-                        " {:.2} / {:.2} |",
-                        rows.server_cores.median(),
-                        rows.client_cores.median()
-                    );
-                }
-                None => s.push_str(" not run |"),
-            }
-        }
-        s.push('\n');
-    }
+    by_system(r, levels, s, |rows| {
+        format!("{:.2} / {:.2}", rows.server_cores.median(), rows.client_cores.median())
+    });
     let _ = writeln!(s, "\n| ratio (same run) | {header} | target |");
     let _ = writeln!(s, "|---|{}---|", "---:|".repeat(levels.len()));
     for (system, target) in [
@@ -285,4 +254,23 @@ pub(super) fn render(r: &Results, plan: &Plan, s: &mut String) {
         group(plan.bulk_reports as f64, 0),
         r.bulk.show(0)
     );
+}
+
+/// A table with a row per system measured and a column per level, each
+/// cell what `cell` makes of the system's figures there.
+fn by_system(r: &Results, levels: [usize; 3], s: &mut String, cell: impl Fn(&Rows) -> String) {
+    let header = levels.map(|c| format!("{c} in flight")).join(" | ");
+    let _ = writeln!(s, "| system | {header} |");
+    let _ = writeln!(s, "|---|{}", "---:|".repeat(levels.len()));
+    for system in System::ALL {
+        if !levels.iter().any(|&c| r.rows.contains_key(&(system, c))) {
+            continue;
+        }
+        let _ = write!(s, "| {} |", system.name());
+        for c in levels {
+            let shown = r.rows.get(&(system, c)).map_or_else(|| "not run".to_owned(), &cell);
+            let _ = write!(s, " {shown} |");
+        }
+        s.push('\n');
+    }
 }
