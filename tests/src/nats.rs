@@ -71,7 +71,10 @@ pub fn free_ports(count: usize) -> Vec<u16> {
     listeners.iter().map(|l| l.local_addr().expect("addr").port()).collect()
 }
 
-/// A 3-node JetStream cluster; node `i` is named `n{i}`.
+/// A 3-node JetStream cluster; node `i` is named `n{i}`. Each node syncs
+/// every message to disk before acknowledging it (`sync_interval:
+/// always`), as a deployment that must not lose an acknowledged write to a
+/// power cut does: the slowest acknowledgements the writers see.
 pub struct Cluster {
     /// The nodes, in name order.
     pub nodes: Vec<NatsServer>,
@@ -92,7 +95,8 @@ impl Cluster {
             std::fs::write(
                 &config,
                 format!(
-                    "server_name: n{i}\nlisten: 127.0.0.1:{}\njetstream {{ store_dir: \"{}\" }}\n\
+                    "server_name: n{i}\nlisten: 127.0.0.1:{}\n\
+                     jetstream {{ store_dir: \"{}\", sync_interval: always }}\n\
                      cluster {{ name: truce-test\n listen: 127.0.0.1:{}\n routes: [{}] }}\n",
                     client_ports[i],
                     dir.join(format!("store{i}")).display(),

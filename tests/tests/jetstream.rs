@@ -270,9 +270,9 @@ async fn a_cluster_losing_a_node_mid_burst_loses_no_acknowledged_report() {
     cluster.stop().await;
 }
 
-/// NATS stops: ingest answers UNAVAILABLE at once and stores nothing; the
-/// query replica keeps answering, reports NOT_SERVING once stale. NATS
-/// starts again: both recover on their own.
+/// NATS stops: ingest answers UNAVAILABLE within its bound (1 s) and
+/// stores nothing; the query replica keeps answering, reports NOT_SERVING
+/// once stale. NATS starts again: both recover on their own.
 #[tokio::test]
 async fn nats_stopping_and_starting_again_is_survived() {
     let dir = tempfile::tempdir().expect("dir");

@@ -12,7 +12,12 @@
 //! Grouping is sequential by construction, so two reports of the same
 //! event arriving together cannot both open an incident.
 
-use std::{collections::HashMap, sync::Arc, thread};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    thread,
+    time::{Duration, Instant},
+};
 
 use tokio::sync::{mpsc, oneshot, watch};
 use truce_domain::{
@@ -39,6 +44,11 @@ use truce_proto::{
 
 /// Most reports in one transaction.
 pub const MAX_BATCH: usize = 1024;
+/// Most commands in one batch on a shared log. Each entry there is a round
+/// trip of its own, so a larger batch saves nothing, and a batch counts as
+/// progress only if it completes within three quarters of the answer
+/// bound (see [`kept_up`]): a busy log's batches stay well inside it.
+pub const MAX_SHARED_BATCH: usize = 128;
 /// Submissions waiting for the sequencer before submitters wait.
 const QUEUE: usize = 4096;
 /// Committed batches waiting for an in-process follower; when it falls
@@ -169,17 +179,54 @@ pub enum Outcome {
 pub struct Submitter {
     tx: mpsc::Sender<(Command, Reply)>,
     out_of_service: OutOfService,
-    /// How long a caller waits while the log fails, when the log bounds it.
+    /// How long a caller waits while writes do not get through, when the
+    /// log bounds it.
     bound: Option<AnswerBound>,
 }
 
-/// The wait of a caller whose write the sequencer is failing to store.
+/// How long a caller waits on a log that bounds it.
 #[derive(Debug, Clone)]
 struct AnswerBound {
-    /// Past this, a caller is answered while the sequencer is stuck.
-    within: std::time::Duration,
-    /// Whether the sequencer's last attempt stored nothing.
-    stuck: watch::Receiver<bool>,
+    /// Past this with no batch completing, a caller is answered.
+    within: Duration,
+    /// When the sequencer last completed a batch in time (see
+    /// [`kept_up`]).
+    progress: watch::Receiver<Instant>,
+}
+
+impl AnswerBound {
+    /// Returns once a caller that began waiting at `started` is owed an
+    /// answer: it has waited `within`, and no batch completed in time over
+    /// the last `within`.
+    async fn overdue(&self, started: Instant) {
+        loop {
+            let due = answer_due(started, *self.progress.borrow(), self.within);
+            if Instant::now() >= due {
+                return;
+            }
+            tokio::time::sleep_until(due.into()).await;
+        }
+    }
+}
+
+/// When a caller that began waiting at `started` is answered UNAVAILABLE,
+/// the sequencer having last completed a batch in time at `progress`:
+/// once it has waited `within` with no batch completing meanwhile. While
+/// batches complete, callers wait their turn however busy the log.
+fn answer_due(started: Instant, progress: Instant, within: Duration) -> Instant {
+    started.max(progress) + within
+}
+
+/// Whether a batch that stored `stored` entries in `took` counts as
+/// progress for callers bound by `within`: completed within three quarters
+/// of it, at a pace that would store a full batch ([`MAX_SHARED_BATCH`])
+/// in that time too. A caller is then answered within 1.75 times the bound
+/// (the batch ahead of its own, and the bound) whatever the log does, slow
+/// or silent; only one queued behind more than a batch waits longer, and
+/// only while the log keeps that pace: a busy log, not a failing one.
+fn kept_up(took: Duration, stored: usize, within: Duration) -> bool {
+    let most = within * 3 / 4;
+    took <= most && (stored == 0 || took * MAX_SHARED_BATCH as u32 <= most * stored as u32)
 }
 
 impl Submitter {
@@ -190,6 +237,7 @@ impl Submitter {
     }
 
     async fn send(&self, command: Command) -> Result<Outcome, ServiceError> {
+        let advice = retry_advice(&command);
         let exchange = async {
             let (reply, answer) = oneshot::channel();
             self.tx
@@ -200,25 +248,19 @@ impl Submitter {
                 .await
                 .map_err(|_| ServiceError::Unavailable("the ingest service is shutting down".into()))?
         };
-        let Some(AnswerBound { within, mut stuck }) = self.bound.clone() else {
+        let Some(bound) = &self.bound else {
             return exchange.await;
         };
-        // While batches are stored, callers wait their turn however busy
-        // the log; while the last attempt stored nothing (the log failing,
-        // or other replicas always first) they are answered within the
-        // bound. The command of a caller answered so is dropped: the
-        // sequencer skips a command nobody waits for, unless it is
-        // already being appended.
-        let failed_for_too_long = async {
-            tokio::time::sleep(within).await;
-            let _ = stuck.wait_for(|stuck| *stuck).await;
-        };
+        // A caller answered so stops waiting: the sequencer decides no
+        // command whose caller is gone, but one already being appended
+        // may still be recorded.
+        let started = Instant::now();
         tokio::select! {
             answer = exchange => answer,
-            () = failed_for_too_long => Err(ServiceError::Unavailable(format!(
-                "the write was not stored within {within:?} (the log is failing, or other ingest replicas \
-                 keep appending first); it may or may not be recorded: retry it (a report with the same \
-                 client_report_id)"
+            () = bound.overdue(started) => Err(ServiceError::Unavailable(format!(
+                "the write was not stored within {:?} (the log is failing or slow, or other ingest replicas \
+                 keep appending first); it may or may not be recorded: {advice}",
+                bound.within
             ))),
         }
     }
@@ -275,10 +317,15 @@ struct Sequencer {
     /// Set when the state could not be rebuilt after a failed append to a
     /// shared log: it is rebuilt from the log before the next batch.
     stale: bool,
-    /// Whether the last attempt to store a batch failed (the log
-    /// unreachable, not answering or not confirming, or other writers
-    /// getting in first), which bounds how long callers wait.
-    stuck: watch::Sender<bool>,
+    /// How long callers wait while writes do not get through, when the log
+    /// bounds it: a batch the log cannot take then waits for it, its
+    /// callers answered by their bound.
+    answer_within: Option<Duration>,
+    /// When a batch last completed in time, which bounds how long callers
+    /// wait.
+    progress: watch::Sender<Instant>,
+    /// Entries this writer has stored, for the pace of a batch.
+    stored: usize,
 }
 
 /// A batch whose append failed part way, its decisions still in the
@@ -287,6 +334,35 @@ struct Unsettled {
     admitted: Vec<Admitted>,
     appended: usize,
 }
+
+/// How one attempt at a batch ended.
+enum Attempt {
+    /// Every command is answered; `clean` when all of it went through
+    /// (nothing refused or left in doubt for the log's sake).
+    Answered { clean: bool },
+    /// `pending` is to be decided again, after what `then` says.
+    Again {
+        pending: Vec<(Command, Reply)>,
+        then: Again,
+    },
+}
+
+/// Why part of a batch is decided again.
+enum Again {
+    /// Another writer appended first: after a short, varying pause.
+    Conflict,
+    /// The log took part of the batch (its time was up, or it read back
+    /// what it did not confirm): at once.
+    Rest,
+    /// The log could not be reached (no stream leader during an election,
+    /// the connection lost) and nothing was sent: after [`WAIT_OUT`].
+    Unreachable,
+}
+
+/// How long a batch waits before trying a log it could not reach again.
+/// An election takes seconds; asking every few milliseconds only loads
+/// the servers holding it.
+const WAIT_OUT: Duration = Duration::from_millis(200);
 
 /// How often a batch is decided again after other writers got in first.
 const MAX_ATTEMPTS: u32 = 64;
@@ -298,7 +374,7 @@ fn back_off(attempt: u32) {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     let micros = u64::from(jitter % 1000) * u64::from(attempt.min(20));
-    thread::sleep(std::time::Duration::from_micros(micros));
+    thread::sleep(Duration::from_micros(micros));
 }
 
 /// Starts the sequencer on its own thread. It stops when every
@@ -336,10 +412,11 @@ pub fn start_from(
         out_of_service.clone(),
     )?;
     let (tx, rx) = mpsc::channel(QUEUE);
-    let (stuck, stuck_now) = watch::channel(false);
-    let bound = store.answer_within().map(|within| AnswerBound {
+    let (progress, progress_seen) = watch::channel(Instant::now());
+    let answer_within = store.answer_within();
+    let bound = answer_within.map(|within| AnswerBound {
         within,
-        stuck: stuck_now,
+        progress: progress_seen,
     });
     let sequencer = Sequencer {
         store,
@@ -349,7 +426,9 @@ pub fn start_from(
         out_of_service: out_of_service.clone(),
         unsettled: None,
         stale: false,
-        stuck,
+        answer_within,
+        progress,
+        stored: 0,
     };
     let thread = thread::Builder::new()
         .name("truce-sequencer".into())
@@ -406,6 +485,16 @@ struct Admitted {
     outcome: Outcome,
     /// The report's content digest, for retries within the batch.
     digest: Option<[u8; 32]>,
+    /// What the entry replaced in the state, to take it out again if it
+    /// is not stored (on a shared log: the embedded one rebuilds instead).
+    undo: Option<Undo>,
+}
+
+/// An incident's summary before an entry changed it.
+struct Undo {
+    incident: IncidentId,
+    /// `None` when the entry opened it.
+    before: Option<Arc<IncidentSummary>>,
 }
 
 /// What the sequencer decided for one submission.
@@ -430,10 +519,15 @@ impl Decision {
 
 impl Sequencer {
     fn run(mut self, mut rx: mpsc::Receiver<(Command, Reply)>) {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
+        let most = if self.store.is_shared() {
+            MAX_SHARED_BATCH
+        } else {
+            MAX_BATCH
+        };
+        let mut batch = Vec::with_capacity(most);
         while let Some(first) = rx.blocking_recv() {
             batch.push(first);
-            while batch.len() < MAX_BATCH {
+            while batch.len() < most {
                 match rx.try_recv() {
                     Ok(next) => batch.push(next),
                     Err(_) => break,
@@ -446,194 +540,340 @@ impl Sequencer {
     }
 
     fn commit(&mut self, batch: &mut Vec<(Command, Reply)>) {
-        // A caller that stopped waiting (past the answer bound, or gone)
-        // was told its write may not be recorded: it is not.
-        batch.retain(|(_, reply)| !reply.is_closed());
-        if batch.is_empty() {
-            return;
-        }
-        if let Some(reason) = self.out_of_service.reason().or_else(|| self.recover()) {
-            for (_, reply) in batch.drain(..) {
-                let _ = reply.send(Err(ServiceError::Unavailable(reason.clone())));
-            }
-            return;
-        }
+        let started = Instant::now();
+        let stored_before = self.stored;
         let mut pending: Vec<(Command, Reply)> = std::mem::take(batch);
-        for attempt in 0..MAX_ATTEMPTS {
-            if attempt > 0 {
-                back_off(attempt);
-                pending.retain(|(_, reply)| !reply.is_closed());
-                if pending.is_empty() {
-                    return;
+        let mut conflicts = 0;
+        loop {
+            // A caller that stopped waiting (past its bound, or gone) is
+            // not decided again: nothing more of its command is appended.
+            pending.retain(|(_, reply)| !reply.is_closed());
+            if pending.is_empty() {
+                return;
+            }
+            if let Some(reason) = self.out_of_service.reason() {
+                refuse_all(pending, &reason);
+                return;
+            }
+            let then = match self.recover() {
+                Ok(()) => match self.attempt(pending) {
+                    Attempt::Answered { clean } => {
+                        if clean {
+                            self.note_progress(started.elapsed(), self.stored - stored_before);
+                        }
+                        return;
+                    }
+                    Attempt::Again { pending: rest, then } => {
+                        pending = rest;
+                        then
+                    }
+                },
+                Err(_) => Again::Unreachable,
+            };
+            if let Some(reason) = self.before_again(then, &mut conflicts) {
+                refuse_all(pending, reason);
+                return;
+            }
+        }
+    }
+
+    /// Tells callers a batch that stored `stored` entries in `took`
+    /// completed, if it kept up.
+    fn note_progress(&self, took: Duration, stored: usize) {
+        if self.answer_within.is_some_and(|within| kept_up(took, stored, within)) {
+            self.progress.send_replace(Instant::now());
+        }
+    }
+
+    /// Waits as `then` says before a batch is decided again (`conflicts`
+    /// so far counted); why the rest is refused instead, if it is.
+    fn before_again(&self, then: Again, conflicts: &mut u32) -> Option<&'static str> {
+        match then {
+            Again::Conflict => {
+                *conflicts += 1;
+                if *conflicts >= MAX_ATTEMPTS {
+                    return Some("other ingest replicas kept appending first; nothing was stored, retry");
+                }
+                back_off(*conflicts);
+            }
+            Again::Rest => {}
+            // A log that bounds no caller is not waited for.
+            Again::Unreachable if self.answer_within.is_none() => return Some(UNREACHABLE),
+            // Callers are answered by their bound meanwhile.
+            Again::Unreachable => {
+                if self.out_of_service.reason().is_none() {
+                    thread::sleep(WAIT_OUT);
                 }
             }
-            // A shared log may refuse the batch; keep the commands to decide
-            // them again.
-            let retained: Option<Vec<Command>> = self
-                .store
-                .is_shared()
-                .then(|| pending.iter().map(|(command, _)| command.clone()).collect());
-            let recorded_at = Timestamp::from_system(std::time::SystemTime::now());
-            let mut admitted: Vec<Admitted> = Vec::with_capacity(pending.len());
-            let mut keys_in_batch: HashMap<String, usize> = HashMap::new();
-            let mut outcomes: Vec<(Reply, Result<Decision, ServiceError>)> = Vec::with_capacity(pending.len());
-            // Once the log failed to answer, the rest of the batch is not
-            // made to wait for it again, one read after another.
-            let mut unreachable: Option<ServiceError> = None;
-            let known = match self.look_up_keys(&pending) {
-                Ok(known) => known,
-                Err(error) => {
-                    unreachable = Some(error);
-                    HashMap::new()
-                }
-            };
-            for (command, reply) in pending.drain(..) {
-                let outcome = match &unreachable {
-                    Some(error) => Err(error.clone()),
-                    None => match command {
-                        Command::Report(submission) => {
-                            self.admit(submission, recorded_at, &known, &mut admitted, &mut keys_in_batch)
-                        }
-                        Command::Review(review) => self.admit_review(review, recorded_at, &mut admitted),
-                        Command::Amend(amendment) => self.admit_amendment(amendment, recorded_at, &mut admitted),
-                        Command::Retract(withdrawal) => self.admit_withdrawal(withdrawal, recorded_at, &mut admitted),
-                    },
+        }
+        None
+    }
+
+    /// Decides `pending` and appends it once.
+    fn attempt(&mut self, pending: Vec<(Command, Reply)>) -> Attempt {
+        // Once the log failed to answer, the rest of the batch is not
+        // made to wait for it again, one read after another.
+        let mut unreachable: Option<ServiceError> = None;
+        let known = match self.look_up_keys(&pending) {
+            Ok(known) => known,
+            // Nothing decided yet: the batch waits for the log.
+            Err(LogError::Unavailable(why)) if self.answer_within.is_some() => {
+                tracing::debug!(%why, "cannot look keys up; waiting for the log");
+                return Attempt::Again {
+                    pending,
+                    then: Again::Unreachable,
                 };
-                if let Err(error @ ServiceError::Unavailable(_)) = &outcome {
-                    unreachable = Some(error.clone());
-                }
-                outcomes.push((reply, outcome));
             }
-            let entries: Vec<NewEntry> = admitted.iter().map(|a| a.entry.clone()).collect();
-            let appended = if entries.is_empty() {
-                Ok(self.store.head())
-            } else {
-                self.store.append(&entries)
-            };
-            self.set_stuck(unreachable.is_some() || appended.is_err());
-            let mut moved = None;
-            let failure = match (&appended, &retained) {
-                (Err(error), Some(_)) => Failure::of(error),
-                _ => None,
-            };
-            let stored = match (appended, retained, failure) {
-                (Ok(head), _, _) => {
-                    if !entries.is_empty() {
-                        self.release.committed();
-                        moved = Some(head);
+            Err(error) => {
+                unreachable = Some(log_failure(error));
+                HashMap::new()
+            }
+        };
+        // A shared log may refuse the batch; keep the commands to decide
+        // them again.
+        let retained: Option<Vec<Command>> = self
+            .store
+            .is_shared()
+            .then(|| pending.iter().map(|(command, _)| command.clone()).collect());
+        let recorded_at = Timestamp::from_system(std::time::SystemTime::now());
+        let mut admitted: Vec<Admitted> = Vec::with_capacity(pending.len());
+        let mut keys_in_batch: HashMap<String, usize> = HashMap::new();
+        let mut outcomes: Vec<(Reply, Result<Decision, ServiceError>)> = Vec::with_capacity(pending.len());
+        for (command, reply) in pending {
+            let outcome = match &unreachable {
+                Some(error) => Err(error.clone()),
+                None => match command {
+                    Command::Report(submission) => {
+                        self.admit(submission, recorded_at, &known, &mut admitted, &mut keys_in_batch)
                     }
-                    admitted.len()
-                }
-                (Err(error), Some(retained), Some(failure)) => {
-                    let appended = failure.appended();
-                    let doubted = |decision: &Decision| failure.in_doubt().is_some_and(|i| decision.entry() == Some(i));
-                    match self.settle(&admitted, appended) {
-                        Ok(stored) => {
-                            tracing::debug!(
-                                appended,
-                                stored,
-                                admitted = admitted.len(),
-                                head = self.store.head().position,
-                                "settled a failed append"
-                            );
-                            // The entry in flight when the append failed, if
-                            // it is not in the log, may yet land there: it is
-                            // answered so, never decided again.
-                            let lost_in_flight = stored == appended;
-                            // Answer what is settled; decide the rest again.
-                            let mut answers = Vec::with_capacity(outcomes.len());
-                            for ((reply, outcome), command) in outcomes.drain(..).zip(retained) {
-                                match &outcome {
-                                    Ok(decision) if lost_in_flight && doubted(decision) => {
-                                        answers.push((reply, Err(in_doubt_error(&error))));
-                                    }
-                                    Ok(decision) if decision.entry().is_some_and(|i| i >= stored) => {
-                                        pending.push((command, reply));
-                                    }
-                                    _ => answers.push((reply, resolve(outcome, &admitted))),
-                                }
-                            }
-                            self.release.release(Settled {
-                                head: Some(self.store.head()),
-                                events: take_events(&mut admitted[..stored]),
-                                answers,
-                            });
-                            if pending.is_empty() {
-                                return;
-                            }
-                            tracing::debug!(retrying = pending.len(), "deciding again after a failed append");
-                            continue;
-                        }
-                        Err(settling) => {
-                            tracing::warn!(%error, %settling, "cannot read the log after a failed append; refusing reports until it can");
-                            let answers = outcomes
-                                .into_iter()
-                                .map(|(reply, outcome)| {
-                                    let answer = match outcome {
-                                        Ok(decision) if doubted(&decision) => Err(in_doubt_error(&error)),
-                                        Ok(decision) if decision.entry().is_some_and(|i| i >= appended) => {
-                                            Err(not_stored())
-                                        }
-                                        outcome => resolve(outcome, &admitted),
-                                    };
-                                    (reply, answer)
-                                })
-                                .collect();
-                            self.release.release(Settled {
-                                head: (appended > 0).then(|| self.store.head()),
-                                events: take_events(&mut admitted[..appended]),
-                                answers,
-                            });
-                            self.unsettled = Some(Unsettled { admitted, appended });
-                            return;
-                        }
-                    }
-                }
-                (Err(error), _, _) => {
-                    tracing::error!(%error, reports = entries.len(), "append failed; nothing of the batch was stored");
-                    // Grouping decisions of the failed batch are in the
-                    // index; put it back as the log has it.
-                    match self.resync() {
-                        Ok(head) => moved = Some(head),
-                        Err(error) => {
-                            tracing::error!(%error, "cannot rebuild state after a failed append; refusing reports");
-                            if self.store.is_shared() {
-                                self.stale = true;
-                            } else {
-                                self.out_of_service.declare("storage is failing; see the server log");
-                            }
-                        }
-                    }
-                    0
-                }
+                    Command::Review(review) => self.admit_review(review, recorded_at, &mut admitted),
+                    Command::Amend(amendment) => self.admit_amendment(amendment, recorded_at, &mut admitted),
+                    Command::Retract(withdrawal) => self.admit_withdrawal(withdrawal, recorded_at, &mut admitted),
+                },
             };
-            let answers = outcomes
-                .into_iter()
-                .map(|(reply, outcome)| {
-                    let answer = match outcome {
-                        Ok(decision) if decision.entry().is_some_and(|i| i >= stored) => Err(not_stored()),
-                        outcome => resolve(outcome, &admitted),
-                    };
-                    (reply, answer)
-                })
-                .collect();
-            self.release.release(Settled {
-                head: moved,
-                events: take_events(&mut admitted[..stored]),
-                answers,
-            });
-            return;
+            if let Err(error @ ServiceError::Unavailable(_)) = &outcome {
+                unreachable = Some(error.clone());
+            }
+            outcomes.push((reply, outcome));
         }
-        for (_, reply) in pending {
-            let _ = reply.send(Err(ServiceError::Unavailable(
-                "other ingest replicas kept appending first; retry".into(),
-            )));
+        let entries: Vec<NewEntry> = admitted.iter().map(|a| a.entry.clone()).collect();
+        let appended = if entries.is_empty() {
+            Ok(self.store.head())
+        } else {
+            self.store.append(&entries)
+        };
+        let clean = unreachable.is_none();
+        match (appended, retained) {
+            (Ok(head), retained) => {
+                let stored = stored_of(&entries, head);
+                if stored > 0 {
+                    self.release.committed();
+                }
+                if stored == admitted.len() {
+                    let moved = (!entries.is_empty()).then_some(head);
+                    self.answer(outcomes, admitted, stored, moved);
+                    return Attempt::Answered { clean };
+                }
+                // The log took the first entries only (its time for one
+                // batch was up): the rest is decided again.
+                let Some(retained) = retained else {
+                    self.answer(outcomes, admitted, stored, Some(head));
+                    return Attempt::Answered { clean: false };
+                };
+                self.roll_back(&admitted[stored..]);
+                self.settled(outcomes, retained, admitted, stored, None, Again::Rest)
+            }
+            (Err(error), Some(retained)) => self.failed_shared(error, outcomes, retained, admitted),
+            (Err(error), None) => {
+                tracing::error!(%error, reports = entries.len(), "append failed; nothing of the batch was stored");
+                // Grouping decisions of the failed batch are in the
+                // index; put it back as the log has it.
+                let moved = match self.resync() {
+                    Ok(head) => Some(head),
+                    Err(error) => {
+                        tracing::error!(%error, "cannot rebuild state after a failed append; refusing reports");
+                        self.out_of_service.declare("storage is failing; see the server log");
+                        None
+                    }
+                };
+                self.answer(outcomes, admitted, 0, moved);
+                Attempt::Answered { clean: false }
+            }
         }
+    }
+
+    /// After an append to a shared log failed: works out what was stored,
+    /// answers that, and gives back what is to be decided again.
+    fn failed_shared(
+        &mut self,
+        error: LogError,
+        outcomes: Vec<(Reply, Result<Decision, ServiceError>)>,
+        retained: Vec<Command>,
+        mut admitted: Vec<Admitted>,
+    ) -> Attempt {
+        let failure = match Failure::of(&error) {
+            // Nothing was sent: the whole batch waits for the log.
+            Some(Failure::Unsent) if self.answer_within.is_some() => {
+                tracing::debug!(%error, "the log cannot be reached; waiting for it");
+                self.roll_back(&admitted);
+                return self.settled(outcomes, retained, admitted, 0, None, Again::Unreachable);
+            }
+            Some(failure) => failure,
+            None => {
+                tracing::error!(%error, "append failed; rebuilding the state from the log");
+                match self.resync() {
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::error!(%error, "cannot rebuild state after a failed append; refusing reports");
+                        self.stale = true;
+                    }
+                }
+                self.answer(outcomes, admitted, 0, None);
+                return Attempt::Answered { clean: false };
+            }
+        };
+        let appended = failure.appended();
+        let in_doubt = failure.in_doubt();
+        match self.settle(&admitted, appended) {
+            Ok(stored) => {
+                tracing::debug!(
+                    appended,
+                    stored,
+                    admitted = admitted.len(),
+                    head = self.store.head().position,
+                    "settled a failed append"
+                );
+                // The entry in flight when the append failed, if it is not
+                // in the log, may yet land there: it is answered so, never
+                // decided again.
+                let doubted = in_doubt.filter(|_| stored == appended).map(|i| (i, &error));
+                let then = match failure {
+                    Failure::Conflict { .. } => Again::Conflict,
+                    _ => Again::Rest,
+                };
+                self.settled(outcomes, retained, admitted, stored, doubted, then)
+            }
+            Err(settling) => {
+                let unreachable = matches!(settling, LogError::Unavailable(_));
+                if unreachable {
+                    tracing::warn!(%error, %settling, "cannot read the log after a failed append; settling it before the next batch");
+                } else {
+                    self.cannot_settle(&settling);
+                }
+                self.answer_unsettled(outcomes, retained, &mut admitted, appended, in_doubt, &error);
+                if unreachable {
+                    self.unsettled = Some(Unsettled { admitted, appended });
+                }
+                Attempt::Answered { clean: false }
+            }
+        }
+    }
+
+    /// Answers a batch whose failed append could not be settled: what is
+    /// known stored is acknowledged, the entry in flight is in doubt, and
+    /// the rest (never sent) is not stored.
+    fn answer_unsettled(
+        &mut self,
+        outcomes: Vec<(Reply, Result<Decision, ServiceError>)>,
+        retained: Vec<Command>,
+        admitted: &mut [Admitted],
+        appended: usize,
+        in_doubt: Option<usize>,
+        error: &LogError,
+    ) {
+        let answers = outcomes
+            .into_iter()
+            .zip(retained)
+            .map(|((reply, outcome), command)| {
+                let answer = match outcome {
+                    Ok(decision) if in_doubt.is_some_and(|i| decision.entry() == Some(i)) => {
+                        Err(in_doubt_error(error, &command))
+                    }
+                    Ok(decision) if decision.entry().is_some_and(|i| i >= appended) => Err(not_stored()),
+                    outcome => resolve(outcome, admitted),
+                };
+                (reply, answer)
+            })
+            .collect();
+        self.stored += appended;
+        self.release.release(Settled {
+            head: (appended > 0).then(|| self.store.head()),
+            events: take_events(&mut admitted[..appended]),
+            answers,
+        });
+    }
+
+    /// Answers what the first `stored` entries of `admitted` settle
+    /// (`doubted`: the entry in flight that is not in the log, answered in
+    /// doubt), releases them, and gives back the commands whose answer
+    /// rests on an entry not stored, to decide again after `then`.
+    fn settled(
+        &mut self,
+        outcomes: Vec<(Reply, Result<Decision, ServiceError>)>,
+        retained: Vec<Command>,
+        mut admitted: Vec<Admitted>,
+        stored: usize,
+        doubted: Option<(usize, &LogError)>,
+        then: Again,
+    ) -> Attempt {
+        let mut answers = Vec::with_capacity(outcomes.len());
+        let mut pending = Vec::new();
+        for ((reply, outcome), command) in outcomes.into_iter().zip(retained) {
+            match &outcome {
+                Ok(decision)
+                    if let Some((i, error)) = doubted
+                        && decision.entry() == Some(i) =>
+                {
+                    answers.push((reply, Err(in_doubt_error(error, &command))));
+                }
+                Ok(decision) if decision.entry().is_some_and(|i| i >= stored) => pending.push((command, reply)),
+                _ => answers.push((reply, resolve(outcome, &admitted))),
+            }
+        }
+        self.stored += stored;
+        self.release.release(Settled {
+            head: Some(self.store.head()),
+            events: take_events(&mut admitted[..stored]),
+            answers,
+        });
+        if pending.is_empty() {
+            return Attempt::Answered { clean: false };
+        }
+        tracing::debug!(again = pending.len(), "deciding again after a failed append");
+        Attempt::Again { pending, then }
+    }
+
+    /// Answers every command of a batch the log took whole (`stored` is
+    /// all of it) or refused whole (`stored` is 0, each admitted entry
+    /// answered not stored), and releases it.
+    fn answer(
+        &mut self,
+        outcomes: Vec<(Reply, Result<Decision, ServiceError>)>,
+        mut admitted: Vec<Admitted>,
+        stored: usize,
+        moved: Option<Head>,
+    ) {
+        let answers = outcomes
+            .into_iter()
+            .map(|(reply, outcome)| {
+                let answer = match outcome {
+                    Ok(decision) if decision.entry().is_some_and(|i| i >= stored) => Err(not_stored()),
+                    outcome => resolve(outcome, &admitted),
+                };
+                (reply, answer)
+            })
+            .collect();
+        self.stored += stored;
+        self.release.release(Settled {
+            head: moved,
+            events: take_events(&mut admitted[..stored]),
+            answers,
+        });
     }
 
     /// Where the log holds each idempotency key of `pending`'s reports,
     /// asked all at once.
-    fn look_up_keys(&self, pending: &[(Command, Reply)]) -> Result<HashMap<String, Option<u64>>, ServiceError> {
+    fn look_up_keys(&self, pending: &[(Command, Reply)]) -> Result<HashMap<String, Option<u64>>, LogError> {
         let keys: Vec<String> = pending
             .iter()
             .filter_map(|(command, _)| match command {
@@ -644,14 +884,15 @@ impl Sequencer {
         if keys.is_empty() {
             return Ok(HashMap::new());
         }
-        let found = self.store.find_keys(&keys).map_err(log_failure)?;
+        let found = self.store.find_keys(&keys)?;
         Ok(keys.into_iter().zip(found).collect())
     }
 
-    /// Before a new batch: settles the batch whose failed append could not
-    /// be read back, and rebuilds the state if a failure left it unknown.
-    /// Returns why writes are refused still, if they are.
-    fn recover(&mut self) -> Option<String> {
+    /// Before deciding: settles the batch whose failed append could not be
+    /// read back, and rebuilds the state if a failure left it unknown. An
+    /// error says the log still cannot be read, or (anything but the log
+    /// being unreachable) that the service is now out.
+    fn recover(&mut self) -> Result<(), LogError> {
         if let Some(mut unsettled) = self.unsettled.take() {
             match self.settle(&unsettled.admitted, unsettled.appended) {
                 Ok(stored) => self.release.release(Settled {
@@ -659,11 +900,14 @@ impl Sequencer {
                     events: take_events(&mut unsettled.admitted[..stored]),
                     answers: Vec::new(),
                 }),
-                Err(error) => {
+                Err(error @ LogError::Unavailable(_)) => {
                     tracing::warn!(%error, "the log is still unreachable");
                     self.unsettled = Some(unsettled);
-                    self.set_stuck(true);
-                    return Some(UNREACHABLE.to_owned());
+                    return Err(error);
+                }
+                Err(error) => {
+                    self.cannot_settle(&error);
+                    return Err(error);
                 }
             }
         }
@@ -674,64 +918,77 @@ impl Sequencer {
                     events: Vec::new(),
                     answers: Vec::new(),
                 }),
-                Err(error) => {
+                Err(error @ LogError::Unavailable(_)) => {
                     tracing::warn!(%error, "the log is still unreachable");
-                    self.set_stuck(true);
-                    return Some(UNREACHABLE.to_owned());
+                    return Err(error);
+                }
+                Err(error) => {
+                    self.cannot_settle(&error);
+                    return Err(error);
                 }
             }
         }
-        None
+        Ok(())
     }
 
-    /// Says whether the last attempt stored nothing, for callers past
-    /// their bound.
-    fn set_stuck(&self, stuck: bool) {
-        self.stuck
-            .send_if_modified(|now| std::mem::replace(now, stuck) != stuck);
+    /// Takes the service out: what the log holds after a failed append
+    /// cannot be read back as entries of this log (not the log being
+    /// unreachable, which passes: that is waited out), so the state is
+    /// unknown, and asking again would get the same answer; a restart
+    /// rebuilds the state from the log, or says what is wrong with it.
+    fn cannot_settle(&self, error: &LogError) {
+        tracing::error!(%error, "cannot read the log back after a failed append; refusing writes until restarted");
+        self.out_of_service
+            .declare("the shared log could not be read back after a failed append; see the server log");
     }
 
     /// After an append that another writer beat or that failed part way:
     /// reads the log to its end, works out how many of `admitted` were
     /// stored (at least `appended`; they are a prefix, since each entry
     /// names the one before it), takes the rest out of the state, and
-    /// applies what the other writers appended.
+    /// applies what the other writers appended. All or nothing: once the
+    /// log is read, nothing else is asked of it, and the state changes
+    /// only once every entry read is decoded; an error after the read
+    /// (entries that do not decode) is not the log being unreachable.
     fn settle(&mut self, admitted: &[Admitted], appended: usize) -> Result<usize, LogError> {
         let caught_up = self.store.catch_up()?;
-        let mut stored = appended;
-        let mut others = caught_up.as_slice();
-        while let (Some(entry), Some(ours)) = (others.first(), admitted.get(stored)) {
-            if entry.position != ours.entry.position || entry.payload != ours.entry.payload {
-                break;
-            }
-            stored += 1;
-            others = &others[1..];
-        }
-        let first_unstored = admitted.get(stored).map(|a| a.entry.position);
-        for ours in admitted[stored..].iter().rev() {
-            let event = event_from_wire(ours.entry.position, &ours.entry.payload)
-                .map_err(|e| corrupt(ours.entry.position, e))?;
-            match event.previous_position() {
-                None => self.index.remove(event.incident().id),
-                Some(previous) => {
-                    let payload = match first_unstored {
-                        Some(first) if previous.0 >= first => admitted
-                            .iter()
-                            .find(|a| a.entry.position == previous.0)
-                            .map(|a| a.entry.payload.clone()),
-                        _ => self.store.payload(previous.0)?,
-                    }
-                    .ok_or_else(|| corrupt(previous.0, "an incident's earlier event is missing".into()))?;
-                    let before = event_from_wire(previous.0, &payload).map_err(|e| corrupt(previous.0, e))?;
-                    self.index.upsert(before.incident().clone());
-                }
-            }
-        }
-        for entry in others {
-            let event = event_from_wire(entry.position, &entry.payload).map_err(|e| corrupt(entry.position, e))?;
-            self.index.upsert(event.incident().clone());
+        let stored = appended + ours_first(&admitted[appended..], &caught_up);
+        let others = &caught_up[stored - appended..];
+        let incidents = others
+            .iter()
+            .map(|entry| {
+                StoredEvent::decode(entry.position, entry.payload.clone().into())
+                    .and_then(|event| event.incident())
+                    .map_err(|e| corrupt(entry.position, e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.roll_back(&admitted[stored..]);
+        for incident in incidents {
+            self.index.upsert(incident);
         }
         Ok(stored)
+    }
+
+    /// Takes `admitted` (the end of a batch, not stored) out of the state,
+    /// last first.
+    fn roll_back(&mut self, admitted: &[Admitted]) {
+        for undo in admitted.iter().rev().filter_map(|a| a.undo.as_ref()) {
+            match &undo.before {
+                Some(before) => self.index.upsert(Arc::clone(before)),
+                None => self.index.remove(undo.incident),
+            }
+        }
+    }
+
+    /// Puts `summary` in the state, remembering on a shared log what it
+    /// replaced.
+    fn upsert(&mut self, summary: Arc<IncidentSummary>) -> Option<Undo> {
+        let undo = self.store.is_shared().then(|| Undo {
+            incident: summary.id,
+            before: self.index.get(summary.id).cloned().map(Arc::new),
+        });
+        self.index.upsert(summary);
+        undo
     }
 
     /// Rebuilds the state from the log, after a failure left it unknown,
@@ -835,7 +1092,7 @@ impl Sequencer {
                 previous_position,
             }),
         };
-        self.index.upsert(summary);
+        let undo = self.upsert(summary);
         if let Some(key) = &key {
             keys_in_batch.insert(key.clone(), admitted.len());
         }
@@ -848,6 +1105,7 @@ impl Sequencer {
             event: Some(event),
             outcome: Outcome::Accepted(accepted),
             digest: Some(submission.digest),
+            undo,
         });
         Ok(Decision::New(admitted.len() - 1))
     }
@@ -884,7 +1142,7 @@ impl Sequencer {
                 previous_position,
             }),
         };
-        self.index.upsert(Arc::clone(event.shared_incident()));
+        let undo = self.upsert(Arc::clone(event.shared_incident()));
         admitted.push(Admitted {
             entry: NewEntry {
                 position: position.0,
@@ -894,6 +1152,7 @@ impl Sequencer {
             event: Some(event),
             outcome: Outcome::Reviewed(Box::new(Reviewed { position, incident })),
             digest: None,
+            undo,
         });
         Ok(Decision::New(admitted.len() - 1))
     }
@@ -1102,7 +1361,7 @@ impl Sequencer {
         incident: IncidentSummary,
         admitted: &mut Vec<Admitted>,
     ) -> Decision {
-        self.index.upsert(Arc::clone(event.shared_incident()));
+        let undo = self.upsert(Arc::clone(event.shared_incident()));
         let position = event.position;
         admitted.push(Admitted {
             entry: NewEntry {
@@ -1117,6 +1376,7 @@ impl Sequencer {
                 incident,
             })),
             digest: None,
+            undo,
         });
         Decision::New(admitted.len() - 1)
     }
@@ -1150,9 +1410,12 @@ impl Sequencer {
 /// How an append to a shared log failed, for settling it.
 #[derive(Debug, Clone, Copy)]
 enum Failure {
-    /// Refused (another writer appended first, or no server took the
-    /// first entry): the first `appended` entries are stored, none after.
-    Refused { appended: usize },
+    /// Nothing was sent (the log unreachable, or no stream leader to take
+    /// the first entry): nothing is stored.
+    Unsent,
+    /// Another writer appended first: the first `appended` entries are
+    /// stored, none after.
+    Conflict { appended: usize },
     /// Interrupted: the first `appended` entries are stored, the next was
     /// in flight and may or may not be, none after it was sent.
     InDoubt { appended: usize },
@@ -1162,8 +1425,8 @@ impl Failure {
     /// The failure `error` reports, if settling can tell what was stored.
     fn of(error: &LogError) -> Option<Failure> {
         match error {
-            LogError::Conflict { appended, .. } => Some(Failure::Refused { appended: *appended }),
-            LogError::Unavailable(_) => Some(Failure::Refused { appended: 0 }),
+            LogError::Conflict { appended, .. } => Some(Failure::Conflict { appended: *appended }),
+            LogError::Unavailable(_) => Some(Failure::Unsent),
             LogError::Uncertain { appended, .. } => Some(Failure::InDoubt { appended: *appended }),
             _ => None,
         }
@@ -1172,32 +1435,76 @@ impl Failure {
     /// Entries known stored.
     fn appended(self) -> usize {
         match self {
-            Failure::Refused { appended } | Failure::InDoubt { appended } => appended,
+            Failure::Unsent => 0,
+            Failure::Conflict { appended } | Failure::InDoubt { appended } => appended,
         }
     }
 
     /// The entry that may or may not be stored.
     fn in_doubt(self) -> Option<usize> {
         match self {
-            Failure::Refused { .. } => None,
+            Failure::Unsent | Failure::Conflict { .. } => None,
             Failure::InDoubt { appended } => Some(appended),
         }
     }
 }
 
+/// How many of `entries` a log that answered `head` stored: all of them,
+/// or (a shared log whose time for one batch was up) the first few.
+fn stored_of(entries: &[NewEntry], head: Head) -> usize {
+    match entries.first() {
+        Some(first) => ((head.position + 1).saturating_sub(first.position) as usize).min(entries.len()),
+        None => 0,
+    }
+}
+
+/// How many of `admitted` begin `caught_up`, entry for entry.
+fn ours_first(admitted: &[Admitted], caught_up: &[truce_log::LogEntry]) -> usize {
+    admitted
+        .iter()
+        .zip(caught_up)
+        .take_while(|(ours, entry)| entry.position == ours.entry.position && entry.payload == ours.entry.payload)
+        .count()
+}
+
+/// Answers every command of `pending` UNAVAILABLE for `reason`.
+fn refuse_all(pending: Vec<(Command, Reply)>, reason: &str) {
+    for (_, reply) in pending {
+        let _ = reply.send(Err(ServiceError::Unavailable(reason.to_owned())));
+    }
+}
+
 /// Why writes are refused while the log cannot be read.
-const UNREACHABLE: &str = "the log is unreachable; the report was not stored, retry";
+const UNREACHABLE: &str = "the log is unreachable; nothing was stored, retry";
 
 fn not_stored() -> ServiceError {
-    ServiceError::Unavailable("the log failed; the report was not stored, retry".into())
+    ServiceError::Unavailable("the log failed; this write was not stored, retry".into())
 }
 
 /// The answer for a write whose append was sent and not confirmed.
-fn in_doubt_error(error: &LogError) -> ServiceError {
+fn in_doubt_error(error: &LogError, command: &Command) -> ServiceError {
     ServiceError::Unavailable(format!(
-        "the log did not confirm the write ({error}); it may or may not be recorded: \
-         retry it (a report with the same client_report_id)"
+        "the log did not confirm the write ({error}); it may or may not be recorded: {}",
+        retry_advice(command)
     ))
+}
+
+/// How to retry `command` safely when it may or may not be recorded.
+fn retry_advice(command: &Command) -> &'static str {
+    match command {
+        Command::Report(submission) if submission.client_report_id.is_some() => {
+            "retry it with the same client_report_id"
+        }
+        Command::Report(_) => {
+            "a retry without a client_report_id may record it twice; read the incident first, or send \
+             reports with a client_report_id"
+        }
+        Command::Review(_) => "read the incident before reviewing it again",
+        Command::Amend(_) | Command::Retract(_) => {
+            "read the report's current version first; a retry naming replaces_version is refused if this \
+             one was recorded"
+        }
+    }
 }
 
 /// The events of a stored batch, handed on once it is durable.
@@ -1530,5 +1837,294 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(second.incident_id, first);
+    }
+
+    /// A sequencer over `log`.
+    fn start_on(log: SharedLog) -> Submitter {
+        let (head_tx, _head) = watch::channel(log.head());
+        start(Box::new(log), Rules::default(), head_tx, None).unwrap().0
+    }
+
+    /// A report of `category` at Rafah: reports of one category group
+    /// together.
+    fn report_of(category: v1::Category, summary: &str) -> v1::Report {
+        v1::Report {
+            category: category as i32,
+            ..wire_report(summary)
+        }
+    }
+
+    fn crossing(summary: &str) -> v1::Report {
+        report_of(v1::Category::LineCrossing, summary)
+    }
+
+    fn strike(summary: &str) -> v1::Report {
+        report_of(v1::Category::AirStrike, summary)
+    }
+
+    /// The event `log` holds at `position`.
+    fn stored_event(log: &SharedLog, position: Position) -> RecordedEvent {
+        event_from_wire(position.0, &log.stored(position.0).expect("stored")).unwrap()
+    }
+
+    /// Submits `report` with `key` until it is answered otherwise than
+    /// UNAVAILABLE, as a client does.
+    async fn submit_until_answered(submitter: &Submitter, key: &str, report: &v1::Report) -> Accepted {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match submitter.submit(submission(Some(key), report)).await {
+                Ok(accepted) => return accepted,
+                Err(ServiceError::Unavailable(_)) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(error) => panic!("{key}: {error:?}"),
+            }
+        }
+    }
+
+    fn is_unavailable_saying(answer: &Result<Accepted, ServiceError>, words: &str) -> bool {
+        matches!(answer, Err(ServiceError::Unavailable(why)) if why.contains(words))
+    }
+
+    #[tokio::test]
+    async fn settling_an_append_is_all_or_nothing_when_reads_fail_once_the_log_is_caught_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, script) = SharedLog::new(Box::new(LogStore::open(dir.path()).unwrap()));
+        let (other, reader) = (log.writer(), log.writer());
+        let a = start_on(log.bound_by(Duration::from_secs(5)));
+        let first = a.submit(submission(Some("r0"), &crossing("r0"))).await.unwrap();
+
+        // The sequencer is held up (looking a key up while the log is
+        // down) while two reports queue, so they make one batch: an air
+        // strike opening an incident, and a crossing joining the first.
+        script.lock().unwrap().down = true;
+        let held = {
+            let a = a.clone();
+            let mut wire = crossing("held");
+            wire.incident_id = "inc-99".into();
+            tokio::spawn(async move { a.submit(submission(Some("held"), &wire)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The air strike is stored and not confirmed, the crossing never
+        // sent; then the log is down, so neither can be read back.
+        script.lock().unwrap().next.push_back(Trouble::UnconfirmedThenDown);
+        let opening = {
+            let a = a.clone();
+            tokio::spawn(async move { a.submit(submission(Some("r1"), &strike("r1"))).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let joining = {
+            let a = a.clone();
+            tokio::spawn(async move { a.submit(submission(Some("r2"), &crossing("r2"))).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        script.lock().unwrap().down = false;
+        assert!(matches!(held.await.unwrap(), Err(ServiceError::NotFound { .. })));
+        let (opening, joining) = (opening.await.unwrap(), joining.await.unwrap());
+        assert!(
+            is_unavailable_saying(&opening, "may or may not be recorded"),
+            "{opening:?}"
+        );
+        assert!(is_unavailable_saying(&joining, "was not stored"), "{joining:?}");
+
+        // Another writer adds a crossing to the first incident and an air
+        // strike to the one the unconfirmed report opened.
+        script.lock().unwrap().down = false;
+        let b = start_on(other);
+        let crossed = b.submit(submission(None, &crossing("r3"))).await.unwrap();
+        let struck = b.submit(submission(None, &strike("r4"))).await.unwrap();
+        let strikes = IncidentId(Position(2));
+        assert_eq!((crossed.incident_id, struck.incident_id), (first.incident_id, strikes));
+
+        // The next single read fails (a leader read timing out): settling
+        // the batch needs none, and leaves the state as the log has it.
+        script.lock().unwrap().failing_reads = 1;
+        let fifth = submit_until_answered(&a, "r5", &crossing("r5")).await;
+        let sixth = submit_until_answered(&a, "r6", &strike("r6")).await;
+        script.lock().unwrap().failing_reads = 0;
+        assert_eq!(fifth.incident_id, first.incident_id, "grouped into the first incident");
+        assert_eq!(
+            sixth.incident_id, strikes,
+            "grouped into the incident the unconfirmed report opened"
+        );
+        let previous = |accepted: &Accepted| stored_event(&reader, accepted.report_id.0).previous_position();
+        assert_eq!(
+            previous(&fifth),
+            Some(crossed.report_id.0),
+            "linked to the other writer's event"
+        );
+        assert_eq!(previous(&sixth), Some(struck.report_id.0));
+
+        // The unconfirmed report was stored: its retry says so. The one
+        // never sent was not: its retry stores it, in the first incident.
+        let retried = a.submit(submission(Some("r1"), &strike("r1"))).await.unwrap();
+        assert!(retried.replayed);
+        assert_eq!(retried.report_id, ReportId(Position(2)));
+        let joined = a.submit(submission(Some("r2"), &crossing("r2"))).await.unwrap();
+        assert!(!joined.replayed);
+        assert_eq!(joined.incident_id, first.incident_id);
+        assert_eq!(previous(&joined), Some(fifth.report_id.0));
+    }
+
+    #[tokio::test]
+    async fn an_unconfirmed_write_that_lands_later_is_found_by_its_retry_and_forks_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, script) = SharedLog::new(Box::new(LogStore::open(dir.path()).unwrap()));
+        let reader = log.writer();
+        let a = start_on(log);
+        script.lock().unwrap().next.push_back(Trouble::Late);
+        let error = a.submit(submission(Some("k1"), &crossing("first"))).await.unwrap_err();
+        assert!(
+            matches!(&error, ServiceError::Unavailable(why) if why.contains("same client_report_id")),
+            "{error:?}"
+        );
+        // It lands just before the next append, decided without it: that
+        // is refused, and decided again after it, joining its incident.
+        let second = a.submit(submission(Some("k2"), &crossing("second"))).await.unwrap();
+        assert_eq!(script.lock().unwrap().conflicts, 1);
+        assert_eq!(second.report_id, ReportId(Position(2)));
+        assert_eq!(second.incident_id, IncidentId(Position(1)));
+        assert_eq!(
+            stored_event(&reader, Position(2)).previous_position(),
+            Some(Position(1))
+        );
+        let retried = a.submit(submission(Some("k1"), &crossing("first"))).await.unwrap();
+        assert!(retried.replayed);
+        assert_eq!(retried.report_id, ReportId(Position(1)));
+    }
+
+    /// Submits `count` keyed reports to `submitter` at once; each answer
+    /// with how long it took.
+    async fn burst(
+        submitter: &Submitter,
+        prefix: &str,
+        count: usize,
+    ) -> Vec<(String, Result<Accepted, ServiceError>, Duration)> {
+        let mut calls = tokio::task::JoinSet::new();
+        for n in 0..count {
+            let submitter = submitter.clone();
+            let key = format!("{prefix}-{n}");
+            calls.spawn(async move {
+                let started = Instant::now();
+                let answer = submitter.submit(submission(Some(&key), &crossing(&key))).await;
+                (key, answer, started.elapsed())
+            });
+        }
+        calls.join_all().await
+    }
+
+    #[tokio::test]
+    async fn callers_are_answered_within_the_bound_while_the_log_confirms_slowly() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, script) = SharedLog::new(Box::new(LogStore::open(dir.path()).unwrap()));
+        let reader = log.writer();
+        // Each entry confirmed after 150 ms: an append stops after the
+        // first (half the bound), so no batch keeps up.
+        script.lock().unwrap().ack_delay = Duration::from_millis(150);
+        let a = start_on(log);
+        let calls = burst(&a, "slow", 20).await;
+        let longest = calls.iter().map(|(_, _, took)| *took).max().unwrap();
+        assert!(
+            longest < SHARED_ANSWER_WITHIN * 7 / 4 + Duration::from_millis(150),
+            "a call took {longest:?}"
+        );
+        let acknowledged = calls.iter().filter(|(_, answer, _)| answer.is_ok()).count();
+        assert!(acknowledged > 0, "some are stored meanwhile");
+        for (key, answer, _) in &calls {
+            assert!(
+                answer.is_ok() || is_unavailable_saying(answer, "may or may not be recorded"),
+                "{key}: {answer:?}"
+            );
+        }
+        // Retried once the log is quick again, each key is one report.
+        script.lock().unwrap().ack_delay = Duration::ZERO;
+        let mut ids = std::collections::BTreeSet::new();
+        for (key, answer, _) in &calls {
+            let id = match answer {
+                Ok(accepted) => accepted.report_id,
+                Err(_) => submit_until_answered(&a, key, &crossing(key)).await.report_id,
+            };
+            assert!(ids.insert(id), "{key} answered with another key's report");
+        }
+        assert!(reader.stored(21).is_none(), "nothing stored twice");
+    }
+
+    #[tokio::test]
+    async fn callers_queued_behind_a_busy_log_that_keeps_up_are_not_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, script) = SharedLog::new(Box::new(LogStore::open(dir.path()).unwrap()));
+        // Each batch takes a third of the bound to append.
+        script.lock().unwrap().append_delay = SHARED_ANSWER_WITHIN / 3;
+        let a = start_on(log);
+        // Four batches queued at once: the last callers wait for all four,
+        // longer than the bound, while each batch keeps up.
+        let calls = burst(&a, "busy", 4 * MAX_SHARED_BATCH - 10).await;
+        let longest = calls.iter().map(|(_, _, took)| *took).max().unwrap();
+        let refused: Vec<_> = calls.iter().filter(|(_, answer, _)| answer.is_err()).collect();
+        assert!(refused.is_empty(), "{} refused, e.g. {:?}", refused.len(), refused[0]);
+        assert!(
+            longest > SHARED_ANSWER_WITHIN,
+            "waited {longest:?}: the test needs longer"
+        );
+    }
+
+    #[tokio::test]
+    async fn two_writers_contending_acknowledge_every_caller_and_group_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, script) = SharedLog::new(Box::new(LogStore::open(dir.path()).unwrap()));
+        let other = log.writer();
+        let writers = [start_on(log), start_on(other)];
+        let mut calls = tokio::task::JoinSet::new();
+        for n in 0..400 {
+            let submitter = writers[n % 2].clone();
+            calls.spawn(async move {
+                let key = format!("both-{n}");
+                submitter.submit(submission(Some(&key), &crossing(&key))).await
+            });
+            if n % 20 == 19 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        let answers: Vec<Accepted> = calls
+            .join_all()
+            .await
+            .into_iter()
+            .map(|answer| answer.expect("acknowledged"))
+            .collect();
+        assert!(script.lock().unwrap().conflicts > 0, "the writers contended");
+        let incidents: std::collections::BTreeSet<_> = answers.iter().map(|a| a.incident_id).collect();
+        assert_eq!(incidents.len(), 1, "each writer saw the other's reports: one incident");
+        let ids: std::collections::BTreeSet<_> = answers.iter().map(|a| a.report_id).collect();
+        assert_eq!(ids.len(), 400);
+    }
+
+    #[test]
+    fn a_batch_counts_as_progress_only_in_time_and_at_pace() {
+        let within = Duration::from_secs(1);
+        let ms = Duration::from_millis;
+        assert!(
+            kept_up(ms(300), MAX_SHARED_BATCH, within),
+            "a busy log: a full batch in 0.3 s"
+        );
+        assert!(kept_up(ms(5), 1, within));
+        assert!(kept_up(ms(700), 0, within), "nothing to store, everyone answered");
+        assert!(
+            !kept_up(ms(800), MAX_SHARED_BATCH, within),
+            "too long for the callers behind it"
+        );
+        assert!(
+            !kept_up(ms(450), 1, within),
+            "0.45 s an entry: a queue of callers behind it would wait a minute"
+        );
+    }
+
+    #[test]
+    fn a_caller_is_owed_an_answer_the_bound_past_its_start_or_the_last_progress() {
+        let within = Duration::from_secs(1);
+        let now = Instant::now();
+        let earlier = now - Duration::from_secs(5);
+        assert_eq!(answer_due(now, earlier, within), now + within);
+        let later = now + Duration::from_millis(500);
+        assert_eq!(answer_due(now, later, within), later + within);
     }
 }

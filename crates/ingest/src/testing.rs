@@ -62,13 +62,22 @@ impl SequencedLog for FailingDisk {
     }
 }
 
-/// What a [`SharedLog`] does to the next append.
+/// What a [`SharedLog`] does to the first entry of the next append; the
+/// entries after it are not sent (as JetStream's writer sends each entry
+/// only once the one before it is confirmed).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Trouble {
-    /// The entries are sent, not confirmed, and not stored.
+    /// Sent, not confirmed, and never stored.
     Lost,
-    /// The entries are sent and stored, and not confirmed.
+    /// Sent and stored, and not confirmed.
     Unconfirmed,
+    /// As [`Trouble::Unconfirmed`], and the log goes down until the test
+    /// brings it back: what was stored cannot be read back yet.
+    UnconfirmedThenDown,
+    /// Sent, not confirmed, and stored later: just before the next append
+    /// to the log, by any writer, if it still follows the log's last
+    /// entry (refused otherwise, as an expected last sequence is).
+    Late,
 }
 
 /// What is in store for a [`SharedLog`], set by the test.
@@ -78,6 +87,19 @@ pub(crate) struct Script {
     pub(crate) next: std::collections::VecDeque<Trouble>,
     /// Every append and read fails, after [`DOWN_DELAY`].
     pub(crate) down: bool,
+    /// How many of the next reads of single entries fail at once (a
+    /// leader read timing out).
+    pub(crate) failing_reads: usize,
+    /// How long each entry takes to be confirmed; when set, an append
+    /// stops sending after half its writer's bound, as JetStream's does.
+    pub(crate) ack_delay: std::time::Duration,
+    /// How long each append takes, however many entries it has (a busy
+    /// log that keeps up).
+    pub(crate) append_delay: std::time::Duration,
+    /// Appends refused because another writer appended first.
+    pub(crate) conflicts: usize,
+    /// An entry sent and not yet stored ([`Trouble::Late`]).
+    late: Option<NewEntry>,
 }
 
 /// How long a [`SharedLog`] that is down takes to fail.
@@ -86,26 +108,57 @@ pub(crate) const DOWN_DELAY: std::time::Duration = std::time::Duration::from_sec
 /// How long a caller waits while a [`SharedLog`] fails.
 pub(crate) const SHARED_ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// An embedded log acting as a shared one does (JetStream): an append
-/// that is not confirmed leaves the writer's head where it was, and what
-/// it stored is found by catching up; appends fail as scripted.
+type Locked<T> = std::sync::Arc<std::sync::Mutex<T>>;
+
+/// An embedded log acting as a shared one does (JetStream), for one of its
+/// writers: an append that is not confirmed leaves the writer's head where
+/// it was, and what it stored is found by catching up; an append after a
+/// stale head is refused as a conflict; appends and reads fail as
+/// scripted.
 pub(crate) struct SharedLog {
-    inner: Box<dyn SequencedLog>,
+    inner: Locked<Box<dyn SequencedLog>>,
     known: Head,
-    script: std::sync::Arc<std::sync::Mutex<Script>>,
+    script: Locked<Script>,
+    answer_within: std::time::Duration,
 }
 
 impl SharedLog {
     /// `inner` shared, and the script the test sets.
-    pub(crate) fn new(inner: Box<dyn SequencedLog>) -> (SharedLog, std::sync::Arc<std::sync::Mutex<Script>>) {
-        let script = std::sync::Arc::default();
+    pub(crate) fn new(inner: Box<dyn SequencedLog>) -> (SharedLog, Locked<Script>) {
         let known = inner.head();
         let log = SharedLog {
-            inner,
+            inner: std::sync::Arc::new(std::sync::Mutex::new(inner)),
             known,
-            script: std::sync::Arc::clone(&script),
+            script: Locked::default(),
+            answer_within: SHARED_ANSWER_WITHIN,
         };
+        let script = std::sync::Arc::clone(&log.script);
         (log, script)
+    }
+
+    /// Another writer of the same log, at its head now, under the same
+    /// script.
+    pub(crate) fn writer(&self) -> SharedLog {
+        SharedLog {
+            inner: std::sync::Arc::clone(&self.inner),
+            known: self.inner.lock().unwrap().head(),
+            script: std::sync::Arc::clone(&self.script),
+            answer_within: self.answer_within,
+        }
+    }
+
+    /// This writer, its callers bound by `within`.
+    pub(crate) fn bound_by(self, within: std::time::Duration) -> SharedLog {
+        SharedLog {
+            answer_within: within,
+            ..self
+        }
+    }
+
+    /// The bytes at `position`, read past any writer's head (for a test's
+    /// own checks).
+    pub(crate) fn stored(&self, position: u64) -> Option<Vec<u8>> {
+        self.inner.lock().unwrap().payload(position).unwrap()
     }
 
     fn down(&self) -> Result<(), LogError> {
@@ -114,6 +167,35 @@ impl SharedLog {
             return Err(LogError::Unavailable("down".into()));
         }
         Ok(())
+    }
+
+    /// Stores the entry sent earlier and not yet stored, if it still
+    /// follows the log's last entry.
+    fn land_late(&self, inner: &mut Box<dyn SequencedLog>) {
+        if let Some(entry) = self.script.lock().unwrap().late.take()
+            && entry.position == inner.head().position + 1
+        {
+            inner.append(&[entry]).expect("the late entry lands");
+        }
+    }
+
+    /// Sends `entries` one by one, each confirmed after `delay`, until half
+    /// the bound is up.
+    fn append_slowly(
+        &mut self,
+        inner: &mut Box<dyn SequencedLog>,
+        entries: &[NewEntry],
+        delay: std::time::Duration,
+    ) -> Result<Head, LogError> {
+        let began = std::time::Instant::now();
+        for (i, entry) in entries.iter().enumerate() {
+            if i > 0 && began.elapsed() >= self.answer_within / 2 {
+                break;
+            }
+            std::thread::sleep(delay);
+            self.known = inner.append(std::slice::from_ref(entry))?;
+        }
+        Ok(self.known)
     }
 }
 
@@ -124,36 +206,73 @@ impl SequencedLog for SharedLog {
 
     fn find_key(&self, key: &str) -> Result<Option<u64>, LogError> {
         self.down()?;
-        self.inner.find_key(key)
+        self.inner.lock().unwrap().find_key(key)
     }
 
     fn payload(&self, position: u64) -> Result<Option<Vec<u8>>, LogError> {
-        self.inner.payload(position)
+        self.down()?;
+        {
+            let mut script = self.script.lock().unwrap();
+            if script.failing_reads > 0 {
+                script.failing_reads -= 1;
+                return Err(LogError::Unavailable("the read timed out".into()));
+            }
+        }
+        self.inner.lock().unwrap().payload(position)
     }
 
     fn read(&self, from: u64, max: usize) -> Result<Vec<LogEntry>, LogError> {
-        let mut entries = self.inner.read(from, max)?;
+        let mut entries = self.inner.lock().unwrap().read(from, max)?;
         entries.retain(|e| e.position <= self.known.position);
         Ok(entries)
     }
 
     fn append(&mut self, entries: &[NewEntry]) -> Result<Head, LogError> {
         self.down()?;
-        let trouble = self.script.lock().unwrap().next.pop_front();
+        let inner = std::sync::Arc::clone(&self.inner);
+        let mut inner = inner.lock().unwrap();
+        self.land_late(&mut inner);
+        if entries
+            .first()
+            .is_some_and(|first| first.position != inner.head().position + 1)
+        {
+            self.script.lock().unwrap().conflicts += 1;
+            return Err(LogError::Conflict {
+                appended: 0,
+                head: self.known,
+            });
+        }
+        let (trouble, delay, busy) = {
+            let mut script = self.script.lock().unwrap();
+            (script.next.pop_front(), script.ack_delay, script.append_delay)
+        };
+        std::thread::sleep(busy);
+        let first = &entries[..entries.len().min(1)];
         match trouble {
-            None => {
-                self.known = self.inner.append(entries)?;
+            None if delay.is_zero() => {
+                self.known = inner.append(entries)?;
                 Ok(self.known)
             }
+            None => self.append_slowly(&mut inner, entries, delay),
             Some(Trouble::Lost) => Err(LogError::Uncertain {
                 appended: 0,
                 why: "lost".into(),
             }),
-            Some(Trouble::Unconfirmed) => {
-                self.inner.append(entries)?;
+            Some(trouble @ (Trouble::Unconfirmed | Trouble::UnconfirmedThenDown)) => {
+                inner.append(first)?;
+                if matches!(trouble, Trouble::UnconfirmedThenDown) {
+                    self.script.lock().unwrap().down = true;
+                }
                 Err(LogError::Uncertain {
                     appended: 0,
                     why: "not confirmed".into(),
+                })
+            }
+            Some(Trouble::Late) => {
+                self.script.lock().unwrap().late = first.first().cloned();
+                Err(LogError::Uncertain {
+                    appended: 0,
+                    why: "not confirmed yet".into(),
                 })
             }
         }
@@ -161,7 +280,7 @@ impl SequencedLog for SharedLog {
 
     fn catch_up(&mut self) -> Result<Vec<LogEntry>, LogError> {
         self.down()?;
-        let entries = self.inner.read(self.known.position + 1, usize::MAX)?;
+        let entries = self.inner.lock().unwrap().read(self.known.position + 1, usize::MAX)?;
         if let Some(last) = entries.last() {
             self.known = Head {
                 position: last.position,
@@ -176,6 +295,6 @@ impl SequencedLog for SharedLog {
     }
 
     fn answer_within(&self) -> Option<std::time::Duration> {
-        Some(SHARED_ANSWER_WITHIN)
+        Some(self.answer_within)
     }
 }

@@ -7,9 +7,10 @@
 //! writer stalled for 10 s or more on every failover, well past the
 //! cluster's own election. Here a request on the write path is given up
 //! after [`REQUEST_TIMEOUT`], or as soon as the connection it went out on
-//! is lost; the ingest sequencer then reads back what was stored and tries
-//! again, and a caller waits no longer than [`ANSWER_WITHIN`] once the log
-//! is failing.
+//! is lost; an entry whose acknowledgement did not come is sent again for
+//! the server's own answer, the ingest sequencer reads back what it still
+//! does not know, and a caller is answered within [`ANSWER_WITHIN`] of
+//! the last batch that kept up.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -21,21 +22,21 @@ use crate::unavailable;
 
 /// How long one request on the write path (a publish's acknowledgement, a
 /// message or stream-info read from the stream's leader) is awaited. A
-/// healthy stream answers in milliseconds, even with `sync_interval:
-/// always` on three nodes; a leader that does not answer within this is
-/// dead or being replaced, and waiting longer only delays noticing the
-/// new one: writes resume at most this long after the cluster's election.
+/// healthy stream answers in milliseconds; a leader that does not answer
+/// within this is dead, being replaced or overloaded, and waiting longer
+/// only delays noticing a new one. An acknowledgement that is merely late
+/// (a disk syncing every message) costs a second send, answered as a
+/// duplicate: not a write in doubt.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// How long an ingest caller waits for its answer while writes are not
-/// getting through (the log unreachable, not answering or not confirming,
-/// or other ingest replicas getting in first every time): by then it is
-/// acknowledged, or told `UNAVAILABLE` (and to retry with the same
-/// `client_report_id`). With each request bounded by [`REQUEST_TIMEOUT`],
-/// a failure shows within half a second, so every caller is answered
-/// within 1.5 s, whatever NATS does. While writes get through, callers
-/// wait their turn however busy the log is: a bulk stream's thousands of
-/// reports are queued, not refused.
+/// How long an ingest caller waits with no batch completing in time: by
+/// then it is acknowledged, or told `UNAVAILABLE` (the write not stored,
+/// or, if it may yet be, how to retry it safely). A batch completes in
+/// time when it takes at most three quarters of this, so a caller waits
+/// at most 1.75 s whatever NATS does (slow, silent, or electing a
+/// leader). While batches complete in time, callers wait their turn
+/// however busy the log is: a bulk stream's thousands of reports are
+/// queued, not refused.
 pub const ANSWER_WITHIN: Duration = Duration::from_secs(1);
 
 /// How often the client pings its server. A server that vanished without
@@ -109,6 +110,16 @@ impl Connection {
     /// most [`REQUEST_TIMEOUT`], and no longer than the connection it went
     /// out on lasts. `what` names it in the error.
     pub(crate) async fn request<T>(&self, what: &str, request: impl Future<Output = T>) -> Result<T, LogError> {
+        self.request_within(what, request, REQUEST_TIMEOUT).await
+    }
+
+    /// As [`Self::request`], waiting up to `within` for the answer.
+    pub(crate) async fn request_within<T>(
+        &self,
+        what: &str,
+        request: impl Future<Output = T>,
+        within: Duration,
+    ) -> Result<T, LogError> {
         self.connected().await?;
         let mut losses = self.losses.clone();
         let lost = *losses.borrow_and_update();
@@ -117,9 +128,50 @@ impl Connection {
             _ = losses.wait_for(|now| *now != lost) => {
                 Err(unavailable(format!("{what}: the connection to NATS was lost")))
             }
-            () = tokio::time::sleep(REQUEST_TIMEOUT) => {
-                Err(unavailable(format!("{what}: NATS did not answer within {REQUEST_TIMEOUT:?}")))
+            () = tokio::time::sleep(within) => {
+                Err(unavailable(format!("{what}: NATS did not answer within {within:?}")))
             }
+        }
+    }
+
+    /// Whether the server this client is connected to serves batched
+    /// direct gets (nats-server 2.11 on); an older one answers the first
+    /// message only.
+    pub(crate) fn serves_batches(&self) -> bool {
+        serves_batches(&self.client.server_info().version)
+    }
+}
+
+/// Whether nats-server `version` serves batched direct gets.
+fn serves_batches(version: &str) -> bool {
+    let mut parts = version.trim_start_matches('v').split('.').map(|part| {
+        part.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse::<u32>()
+            .unwrap_or(0)
+    });
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    (major, minor) >= (2, 11)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::serves_batches;
+
+    #[test]
+    fn batched_direct_gets_are_asked_of_servers_from_2_11() {
+        for (version, serves) in [
+            ("2.9.10", false),
+            ("2.10.22", false),
+            ("2.11.0", true),
+            ("2.15.1", true),
+            ("v2.12.0-RC.1", true),
+            ("3.0.0", true),
+            ("", false),
+        ] {
+            assert_eq!(serves_batches(version), serves, "{version}");
         }
     }
 }

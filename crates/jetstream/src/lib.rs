@@ -26,9 +26,10 @@ use std::time::Duration;
 use async_nats::{
     HeaderMap,
     jetstream::{
-        self,
+        self, ErrorCode,
         consumer::{DeliverPolicy, pull::OrderedConfig},
-        context::PublishErrorKind,
+        context::{PublishError, PublishErrorKind},
+        publish::PublishAck,
         stream::{LastRawMessageErrorKind, StorageType},
     },
 };
@@ -40,16 +41,34 @@ pub use blocking::BlockingJetStream;
 use connection::Connection;
 pub use connection::{ANSWER_WITHIN, REQUEST_TIMEOUT};
 
-/// Reads shorter than this ask the stream's leader for each entry,
-/// [`GETS_IN_FLIGHT`] at a time: what other writers appended meanwhile is
-/// read back within a few [`REQUEST_TIMEOUT`]s, with no consumer to create
-/// (which waits on the cluster's meta leader, itself re-elected when its
-/// node dies). Longer reads (rebuilding the state at start) go through a
-/// consumer.
+/// Reads shorter than this (what other writers appended while a batch was
+/// decided) are asked of the stream's servers directly, with no consumer
+/// to create (which waits on the cluster's meta leader, itself re-elected
+/// when its node dies): in batches of [`DIRECT_BATCH`] where the server
+/// serves them, each entry left from the stream's leader otherwise.
+/// Longer reads (rebuilding the state at start) go through a consumer.
 const SHORT_READ: u64 = 2048;
+
+/// Entries asked for in one direct get (the server's limit is 1,000).
+const DIRECT_BATCH: u64 = 512;
 
 /// Single-entry reads and key lookups in flight at once.
 const GETS_IN_FLIGHT: usize = 64;
+
+/// How long one append sends entries: past it no further entry is sent,
+/// and the caller decides the rest again. Half of [`ANSWER_WITHIN`]: a
+/// batch on a log that keeps up completes in time (see there), and one on
+/// a slow log stops holding up callers who have gone.
+pub const PUBLISH_BUDGET: Duration = Duration::from_millis(500);
+
+/// How long an entry whose acknowledgement did not come is sent again (the
+/// same message: same id, same expected last sequence) for the server's
+/// own answer: stored (a duplicate's acknowledgement), or refused (the
+/// sequence it expects is gone). Past it, the entry is in doubt.
+const RESEND_WITHIN: Duration = ANSWER_WITHIN;
+
+/// Pause between two sends of an entry that has no answer.
+const RESEND_PAUSE: Duration = Duration::from_millis(50);
 
 /// The header that carries an entry's chain hash, hex.
 pub const HASH_HEADER: &str = "Truce-Hash";
@@ -265,13 +284,20 @@ impl JetStreamLog {
         &self.shared.settings
     }
 
-    /// The last position on the server (0 when empty).
+    /// The last position on the server (0 when empty), asked of the
+    /// stream's leader within [`REQUEST_TIMEOUT`] (the write path's).
     pub async fn last_position(&self) -> Result<u64, LogError> {
+        self.last_position_within(REQUEST_TIMEOUT).await
+    }
+
+    /// As [`Self::last_position`], waiting up to `within` (a reader's own
+    /// patience: one slow answer is no reason to drop a working consumer).
+    pub async fn last_position_within(&self, within: Duration) -> Result<u64, LogError> {
         let what = "reading stream info";
         let info = self
             .shared
             .connection
-            .request(what, self.shared.leader.get_info())
+            .request_within(what, self.shared.leader.get_info(), within)
             .await?
             .map_err(|e| unavailable(format!("{what}: {e}")))?;
         Ok(info.state.last_sequence)
@@ -321,21 +347,30 @@ impl JetStreamLog {
     }
 
     /// Appends `entries` after `previous` (which must be the server's
-    /// head), returning once every entry is stored on the stream's
-    /// replicas. Each entry is published only after the one before it is
-    /// acknowledged: the server checks an entry's expected last sequence,
-    /// not whose entry sits there, so an entry sent while the one before
-    /// it could still be refused might land on another writer's entry and
-    /// break the chain. If another writer appended first, the server
-    /// refuses the first stale entry and nothing after it is sent:
+    /// head), returning once the entries it sent are stored on the
+    /// stream's replicas, with the head after them: every entry, or the
+    /// first few once [`PUBLISH_BUDGET`] is spent (the caller decides the
+    /// rest again). Each entry is published only after the one before it
+    /// is acknowledged: the server checks an entry's expected last
+    /// sequence, not whose entry sits there, so an entry sent while the
+    /// one before it could still be refused might land on another writer's
+    /// entry and break the chain. If another writer appended first, the
+    /// server refuses the first stale entry and nothing after it is sent:
     /// `LogError::Conflict` says how many were stored. An entry whose
     /// acknowledgement does not come within [`REQUEST_TIMEOUT`], or whose
-    /// connection is lost first, may or may not be stored:
-    /// `LogError::Uncertain` says how many before it were.
+    /// connection is lost first, is sent again until the server says
+    /// whether it is stored; if it has not said within [`RESEND_WITHIN`],
+    /// `LogError::Uncertain` says how many before it were. No stream
+    /// leader to take the first entry: `LogError::Unavailable`, nothing
+    /// stored.
     pub async fn append(&self, previous: Head, entries: &[NewEntry]) -> Result<Head, LogError> {
         self.shared.connection.connected().await?;
+        let began = tokio::time::Instant::now();
         let mut stored = previous;
         for (i, entry) in entries.iter().enumerate() {
+            if i > 0 && began.elapsed() >= PUBLISH_BUDGET {
+                break;
+            }
             let position = entry.position;
             if position != stored.position + 1 {
                 return Err(LogError::OutOfOrder {
@@ -343,80 +378,136 @@ impl JetStreamLog {
                     got: position,
                 });
             }
-            let hash = chain_hash(&stored.hash, &entry.payload);
-            let mut headers = HeaderMap::new();
-            headers.insert(HASH_HEADER, hex::encode(hash).as_str());
-            headers.insert("Nats-Expected-Last-Sequence", stored.position.to_string().as_str());
-            // A republished entry (after a lost acknowledgement) is the same
-            // message: the server answers it as a duplicate.
-            headers.insert("Nats-Msg-Id", hex::encode(hash).as_str());
-            let subject = match &entry.idempotency_key {
-                Some(key) => {
-                    headers.insert("Nats-Expected-Last-Subject-Sequence", "0");
-                    self.key_subject(key)
-                }
-                None => format!("{}.e", self.shared.settings.subject_prefix),
-            };
-            let publish = async {
-                self.shared
-                    .publisher
-                    .publish_with_headers(subject, headers, entry.payload.clone().into())
-                    .await?
-                    .await
-            };
-            let what = format!("publishing position {position}");
-            let ack = match self.shared.connection.request(&what, publish).await {
-                Ok(ack) => ack,
-                Err(error) => {
-                    return Err(LogError::Uncertain {
-                        appended: i,
-                        why: error.to_string(),
-                    });
-                }
-            };
-            match ack {
-                Ok(ack) if ack.sequence == position => stored = Head { position, hash },
-                Ok(ack) => {
-                    return Err(LogError::Corrupt {
+            let outgoing = self.outgoing(stored, entry);
+            match self.publish(&outgoing).await {
+                Heard::Stored => {
+                    stored = Head {
                         position,
-                        what: format!(
-                            "the server stored it at {} (the stream is written by something else?)",
-                            ack.sequence
-                        ),
-                    });
+                        hash: outgoing.hash,
+                    }
                 }
-                Err(error) if error.kind() == PublishErrorKind::WrongLastSequence => {
-                    tracing::debug!(%error, position, "append refused");
+                Heard::Refused => {
+                    tracing::debug!(position, "append refused");
                     return Err(LogError::Conflict {
                         appended: i,
                         head: stored,
                     });
                 }
-                // No server took it: the stream has no leader (an election).
-                Err(error) if error.kind() == PublishErrorKind::StreamNotFound && i == 0 => {
-                    return Err(unavailable(format!("{what}: no stream leader answered ({error})")));
+                Heard::NoLeader if i == 0 => {
+                    return Err(unavailable(format!(
+                        "publishing position {position}: no stream leader answered"
+                    )));
                 }
-                Err(error) => {
-                    return Err(LogError::Uncertain {
-                        appended: i,
-                        why: format!("{what}: {error}"),
+                // Not taken, nothing after it sent: the rest is decided
+                // again.
+                Heard::NoLeader => break,
+                Heard::Misplaced(sequence) => {
+                    return Err(LogError::Corrupt {
+                        position,
+                        what: format!("the server stored it at {sequence} (the stream is written by something else?)"),
                     });
                 }
+                Heard::Unsettled(why) => return Err(LogError::Uncertain { appended: i, why }),
             }
         }
         Ok(stored)
     }
 
+    /// The message that stores `entry` after `previous`.
+    fn outgoing(&self, previous: Head, entry: &NewEntry) -> Outgoing {
+        let hash = chain_hash(&previous.hash, &entry.payload);
+        let mut headers = HeaderMap::new();
+        headers.insert(HASH_HEADER, hex::encode(hash).as_str());
+        headers.insert("Nats-Expected-Stream", self.shared.settings.stream.as_str());
+        headers.insert("Nats-Expected-Last-Sequence", previous.position.to_string().as_str());
+        // A message sent again (its acknowledgement lost) is the same
+        // message: the server answers it as a duplicate while it holds the
+        // first.
+        headers.insert("Nats-Msg-Id", hex::encode(hash).as_str());
+        let subject = match &entry.idempotency_key {
+            Some(key) => {
+                headers.insert("Nats-Expected-Last-Subject-Sequence", "0");
+                self.key_subject(key)
+            }
+            None => format!("{}.e", self.shared.settings.subject_prefix),
+        };
+        Outgoing {
+            subject,
+            headers,
+            payload: entry.payload.clone(),
+            position: entry.position,
+            hash,
+        }
+    }
+
+    /// Publishes `outgoing` until the server says whether it is stored, or
+    /// [`RESEND_WITHIN`] has passed.
+    async fn publish(&self, outgoing: &Outgoing) -> Heard {
+        let deadline = tokio::time::Instant::now() + RESEND_WITHIN;
+        let mut sent = false;
+        loop {
+            let heard = self.send(outgoing).await;
+            let why = match heard {
+                // Not taken, and no earlier copy may have been.
+                Heard::NoLeader if !sent => return heard,
+                Heard::NoLeader => "no stream leader answered a second send".to_owned(),
+                Heard::Unsettled(why) => why,
+                settled => return settled,
+            };
+            sent = true;
+            if tokio::time::Instant::now() + RESEND_PAUSE >= deadline {
+                return Heard::Unsettled(why);
+            }
+            tracing::debug!(position = outgoing.position, %why, "no answer for an entry; sending it again");
+            tokio::time::sleep(RESEND_PAUSE).await;
+        }
+    }
+
+    /// Publishes `outgoing` once and waits for its acknowledgement.
+    async fn send(&self, outgoing: &Outgoing) -> Heard {
+        let what = format!("publishing position {}", outgoing.position);
+        let publish = async {
+            self.shared
+                .publisher
+                .publish_with_headers(
+                    outgoing.subject.clone(),
+                    outgoing.headers.clone(),
+                    outgoing.payload.clone().into(),
+                )
+                .await?
+                .await
+        };
+        match self.shared.connection.request(&what, publish).await {
+            Ok(Ok(ack)) => heard_of_ack(&ack, outgoing.position, &self.shared.settings.stream),
+            Ok(Err(error)) => heard_of_refusal(&error, &what),
+            Err(error) => Heard::Unsettled(error.to_string()),
+        }
+    }
+
     /// Entries from `from` through `until`, in order, with their hashes as
     /// stored (the caller checks the chain).
     pub async fn read(&self, from: u64, until: u64) -> Result<Vec<LogEntry>, LogError> {
-        let mut entries = Vec::new();
         if until < from {
-            return Ok(entries);
+            return Ok(Vec::new());
         }
-        if until - from < SHORT_READ {
-            return self.get_each(from, until).await;
+        if until - from >= SHORT_READ {
+            return self.read_through_consumer(from, until).await;
         }
+        let mut entries = if self.shared.connection.serves_batches() {
+            self.get_batches(from, until).await
+        } else {
+            Vec::new()
+        };
+        let next = entries.last().map_or(from, |e| e.position + 1);
+        if next <= until {
+            entries.extend(self.get_each(next, until).await?);
+        }
+        Ok(entries)
+    }
+
+    /// Entries from `from` through `until` through an ordered consumer.
+    async fn read_through_consumer(&self, from: u64, until: u64) -> Result<Vec<LogEntry>, LogError> {
+        let mut entries = Vec::new();
         let mut stream = std::pin::pin!(self.follow(from).await?);
         while let Some(entry) = stream.next().await {
             let entry = entry?;
@@ -424,6 +515,78 @@ impl JetStreamLog {
             entries.push(entry);
             if last {
                 break;
+            }
+        }
+        Ok(entries)
+    }
+
+    /// As many of the entries from `from` through `until` as the stream's
+    /// servers give in direct gets of [`DIRECT_BATCH`], in order from
+    /// `from`: all of them, or fewer (a server behind the leader, one that
+    /// does not answer); the caller asks the leader for the rest.
+    async fn get_batches(&self, from: u64, until: u64) -> Vec<LogEntry> {
+        let mut entries: Vec<LogEntry> = Vec::new();
+        let mut next = from;
+        while next <= until {
+            let count = (until - next + 1).min(DIRECT_BATCH);
+            let what = format!("reading positions {next} to {}", next + count - 1);
+            let batch = match self.shared.connection.request(&what, self.get_batch(next, count)).await {
+                Ok(Ok(batch)) => batch,
+                Ok(Err(error)) | Err(error) => {
+                    tracing::debug!(%error, "a batched read failed; reading from the leader");
+                    break;
+                }
+            };
+            let contiguous = batch
+                .iter()
+                .zip(next..)
+                .take_while(|(entry, position)| entry.position == *position)
+                .count();
+            let full = contiguous as u64 == count;
+            entries.extend(batch.into_iter().take(contiguous));
+            next += contiguous as u64;
+            if !full {
+                break;
+            }
+        }
+        entries
+    }
+
+    /// Up to `count` entries from `from`, in one direct get (ADR-31's
+    /// batch), until the server's end-of-batch.
+    async fn get_batch(&self, from: u64, count: u64) -> Result<Vec<LogEntry>, LogError> {
+        let client = self.shared.connection.client();
+        let failed = |e: &dyn std::fmt::Display| unavailable(format!("reading from position {from}: {e}"));
+        let inbox = client.new_inbox();
+        let mut replies = client.subscribe(inbox.clone()).await.map_err(|e| failed(&e))?;
+        let subject = format!("$JS.API.DIRECT.GET.{}", self.shared.settings.stream);
+        let request = format!(r#"{{"seq":{from},"batch":{count}}}"#);
+        client
+            .publish_with_reply(subject, inbox, request.into())
+            .await
+            .map_err(|e| failed(&e))?;
+        let mut entries = Vec::new();
+        while let Some(message) = replies.next().await {
+            match message.status.map(|status| status.as_u16()) {
+                None | Some(200) => {
+                    let headers = message.headers.unwrap_or_default();
+                    let position = headers
+                        .get("Nats-Sequence")
+                        .and_then(|sequence| sequence.as_str().parse().ok())
+                        .ok_or_else(|| failed(&"a message without its sequence"))?;
+                    entries.push(entry_of(position, &headers, message.payload.to_vec())?);
+                    if entries.len() as u64 == count {
+                        break;
+                    }
+                }
+                // The end of the batch, or nothing from `from` on.
+                Some(204 | 404) => break,
+                Some(status) => {
+                    return Err(failed(&format!(
+                        "status {status} {}",
+                        message.description.unwrap_or_default()
+                    )));
+                }
             }
         }
         Ok(entries)
@@ -516,6 +679,62 @@ where
     Ok(answers.into_iter().map(|(_, answer)| answer).collect())
 }
 
+/// One entry's message.
+struct Outgoing {
+    subject: String,
+    headers: HeaderMap,
+    payload: Vec<u8>,
+    position: u64,
+    /// Its chain hash, also its message id.
+    hash: Hash,
+}
+
+/// What the stream said of one entry sent.
+#[derive(Debug, PartialEq)]
+enum Heard {
+    /// Stored at its position (now, or by an earlier send: a duplicate).
+    Stored,
+    /// Refused: the stream's last sequence is not the one it expects, so
+    /// it is not stored and never will be (a copy already stored would be
+    /// answered as a duplicate first).
+    Refused,
+    /// No server took it: the stream has no leader.
+    NoLeader,
+    /// Stored at another position.
+    Misplaced(u64),
+    /// No answer that settles it: none in time, the connection lost, an
+    /// earlier copy still in process, an acknowledgement from another
+    /// stream (a responder that is not the stream).
+    Unsettled(String),
+}
+
+/// What an acknowledgement of an entry sent for `position` says, coming
+/// from `stream`'s leader or not.
+fn heard_of_ack(ack: &PublishAck, position: u64, stream: &str) -> Heard {
+    if ack.stream != stream {
+        Heard::Unsettled(format!("acknowledged by stream {:?}, not {stream:?}", ack.stream))
+    } else if ack.sequence == position {
+        Heard::Stored
+    } else {
+        Heard::Misplaced(ack.sequence)
+    }
+}
+
+/// What an error answering the publish of `what` says.
+fn heard_of_refusal(error: &PublishError, what: &str) -> Heard {
+    let code = std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<jetstream::Error>())
+        .map(jetstream::Error::error_code);
+    match error.kind() {
+        PublishErrorKind::WrongLastSequence => Heard::Refused,
+        PublishErrorKind::StreamNotFound => Heard::NoLeader,
+        // Another entry for the same subject in process (an idempotency
+        // key being stored by another writer).
+        _ if code == Some(ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT) => Heard::Refused,
+        _ => Heard::Unsettled(format!("{what}: {error}")),
+    }
+}
+
 /// An entry from a stored message, with the hash its header claims.
 fn entry_of(position: u64, headers: &HeaderMap, payload: Vec<u8>) -> Result<LogEntry, LogError> {
     let hash: Hash = headers
@@ -562,3 +781,41 @@ pub const EMPTY: Head = Head {
     position: 0,
     hash: GENESIS_HASH,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ack(stream: &str, sequence: u64, duplicate: bool) -> PublishAck {
+        PublishAck {
+            stream: stream.to_owned(),
+            sequence,
+            duplicate,
+            ..PublishAck::default()
+        }
+    }
+
+    #[test]
+    fn an_acknowledgement_settles_an_entry_only_from_its_stream_and_at_its_position() {
+        assert_eq!(heard_of_ack(&ack("TRUCE", 7, false), 7, "TRUCE"), Heard::Stored);
+        // A second send of a stored entry is answered as a duplicate of it.
+        assert_eq!(heard_of_ack(&ack("TRUCE", 7, true), 7, "TRUCE"), Heard::Stored);
+        assert_eq!(heard_of_ack(&ack("TRUCE", 9, false), 7, "TRUCE"), Heard::Misplaced(9));
+        // Anyone may answer on the reply subject: only the stream settles.
+        assert!(matches!(
+            heard_of_ack(&ack("OTHER", 7, false), 7, "TRUCE"),
+            Heard::Unsettled(_)
+        ));
+    }
+
+    #[test]
+    fn a_refusal_is_told_from_an_answer_that_settles_nothing() {
+        let what = "publishing position 7";
+        let refused = PublishError::new(PublishErrorKind::WrongLastSequence);
+        assert_eq!(heard_of_refusal(&refused, what), Heard::Refused);
+        let no_leader = PublishError::new(PublishErrorKind::StreamNotFound);
+        assert_eq!(heard_of_refusal(&no_leader, what), Heard::NoLeader);
+        let late = PublishError::new(PublishErrorKind::TimedOut);
+        assert!(matches!(heard_of_refusal(&late, what), Heard::Unsettled(_)));
+    }
+}

@@ -104,8 +104,12 @@ pub trait SequencedLog: Send + 'static {
     fn payload(&self, position: Position) -> Result<Option<Vec<u8>>, LogError>;
     /// Up to `max` entries from `from`, no further than [`Self::head`].
     fn read(&self, from: Position, max: usize) -> Result<Vec<LogEntry>, LogError>;
-    /// Appends entries at the positions after the head. A shared log may
-    /// answer [`LogError::Conflict`] or [`LogError::Uncertain`].
+    /// Appends entries at the positions after the head, returning the head
+    /// after them. A shared log may store only the first few (its time for
+    /// one append spent: the head says how many; the caller decides the
+    /// rest again), and may answer [`LogError::Conflict`],
+    /// [`LogError::Uncertain`], or [`LogError::Unavailable`] when nothing
+    /// was sent.
     fn append(&mut self, entries: &[NewEntry]) -> Result<Head, LogError>;
     /// Reads what other writers appended after the head, checks that it
     /// continues the chain, and moves the head to the end.
@@ -120,9 +124,9 @@ pub trait SequencedLog: Send + 'static {
     fn is_shared(&self) -> bool {
         false
     }
-    /// How long a caller waits for its write while writes do not get
-    /// through (the log failing, or other writers always first): past it,
-    /// it is told the log is unavailable (the write may or may not be
+    /// How long a caller waits for its write with no batch completing in
+    /// time (the log failing or slow, or other writers always first): past
+    /// it, it is told the log is unavailable (the write may or may not be
     /// recorded). `None`: until the log answers, as a local disk does.
     fn answer_within(&self) -> Option<std::time::Duration> {
         None

@@ -505,8 +505,9 @@ async fn replicate(
 }
 
 /// Reads the JetStream stream from `from` into `tx` until the connection
-/// is lost. Between messages it asks the server for the stream's end every
-/// [`LIVENESS_PROBE`], so a quiet log is told from an unreachable one.
+/// is lost. After [`LIVENESS_PROBE`] with no entry it asks the server for
+/// the stream's end (waiting as long again for the answer), so a quiet log
+/// is told from an unreachable one; entries arriving are proof enough.
 async fn pump_jetstream(
     settings: truce_jetstream::JetStreamSettings,
     from: u64,
@@ -537,13 +538,15 @@ async fn pump_jetstream(
         }
     };
     let mut entries = std::pin::pin!(entries);
-    let mut probe = tokio::time::interval(LIVENESS_PROBE);
+    let quiet = tokio::time::sleep(LIVENESS_PROBE);
+    let mut quiet = std::pin::pin!(quiet);
     let mut expected = from;
     loop {
         tokio::select! {
             entry = entries.next() => match entry {
                 Some(Ok(entry)) => {
                     state.heard_from_log();
+                    quiet.as_mut().reset(tokio::time::Instant::now() + LIVENESS_PROBE);
                     if entry.position != expected {
                         tracing::warn!(expected, got = entry.position, "the stream skipped a position; reconnecting");
                         return Ok(());
@@ -559,10 +562,13 @@ async fn pump_jetstream(
                 }
                 None => return Ok(()),
             },
-            _ = probe.tick() => match tokio::time::timeout(LIVENESS_PROBE, log.last_position()).await {
-                Ok(Ok(_)) => state.heard_from_log(),
-                _ => {
-                    tracing::warn!("JetStream does not answer; reconnecting");
+            () = &mut quiet => match log.last_position_within(LIVENESS_PROBE).await {
+                Ok(_) => {
+                    state.heard_from_log();
+                    quiet.as_mut().reset(tokio::time::Instant::now() + LIVENESS_PROBE);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "JetStream does not answer; reconnecting");
                     return Ok(());
                 }
             },
@@ -570,7 +576,8 @@ async fn pump_jetstream(
     }
 }
 
-/// How often a follower of JetStream checks that the server answers.
+/// How long a follower of JetStream goes without an entry before it checks
+/// that the server answers, and how long it waits for the answer.
 const LIVENESS_PROBE: Duration = Duration::from_secs(2);
 
 /// A failure that retrying cannot fix.
