@@ -614,6 +614,24 @@ pub mod secure {
         pub dir: tempfile::TempDir,
     }
 
+    impl Secure {
+        /// Adds a principal per (name, party, role) and waits until both
+        /// services have read the file again; their tokens, in order.
+        pub async fn add_principals(&self, wanted: &[(&str, &str, Role)]) -> Vec<String> {
+            let tokens = wanted
+                .iter()
+                .map(|(name, party, role)| {
+                    self.file
+                        .add(name, &party.parse().expect("party"), &[*role])
+                        .expect("add")
+                        .token
+                })
+                .collect();
+            tokio::time::sleep(truce_serve::auth::RELOAD_POLL + std::time::Duration::from_millis(800)).await;
+            tokens
+        }
+    }
+
     /// Services on tokens over a new principals file in `dir`, with
     /// `config` (its data directory is `dir`) and `settings`: the pair, the
     /// file, and the admin's token, which the first start writes.

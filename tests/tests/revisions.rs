@@ -96,12 +96,8 @@ fn range(range: &Option<v1::CountRange>) -> (u32, u32) {
 #[tokio::test]
 async fn amendments_and_retractions_are_events_and_history_is_kept() {
     let s = secure_pair().await;
-    let hamas = s
-        .file
-        .add("hamas-desk", &"hamas".parse().expect("party"), &[Role::Reporter])
-        .expect("add")
-        .token;
-    tokio::time::sleep(truce_serve::auth::RELOAD_POLL + std::time::Duration::from_millis(800)).await;
+    let [hamas] =
+        <[String; 1]>::try_from(s.add_principals(&[("hamas-desk", "hamas", Role::Reporter)]).await).expect("one token");
     let mut ingest = s.pair.ingest_client().await;
     let mut query = s.pair.query_client().await;
 
@@ -301,15 +297,14 @@ async fn amendments_and_retractions_are_events_and_history_is_kept() {
 #[tokio::test]
 async fn replayed_changes_are_exactly_the_live_ones_of_every_kind() {
     let s = secure_pair().await;
-    let add = |name: &str, party: &str, role: Role| {
-        s.file
-            .add(name, &party.parse().expect("party"), &[role])
-            .expect("add")
-            .token
-    };
-    let hamas = add("hamas-desk", "hamas", Role::Reporter);
-    let egypt = add("egypt-1", "egypt", Role::Monitor);
-    tokio::time::sleep(truce_serve::auth::RELOAD_POLL + std::time::Duration::from_millis(800)).await;
+    let [hamas, egypt] = <[String; 2]>::try_from(
+        s.add_principals(&[
+            ("hamas-desk", "hamas", Role::Reporter),
+            ("egypt-1", "egypt", Role::Monitor),
+        ])
+        .await,
+    )
+    .expect("two tokens");
     let mut ingest = s.pair.ingest_client().await;
     let mut query = s.pair.query_client().await;
     const FILTER: &str = "status = REPORTED";
@@ -458,17 +453,14 @@ async fn everything(pair: &Pair, token: &str, at: u64) -> Vec<String> {
 #[tokio::test]
 async fn a_restarted_pair_answers_as_before_and_builds_on_the_same_state() {
     let s = secure_pair().await;
-    let hamas = s
-        .file
-        .add("hamas-desk", &"hamas".parse().expect("party"), &[Role::Reporter])
-        .expect("add")
-        .token;
-    let egypt = s
-        .file
-        .add("egypt-monitor", &"egypt".parse().expect("party"), &[Role::Monitor])
-        .expect("add")
-        .token;
-    tokio::time::sleep(truce_serve::auth::RELOAD_POLL + std::time::Duration::from_millis(800)).await;
+    let [hamas, egypt] = <[String; 2]>::try_from(
+        s.add_principals(&[
+            ("hamas-desk", "hamas", Role::Reporter),
+            ("egypt-monitor", "egypt", Role::Monitor),
+        ])
+        .await,
+    )
+    .expect("two tokens");
     let mut ingest = s.pair.ingest_client().await;
     let (idf_report, first, second) = two_claims(&mut ingest, &s.idf, &hamas).await;
     let mut strike = crossing_report();
