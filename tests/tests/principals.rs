@@ -644,7 +644,9 @@ async fn each_role_may_make_exactly_the_calls_of_the_roles_table() {
                 token,
                 v1::GetIncidentRequest {
                     incident_id: opened.incident_id.clone(),
-                    min_position: 0,
+                    // A query service following JetStream may not have
+                    // applied the setup report yet.
+                    min_position: opened.position,
                 },
             ))
             .await;
@@ -654,7 +656,7 @@ async fn each_role_may_make_exactly_the_calls_of_the_roles_table() {
                 token,
                 v1::GetReportRequest {
                     report_id: opened.report_id.clone(),
-                    min_position: 0,
+                    min_position: opened.position,
                 },
             ))
             .await;
