@@ -7,6 +7,7 @@
 //! into incidents with [`grouping`], and the query service folds recorded
 //! events into [`incident::Incident`]s and tests them with [`filter`].
 
+pub mod decide;
 pub mod echo;
 pub mod event;
 pub mod filter;
@@ -14,6 +15,7 @@ pub mod geo;
 pub mod grouping;
 pub mod ids;
 pub mod incident;
+pub mod rejection;
 pub mod report;
 pub mod review;
 pub mod statement;
@@ -26,5 +28,6 @@ pub mod testing;
 
 pub use echo::quote;
 pub use ids::{IncidentId, PartyId, Position, ReportId};
+pub use rejection::Rejection;
 pub use time::Timestamp;
 pub use violation::{FieldPath, FieldViolation, Violations};

@@ -22,6 +22,7 @@
 use crate::{
     IncidentId, PartyId, Timestamp,
     incident::{IncidentStatus, IncidentSummary},
+    rejection::Rejection,
 };
 
 /// A monitor's ruling, as submitted.
@@ -58,15 +59,6 @@ impl Ruling {
     }
 }
 
-/// Why a review is refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
-    /// The reviewer's party reported on the incident.
-    OwnParty(String),
-    /// The reviewer's party already stands by this ruling.
-    AlreadyRuled(String),
-}
-
 /// The quorum: how many distinct mediator parties must agree on an outcome.
 pub const DEFAULT_QUORUM: usize = 2;
 
@@ -92,10 +84,10 @@ pub fn apply_review(
     quorum: usize,
     recorded_at: Timestamp,
     position: crate::Position,
-) -> Result<(), Refusal> {
+) -> Result<(), Rejection> {
     let party = &review.reviewer_party;
     if let Some(why) = disqualification(party, summary) {
-        return Err(Refusal::OwnParty(why));
+        return Err(Rejection::NotPermitted(why));
     }
     let responsible = review
         .responsible
@@ -107,7 +99,7 @@ pub fn apply_review(
         responsible,
     };
     if summary.rulings.contains(&ruling) {
-        return Err(Refusal::AlreadyRuled(format!(
+        return Err(Rejection::Stale(format!(
             "{party} already rules {} on this incident",
             ruling.status.name()
         )));
@@ -202,7 +194,7 @@ mod tests {
         assert_eq!(mediators(&summary), ["egypt"]);
         assert_eq!(
             apply_review(&mut summary, &confirm("egypt", "hamas"), 2, Timestamp(2), Position(3)),
-            Err(Refusal::AlreadyRuled(
+            Err(Rejection::Stale(
                 "egypt already rules CONFIRMED_BREACH on this incident".into()
             ))
         );
@@ -309,7 +301,7 @@ mod tests {
             Timestamp(1),
             Position(2),
         );
-        assert!(matches!(refused, Err(Refusal::OwnParty(_))));
+        assert!(matches!(refused, Err(Rejection::NotPermitted(_))));
         // hamas attaches a report naming every mediator responsible.
         let mut attached = report_at(2, |r| r.in_area("Rafah"));
         attached.report.reporting_party = party("hamas");

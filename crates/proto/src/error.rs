@@ -6,7 +6,7 @@
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
-use truce_domain::FieldViolation;
+use truce_domain::{FieldViolation, Rejection};
 
 use crate::v1;
 
@@ -204,6 +204,23 @@ fn bounded_violations(violations: &[FieldViolation]) -> (Vec<(String, String)>, 
     }
     let left_out = violations.len() - kept.len();
     (kept, left_out)
+}
+
+/// The record's rules, as status codes.
+impl From<Rejection> for ServiceError {
+    fn from(rejection: Rejection) -> Self {
+        match rejection {
+            Rejection::NotFound { kind, id } => ServiceError::NotFound { kind, id },
+            Rejection::NotPermitted(why) => ServiceError::PermissionDenied(why),
+            Rejection::Stale(why) => ServiceError::FailedPrecondition(why),
+            Rejection::Invalid(violation) => ServiceError::InvalidArgument(vec![violation]),
+            Rejection::KeyReused => ServiceError::AlreadyExists(
+                "client_report_id was already used by this party for a different report; use a new key for new \
+                 content"
+                    .into(),
+            ),
+        }
+    }
 }
 
 impl From<ServiceError> for Status {
