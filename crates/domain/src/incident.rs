@@ -18,21 +18,21 @@ use crate::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum IncidentStatus {
     /// Reported; no review yet.
-    Reported = 1,
+    Reported,
     /// Under review.
-    UnderReview = 2,
+    UnderReview,
     /// A breach was found.
-    ConfirmedBreach = 3,
+    ConfirmedBreach,
     /// No breach was found.
-    NotABreach = 4,
+    NotABreach,
     /// The accounts conflict.
-    Disputed = 5,
+    Disputed,
     /// The evidence does not allow a finding.
-    Inconclusive = 6,
+    Inconclusive,
 }
 
 impl IncidentStatus {
-    /// Every status, in wire order.
+    /// Every status, in order.
     pub const ALL: &'static [IncidentStatus] = &[
         IncidentStatus::Reported,
         IncidentStatus::UnderReview,
@@ -41,11 +41,6 @@ impl IncidentStatus {
         IncidentStatus::Disputed,
         IncidentStatus::Inconclusive,
     ];
-
-    /// The wire number.
-    pub fn number(self) -> i32 {
-        self as i32
-    }
 
     /// The short name used in filters and tallies.
     pub fn name(self) -> &'static str {
@@ -63,11 +58,6 @@ impl IncidentStatus {
     pub fn from_name(name: &str) -> Option<IncidentStatus> {
         let short = name.strip_prefix("INCIDENT_STATUS_").unwrap_or(name);
         Self::ALL.iter().copied().find(|s| s.name() == short)
-    }
-
-    /// From the wire number.
-    pub fn from_number(number: i32) -> Option<IncidentStatus> {
-        Self::ALL.iter().copied().find(|s| s.number() == number)
     }
 
     /// True while new reports may still join the incident: once the

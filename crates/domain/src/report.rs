@@ -108,30 +108,17 @@ pub struct Location {
     pub precision: LocationPrecision,
 }
 
-macro_rules! wire_enum {
-    ($(#[$doc:meta])* $name:ident($prefix:literal) { $($(#[$vdoc:meta])* $variant:ident = $value:literal => $text:literal),+ $(,)? }) => {
+macro_rules! named_enum {
+    ($(#[$doc:meta])* $name:ident($prefix:literal) { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub enum $name {
-            $($(#[$vdoc])* $variant = $value),+
+            $($(#[$vdoc])* $variant),+
         }
 
         impl $name {
-            /// Every value, in wire order.
+            /// Every value, in order.
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The wire number.
-            pub fn number(self) -> i32 {
-                self as i32
-            }
-
-            /// From a wire number; `None` for 0 (unspecified) and unknown numbers.
-            pub fn from_number(number: i32) -> Option<Self> {
-                match number {
-                    $($value => Some($name::$variant),)+
-                    _ => None,
-                }
-            }
 
             /// The short name used in filters and tallies, e.g. `AIR_STRIKE`.
             pub fn name(self) -> &'static str {
@@ -151,97 +138,97 @@ macro_rules! wire_enum {
     };
 }
 
-wire_enum! {
+named_enum! {
     /// How precisely an occurrence time is known.
     TimePrecision("TIME_PRECISION_") {
         /// To the minute or better.
-        Exact = 1 => "EXACT",
+        Exact => "EXACT",
         /// To the hour.
-        Hour = 2 => "HOUR",
+        Hour => "HOUR",
         /// To the day.
-        Day = 3 => "DAY",
+        Day => "DAY",
     }
 }
 
-wire_enum! {
+named_enum! {
     /// The zone relative to the demarcation ("yellow") line.
     Zone("ZONE_") {
         /// Israeli-controlled side.
-        IsraeliControlled = 1 => "ISRAELI_CONTROLLED",
+        IsraeliControlled => "ISRAELI_CONTROLLED",
         /// Palestinian-controlled side.
-        PalestinianControlled = 2 => "PALESTINIAN_CONTROLLED",
+        PalestinianControlled => "PALESTINIAN_CONTROLLED",
         /// At the line.
-        AtLine = 3 => "AT_LINE",
+        AtLine => "AT_LINE",
         /// Inside a humanitarian corridor.
-        HumanitarianCorridor = 4 => "HUMANITARIAN_CORRIDOR",
+        HumanitarianCorridor => "HUMANITARIAN_CORRIDOR",
     }
 }
 
-wire_enum! {
+named_enum! {
     /// How precise a location is.
     LocationPrecision("LOCATION_PRECISION_") {
         /// Exact point.
-        Exact = 1 => "EXACT",
+        Exact => "EXACT",
         /// Near the point or place.
-        Near = 2 => "NEAR",
+        Near => "NEAR",
         /// Somewhere in the area.
-        Area = 3 => "AREA",
+        Area => "AREA",
         /// Somewhere in a region.
-        Region = 4 => "REGION",
+        Region => "REGION",
     }
 }
 
-wire_enum! {
+named_enum! {
     /// What kind of event.
     Category("CATEGORY_") {
         /// Crossing the line.
-        LineCrossing = 1 => "LINE_CROSSING",
+        LineCrossing => "LINE_CROSSING",
         /// Small-arms fire.
-        SmallArmsFire = 2 => "SMALL_ARMS_FIRE",
+        SmallArmsFire => "SMALL_ARMS_FIRE",
         /// Air or drone strike.
-        AirStrike = 3 => "AIR_STRIKE",
+        AirStrike => "AIR_STRIKE",
         /// Artillery, mortar, missile.
-        Shelling = 4 => "SHELLING",
+        Shelling => "SHELLING",
         /// Mines, IEDs.
-        ExplosiveDevice = 5 => "EXPLOSIVE_DEVICE",
+        ExplosiveDevice => "EXPLOSIVE_DEVICE",
         /// Misuse of a humanitarian corridor.
-        CorridorMisuse = 6 => "CORRIDOR_MISUSE",
+        CorridorMisuse => "CORRIDOR_MISUSE",
         /// Obstruction of aid.
-        AidObstruction = 7 => "AID_OBSTRUCTION",
+        AidObstruction => "AID_OBSTRUCTION",
         /// Denial of access to monitors.
-        MonitorAccessDenied = 8 => "MONITOR_ACCESS_DENIED",
+        MonitorAccessDenied => "MONITOR_ACCESS_DENIED",
         /// Tunnel activity.
-        TunnelActivity = 9 => "TUNNEL_ACTIVITY",
+        TunnelActivity => "TUNNEL_ACTIVITY",
         /// Hostage remains returned.
-        HostageRemainsReturned = 10 => "HOSTAGE_REMAINS_RETURNED",
+        HostageRemainsReturned => "HOSTAGE_REMAINS_RETURNED",
         /// Hostage remains withheld.
-        HostageRemainsWithheld = 11 => "HOSTAGE_REMAINS_WITHHELD",
+        HostageRemainsWithheld => "HOSTAGE_REMAINS_WITHHELD",
         /// Weapons storage.
-        WeaponsStorage = 12 => "WEAPONS_STORAGE",
+        WeaponsStorage => "WEAPONS_STORAGE",
         /// Weapons manufacture.
-        WeaponsManufacture = 13 => "WEAPONS_MANUFACTURE",
+        WeaponsManufacture => "WEAPONS_MANUFACTURE",
         /// Weapons import.
-        WeaponsImport = 14 => "WEAPONS_IMPORT",
+        WeaponsImport => "WEAPONS_IMPORT",
         /// Weapons handover.
-        WeaponsHandover = 15 => "WEAPONS_HANDOVER",
+        WeaponsHandover => "WEAPONS_HANDOVER",
         /// Detention.
-        Detention = 16 => "DETENTION",
+        Detention => "DETENTION",
         /// Anything else.
-        Other = 17 => "OTHER",
+        Other => "OTHER",
     }
 }
 
-wire_enum! {
+named_enum! {
     /// Whom casualty figures are about.
     CasualtyGroup("CASUALTY_GROUP_") {
         /// Civilians.
-        Civilians = 1 => "CIVILIANS",
+        Civilians => "CIVILIANS",
         /// Members of armed groups.
-        Combatants = 2 => "COMBATANTS",
+        Combatants => "COMBATANTS",
         /// Security forces.
-        SecurityForces = 3 => "SECURITY_FORCES",
+        SecurityForces => "SECURITY_FORCES",
         /// Unknown.
-        Unknown = 4 => "UNKNOWN",
+        Unknown => "UNKNOWN",
     }
 }
 
@@ -402,8 +389,6 @@ mod tests {
         assert_eq!(Category::from_name("CATEGORY_AIR_STRIKE"), Some(Category::AirStrike));
         assert_eq!(Category::from_name("ZONE_AIR_STRIKE"), None);
         assert_eq!(Category::from_name("air_strike"), None);
-        assert_eq!(Zone::from_number(0), None);
-        assert_eq!(Zone::from_number(99), None);
     }
 
     #[test]

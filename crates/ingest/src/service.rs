@@ -317,7 +317,7 @@ fn now() -> Timestamp {
 fn review_from_request(request: v1::ReviewIncidentRequest, principal: &Principal) -> Result<Review, ServiceError> {
     let mut v = Violations::default();
     let incident_id = v.check("incident_id", request.incident_id.parse::<IncidentId>());
-    let status = match IncidentStatus::from_number(request.status) {
+    let status = match <IncidentStatus as truce_proto::convert::WireEnum>::from_number(request.status) {
         Some(IncidentStatus::Reported) => v.check("status", Err("a review cannot set REPORTED".to_owned())),
         Some(status) => Some(status),
         None => v.check("status", Err("is required (UNSPECIFIED is not allowed)".to_owned())),

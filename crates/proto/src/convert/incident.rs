@@ -9,6 +9,7 @@ use truce_domain::{
 };
 
 use super::{
+    enums::WireEnum,
     report::{attribution_to_wire, casualty_to_wire, latlng_to_wire, optional_range_to_wire},
     time::{timestamp_from_wire, timestamp_to_wire},
 };

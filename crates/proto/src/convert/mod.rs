@@ -3,6 +3,7 @@
 //! Wire to domain validates (`*_from_wire`, returning every field violation
 //! with its full path); domain to wire cannot fail (`From`).
 
+mod enums;
 mod event;
 mod incident;
 mod report;
@@ -10,6 +11,7 @@ mod statement;
 mod stored;
 mod time;
 
+pub use enums::WireEnum;
 pub use event::{event_from_wire, event_to_wire};
 pub use incident::review_to_wire;
 pub use report::{Received, report_digest, report_from_wire, stored_report_from_wire};

@@ -12,7 +12,10 @@ use truce_domain::{
     },
 };
 
-use super::time::{timestamp_from_wire, timestamp_to_wire};
+use super::{
+    enums::WireEnum,
+    time::{timestamp_from_wire, timestamp_to_wire},
+};
 use crate::v1;
 
 /// When the clock rule applies: on receipt, an occurrence time may not lie
