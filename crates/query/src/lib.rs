@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 use tonic::service::RoutesBuilder;
 use truce_proto::v1::query_service_server::QueryServiceServer;
 use truce_serve::{
-    MAX_MESSAGE_BYTES, Stopping,
+    Listening, MAX_MESSAGE_BYTES, Port, Servers, Stopping,
     admission::{Caps, StreamLimits},
     auth::{Access, Authenticator},
 };
@@ -145,12 +145,10 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let auth = Authenticator::start(auth)?;
-    auth.watch(truce_serve::auth::RELOAD_POLL);
-    let (stopping_tx, stopping) = Stopping::new();
-    let state = follower::follow_remote(upstream, stopping.clone()).await?;
-    let (health, mut routes) = truce_serve::base_routes(truce_serve::Port::Query, None)?;
-    add_services(&mut routes, state, &settings, &health, &auth, stopping).await;
-    truce_serve::serve("query", routes, listener, shutdown, stopping_tx, &auth).await?;
-    Ok(())
+    let servers = Servers::start(auth)?;
+    let state = follower::follow_remote(upstream, servers.stopping()).await?;
+    let query = Listening::new(Port::Query, listener, move |routes, health, auth, stopping| {
+        add_services(routes, state, &settings, health, auth, stopping)
+    });
+    servers.serve(vec![query], shutdown).await
 }

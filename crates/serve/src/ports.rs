@@ -39,7 +39,7 @@ impl Port {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Port::Ingest => "ingest",
             Port::Query => "query",
@@ -88,7 +88,7 @@ pub fn wrong_port_message(port: Port, other: Option<SocketAddr>, path: &str) -> 
 /// truce message and service, so that grpcurl, pointed at the wrong port,
 /// sends the call and prints where to go, rather than failing to find the
 /// service's descriptor.
-pub fn base_routes(
+pub(crate) fn base_routes(
     port: Port,
     other: Option<SocketAddr>,
 ) -> Result<(tonic_health::server::HealthReporter, RoutesBuilder), tonic_reflection::server::Error> {
