@@ -24,19 +24,14 @@ use tokio::{
     sync::{Notify, broadcast},
     time::Instant,
 };
-use truce_domain::{
-    Position,
-    event::{EventBody, RecordedEvent},
-    filter::Filter,
-};
+use truce_domain::{Position, filter::Filter};
 use truce_log::Incarnation;
-use truce_proto::{
-    convert::{review_to_wire, timestamp_to_wire},
-    frame::Frame,
-    v1::{self, subscribe_response::Kind},
-};
+use truce_proto::frame::Frame;
 
-use crate::{follower::LiveChange, outbox::LiveSender, token::ResumeToken};
+use crate::{
+    live::{LiveChange, LiveChanges},
+    outbox::LiveSender,
+};
 
 /// Hands changes to attached subscribers, spread over a few dispatchers.
 #[derive(Debug)]
@@ -68,7 +63,7 @@ impl Shard {
 impl Fanout {
     /// Starts one dispatcher per core, each taking every change `live`
     /// broadcasts. Tokens in the frames name `incarnation`.
-    pub fn start(live: &broadcast::Sender<Arc<LiveChange>>, incarnation: &Incarnation) -> Fanout {
+    pub fn start(live: &LiveChanges, incarnation: &Incarnation) -> Fanout {
         let count = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let shards: Vec<Arc<Shard>> = (0..count).map(|_| Arc::default()).collect();
         for shard in &shards {
@@ -233,82 +228,13 @@ async fn dispatch(shard: Arc<Shard>, mut changes: broadcast::Receiver<Arc<LiveCh
     }
 }
 
-impl LiveChange {
-    /// The frame a subscriber with `filter` gets for this change: the
-    /// change if the incident matches after it, a departure if it matched
-    /// only before it, nothing otherwise. Each is encoded once, by the
-    /// first subscriber that needs it.
-    pub fn frame_for(&self, filter: &Filter, incarnation: &Incarnation) -> Option<Frame> {
-        if filter.matches(self.event.incident()) {
-            let frame = self
-                .as_change
-                .get_or_init(|| encode(&self.event, incarnation, Kind::Change));
-            Some(frame.clone())
-        } else if self.before.as_deref().is_some_and(|before| filter.matches(before)) {
-            let frame = self
-                .as_departure
-                .get_or_init(|| encode(&self.event, incarnation, Kind::LeftFilter));
-            Some(frame.clone())
-        } else {
-            None
-        }
-    }
-}
-
-/// `event` as a subscriber message of `kind`.
-fn encode(event: &RecordedEvent, incarnation: &Incarnation, kind: fn(v1::IncidentChange) -> Kind) -> Frame {
-    Frame::of(&v1::SubscribeResponse {
-        kind: Some(kind(change(event, incarnation))),
-    })
-}
-
-fn change(event: &RecordedEvent, incarnation: &Incarnation) -> v1::IncidentChange {
-    let mut change = v1::IncidentChange {
-        position: event.position.0,
-        resume_token: ResumeToken::text(incarnation, event.position),
-        incident: Some(v1::IncidentSummary::from(event.incident())),
-        recorded_at: Some(timestamp_to_wire(event.recorded_at)),
-        ..Default::default()
-    };
-    match &event.body {
-        EventBody::ReportRecorded(recorded) => {
-            change.set_kind(if recorded.opened_incident {
-                v1::ChangeKind::IncidentOpened
-            } else {
-                v1::ChangeKind::ReportAdded
-            });
-            change.report_id = recorded.report.report_id.to_string();
-            change.report = Some(v1::StoredReport::from(recorded.report.as_ref()));
-        }
-        EventBody::IncidentReviewed(reviewed) => {
-            change.set_kind(v1::ChangeKind::Reviewed);
-            change.review = Some(review_to_wire(&reviewed.review, event.position, event.recorded_at));
-        }
-        EventBody::ReportAmended(amended) => {
-            change.set_kind(v1::ChangeKind::ReportAmended);
-            change.report_id = amended.report.report_id.to_string();
-            change.report = Some(v1::StoredReport::from(amended.report.as_ref()));
-        }
-        EventBody::ReportRetracted(retracted) => {
-            change.set_kind(v1::ChangeKind::ReportRetracted);
-            change.report_id = retracted.report_id.to_string();
-            change.retraction = Some(v1::Retraction {
-                position: event.position.0,
-                recorded_at: Some(timestamp_to_wire(event.recorded_at)),
-                reason: retracted.reason.clone(),
-            });
-        }
-    }
-    change
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use prost::Message;
     use tokio_stream::StreamExt;
-    use truce_proto::v1::SubscribeResponse;
+    use truce_proto::v1::{SubscribeResponse, subscribe_response::Kind};
 
     use super::*;
     use crate::{

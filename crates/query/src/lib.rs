@@ -1,26 +1,33 @@
 //! The query service: answers queries over incidents and streams live
 //! changes.
 //!
-//! Flow: [`follower`] builds a [`view::View`] from the log (the ingest
-//! service's own log in one process, or a verified local replica fed over
-//! `LogService.ReadLog`) and broadcasts each applied event; [`service`]
-//! answers `Get`, `List` and `Summarize` from the view; [`subscribe`] runs
-//! each subscription as a catch-up subscription over the log and the
-//! broadcast.
+//! Flow: a follower builds a [`view::View`] from the log into the
+//! [`state::QueryState`] every call reads: [`follow_local`] reads the
+//! ingest service's own log in one process; [`replica`] keeps a verified
+//! local replica of a remote log, fed by a [`pump`] from
+//! `LogService.ReadLog` or from JetStream. Each applied event is broadcast
+//! as a [`live::LiveChange`]. [`service`] answers `Get`, `List` and
+//! `Summarize` from the view; [`subscribe`] runs each subscription as a
+//! catch-up subscription over the log and the changes [`fanout`] hands it.
 
 pub mod args;
 pub mod fanout;
-pub mod follower;
+pub mod follow_local;
 pub mod held;
+pub mod live;
 pub mod outbox;
+pub mod pump;
 pub mod recent;
+pub mod replica;
 mod report_places;
 pub mod service;
 mod startup;
+pub mod state;
 pub mod subscribe;
 #[cfg(test)]
 mod testing;
 pub mod token;
+pub mod upstream;
 pub mod view;
 pub mod view_event;
 
@@ -35,7 +42,10 @@ use truce_serve::{
     auth::{Access, Authenticator},
 };
 
-pub use follower::{IngestUpstream, QueryState, Source, Upstream};
+pub use follow_local::follow_local;
+pub use replica::follow_remote;
+pub use state::QueryState;
+pub use upstream::{IngestUpstream, Source, Upstream};
 
 /// Default address of the query service.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50052";
@@ -146,7 +156,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let servers = Servers::start(auth)?;
-    let state = follower::follow_remote(upstream, servers.stopping()).await?;
+    let state = follow_remote(upstream, servers.stopping()).await?;
     let query = Listening::new(Port::Query, listener, move |routes, health, auth, stopping| {
         add_services(routes, state, &settings, health, auth, stopping)
     });

@@ -18,7 +18,7 @@ use std::{
 
 use truce_domain::Position;
 
-use crate::follower::LiveChange;
+use crate::live::LiveChange;
 
 /// Changes held: about 16 s of changes at 1,000 writes/s.
 pub const RECENT_CHANGES: usize = 16_384;

@@ -34,9 +34,9 @@ use truce_serve::{
 
 use crate::{
     QuerySettings,
-    follower::QueryState,
     held::HeldReport,
     outbox::{Outgoing, outbox},
+    state::QueryState,
     subscribe::{self, Subscription, Timeouts},
     token::{PageToken, query_digest},
 };

@@ -35,8 +35,9 @@ use truce_serve::{Stopping, admission::Permit, revocation::Revocation};
 
 use crate::{
     fanout::{Detached, LiveSubscriber},
-    follower::{LiveChange, QueryState},
+    live::LiveChange,
     outbox::{Outbox, Stop},
+    state::QueryState,
     token::ResumeToken,
 };
 

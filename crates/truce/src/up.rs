@@ -24,7 +24,7 @@ pub async fn run(
             // The view is built first, decoding every incident summary;
             // the sequencer then takes its grouping state from those
             // summaries instead of folding the log a second time.
-            let state = truce_query::follower::follow_local(local.reader, local.committed, servers.stopping()).await?;
+            let state = truce_query::follow_local(local.reader, local.committed, servers.stopping()).await?;
             let folded = {
                 let view = state.read_view();
                 Folded {
@@ -42,7 +42,7 @@ pub async fn run(
                 source: truce_query::Source::JetStream(settings.clone()),
                 replica_dir: config.data_dir.join("query-replica"),
             };
-            let following = truce_query::follower::follow_remote(upstream, servers.stopping());
+            let following = truce_query::follow_remote(upstream, servers.stopping());
             tokio::try_join!(opened.start(), following)?
         }
         (None, LogLocation::Embedded) => anyhow::bail!("the embedded log has no reader"),
