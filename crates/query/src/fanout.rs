@@ -35,7 +35,7 @@ use crate::{
 
 /// Hands changes to attached subscribers, spread over a few dispatchers.
 #[derive(Debug)]
-pub struct Fanout {
+pub(crate) struct Fanout {
     shards: Vec<Arc<Shard>>,
     next_id: AtomicU64,
 }
@@ -63,7 +63,7 @@ impl Shard {
 impl Fanout {
     /// Starts one dispatcher per core, each taking every change `live`
     /// broadcasts. Tokens in the frames name `incarnation`.
-    pub fn start(live: &LiveChanges, incarnation: &Incarnation) -> Fanout {
+    pub(crate) fn start(live: &LiveChanges, incarnation: &Incarnation) -> Fanout {
         let count = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let shards: Vec<Arc<Shard>> = (0..count).map(|_| Arc::default()).collect();
         for shard in &shards {
@@ -78,7 +78,7 @@ impl Fanout {
     /// Attaches `subscriber`, unless changes after the position it has
     /// delivered were already handed out: it must read those from history
     /// first and try again.
-    pub fn attach(&self, subscriber: &Arc<LiveSubscriber>) -> Option<Membership> {
+    pub(crate) fn attach(&self, subscriber: &Arc<LiveSubscriber>) -> Option<Membership> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let shard = &self.shards[(id % self.shards.len() as u64) as usize];
         let mut members = shard.lock();
@@ -95,7 +95,7 @@ impl Fanout {
 
 /// An attachment, ended when dropped.
 #[derive(Debug)]
-pub struct Membership {
+pub(crate) struct Membership {
     shard: Arc<Shard>,
     id: u64,
 }
@@ -108,7 +108,7 @@ impl Drop for Membership {
 
 /// Why a subscriber was detached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Detached {
+pub(crate) enum Detached {
     /// It would miss changes: it must read history from where it was.
     Behind,
     /// Its client went away.
@@ -117,18 +117,18 @@ pub enum Detached {
 
 /// How far live delivery has got for one subscriber.
 #[derive(Debug, Clone, Copy)]
-pub struct Progress {
+pub(crate) struct Progress {
     /// Everything up to here has been considered and, if it matched, sent.
-    pub delivered: Position,
+    pub(crate) delivered: Position,
     /// When the last message was queued; heartbeats fill silences.
-    pub quiet_since: Instant,
+    pub(crate) quiet_since: Instant,
     /// Set once the dispatcher stops serving it.
-    pub detached: Option<Detached>,
+    pub(crate) detached: Option<Detached>,
 }
 
 /// A subscriber as its dispatcher sees it.
 #[derive(Debug)]
-pub struct LiveSubscriber {
+pub(crate) struct LiveSubscriber {
     filter: Filter,
     outbox: LiveSender,
     progress: Mutex<Progress>,
@@ -138,7 +138,7 @@ pub struct LiveSubscriber {
 
 impl LiveSubscriber {
     /// A subscriber with `filter` that has delivered through `delivered`.
-    pub fn new(filter: Filter, outbox: LiveSender, delivered: Position, quiet_since: Instant) -> LiveSubscriber {
+    pub(crate) fn new(filter: Filter, outbox: LiveSender, delivered: Position, quiet_since: Instant) -> LiveSubscriber {
         LiveSubscriber {
             filter,
             outbox,
@@ -153,17 +153,17 @@ impl LiveSubscriber {
 
     /// Its progress, locked: while it is held the dispatcher queues
     /// nothing for it, so a heartbeat built from it is in order.
-    pub fn progress(&self) -> MutexGuard<'_, Progress> {
+    pub(crate) fn progress(&self) -> MutexGuard<'_, Progress> {
         self.progress.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Resolves once it has been detached (at once if it already was).
-    pub async fn detached(&self) {
+    pub(crate) async fn detached(&self) {
         self.detached.notified().await;
     }
 
     /// Queues `frame` now if there is room, as part of `progress`.
-    pub fn try_send(&self, progress: &mut Progress, frame: Frame) -> bool {
+    pub(crate) fn try_send(&self, progress: &mut Progress, frame: Frame) -> bool {
         if self.outbox.try_send(frame).is_ok() {
             progress.quiet_since = Instant::now();
             return true;

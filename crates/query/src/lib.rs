@@ -1,35 +1,35 @@
 //! The query service: answers queries over incidents and streams live
 //! changes.
 //!
-//! Flow: a follower builds a [`view::View`] from the log into the
-//! [`state::QueryState`] every call reads: [`follow_local`] reads the
-//! ingest service's own log in one process; [`replica`] keeps a verified
-//! local replica of a remote log, fed by a [`pump`] from
+//! Flow: a follower builds a [`View`] from the log, into the
+//! [`QueryState`] every call reads: [`follow_local`] reads the ingest
+//! service's own log in one process; [`follow_remote`] keeps a verified
+//! local replica (`replica`), fed by a pump (`pump`) from
 //! `LogService.ReadLog` or from JetStream. Each applied event is broadcast
-//! as a [`live::LiveChange`]. [`service`] answers `Get`, `List` and
-//! `Summarize` from the view; [`subscribe`] runs each subscription as a
-//! catch-up subscription over the log and the changes [`fanout`] hands it.
+//! as a [`LiveChange`] (`live`). `service` answers `Get`, `List` and
+//! `Summarize` from the view; `subscribe` runs each subscription as a
+//! catch-up subscription over the log and the changes `fanout` hands it.
 
 pub mod args;
-pub mod fanout;
-pub mod follow_local;
-pub mod held;
-pub mod live;
-pub mod outbox;
-pub mod pump;
-pub mod recent;
-pub mod replica;
+mod fanout;
+mod follow_local;
+mod held;
+mod live;
+mod outbox;
+mod pump;
+mod recent;
+mod replica;
 mod report_places;
-pub mod service;
+mod service;
 mod startup;
-pub mod state;
-pub mod subscribe;
+mod state;
+mod subscribe;
 #[cfg(test)]
 mod testing;
-pub mod token;
-pub mod upstream;
-pub mod view;
-pub mod view_event;
+mod token;
+mod upstream;
+mod view;
+mod view_event;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -43,9 +43,11 @@ use truce_serve::{
 };
 
 pub use follow_local::follow_local;
+pub use live::LiveChange;
 pub use replica::follow_remote;
 pub use state::QueryState;
 pub use upstream::{IngestUpstream, Source, Upstream};
+pub use view::View;
 
 /// Default address of the query service.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50052";

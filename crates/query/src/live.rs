@@ -22,7 +22,7 @@ use crate::token::ResumeToken;
 
 /// Changes kept for the live dispatchers; subscribers of one that falls
 /// further behind read the log instead.
-pub const LIVE_BUFFER: usize = 1024;
+pub(crate) const LIVE_BUFFER: usize = 1024;
 
 /// The channel each applied change is broadcast on, to the dispatchers.
 pub(crate) type LiveChanges = broadcast::Sender<Arc<LiveChange>>;
@@ -57,7 +57,7 @@ impl LiveChange {
     /// change if the incident matches after it, a departure if it matched
     /// only before it, nothing otherwise. Each is encoded once, by the
     /// first subscriber that needs it.
-    pub fn frame_for(&self, filter: &Filter, incarnation: &Incarnation) -> Option<Frame> {
+    pub(crate) fn frame_for(&self, filter: &Filter, incarnation: &Incarnation) -> Option<Frame> {
         if filter.matches(self.event.incident()) {
             let frame = self
                 .as_change

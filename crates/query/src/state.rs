@@ -32,17 +32,17 @@ enum Freshness {
 #[derive(Debug)]
 pub struct QueryState {
     /// Incidents and reports as of some position.
-    pub view: RwLock<View>,
+    pub(crate) view: RwLock<View>,
     /// Each applied event, for the live dispatchers.
     pub live: LiveChanges,
     /// Live subscribers, attached to the dispatchers.
-    pub fanout: Fanout,
+    pub(crate) fanout: Fanout,
     /// The last changes applied, for subscribers that fell behind.
-    pub recent: Recent,
+    pub(crate) recent: Recent,
     /// The log, for history.
-    pub history: LogReader,
+    pub(crate) history: LogReader,
     /// The position of the last applied event.
-    pub applied: watch::Sender<Position>,
+    pub(crate) applied: watch::Sender<Position>,
     freshness: Freshness,
 }
 
@@ -67,7 +67,7 @@ impl QueryState {
     }
 
     /// Which log the view follows.
-    pub fn incarnation(&self) -> &Incarnation {
+    pub(crate) fn incarnation(&self) -> &Incarnation {
         self.history.incarnation()
     }
 
@@ -79,7 +79,7 @@ impl QueryState {
     }
 
     /// When the log was last heard from: now, for a log in this process.
-    pub fn log_heard_at(&self) -> Timestamp {
+    pub(crate) fn log_heard_at(&self) -> Timestamp {
         match &self.freshness {
             Freshness::Local => now(),
             Freshness::Remote(at) => Timestamp(at.load(Ordering::Relaxed)),
@@ -135,7 +135,7 @@ impl QueryState {
     }
 
     /// The event at `position` of the log.
-    pub async fn event_at(&self, position: Position) -> Result<RecordedEvent, LogError> {
+    pub(crate) async fn event_at(&self, position: Position) -> Result<RecordedEvent, LogError> {
         let entries = self.history.read(position.0, 1).await?;
         match entries.first() {
             Some(entry) if entry.position == position.0 => Ok(decode(std::slice::from_ref(entry))?.remove(0)),
@@ -150,7 +150,7 @@ impl QueryState {
     /// incident's earlier events in the log while they are later than
     /// `position`. `None` when the incident did not exist yet. Costs one
     /// log read per change since `position`, and no memory in between.
-    pub async fn as_of(
+    pub(crate) async fn as_of(
         &self,
         summary: Arc<IncidentSummary>,
         position: Position,
@@ -168,7 +168,7 @@ impl QueryState {
 
     /// The last position recorded before `time` (0 if none): a binary
     /// search over the log by recording time.
-    pub async fn position_before(&self, time: Timestamp) -> Result<Position, LogError> {
+    pub(crate) async fn position_before(&self, time: Timestamp) -> Result<Position, LogError> {
         let (mut low, mut high) = (0u64, self.history.head().position);
         // Invariant: everything at or before `low` was recorded before
         // `time`; everything after `high` at or after it.
