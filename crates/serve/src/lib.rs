@@ -6,10 +6,10 @@
 
 pub mod admission;
 pub mod auth;
-pub mod batched;
+mod batched;
 pub mod connections;
 mod content_type;
-pub mod guard;
+mod guard;
 pub mod limits;
 pub mod outbound;
 mod ports;
@@ -17,7 +17,9 @@ pub mod refusals;
 pub mod revocation;
 mod servers;
 
-pub use ports::{Port, wrong_port_message};
+pub use batched::BatchedWrites;
+pub use guard::{Guarded, Watched};
+pub use ports::Port;
 pub use servers::{Listening, Servers};
 
 /// The allocator every truce server binary installs: allocation is a large
@@ -30,8 +32,6 @@ use std::{future::Future, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::watch};
 use tokio_stream::{Stream, StreamExt, wrappers::TcpListenerStream};
 use tonic::{service::RoutesBuilder, transport::Server};
-
-use crate::batched::BatchedWrites;
 
 /// How long in-flight calls may take to finish after shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
