@@ -9,10 +9,10 @@
 
 pub mod args;
 mod folded;
-pub mod log_service;
+mod log_service;
 mod release;
 pub mod sequencer;
-pub mod service;
+mod service;
 #[cfg(test)]
 mod testing;
 
