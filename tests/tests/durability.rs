@@ -374,7 +374,7 @@ async fn a_local_follower_that_falls_behind_reads_the_batches_it_missed_from_the
         sequencer::start(Box::new(store), Default::default(), head_tx, Some(committed_tx)).expect("start");
     let (_stop, stopping) = truce_serve::Stopping::new();
     let mut head = reader.watch_head();
-    let state = truce_query::follower::follow_local(reader, committed, stopping)
+    let state = truce_query::follow_local(reader, committed, stopping)
         .await
         .expect("follow the log");
     let mut live = state.live.subscribe();

@@ -9,10 +9,10 @@
 
 pub mod args;
 mod folded;
-pub mod log_service;
+mod log_service;
 mod release;
 pub mod sequencer;
-pub mod service;
+mod service;
 #[cfg(test)]
 mod testing;
 
@@ -29,7 +29,7 @@ use truce_domain::{geo::Demarcation, grouping::GroupingPolicy};
 use truce_log::{LogReader, LogStore, SequencedLog};
 use truce_proto::v1::{ingest_service_server::IngestServiceServer, log_service_server::LogServiceServer};
 use truce_serve::{
-    MAX_MESSAGE_BYTES, Stopping,
+    Listening, MAX_MESSAGE_BYTES, Port, Servers, Stopping,
     admission::StreamLimits,
     auth::{Access, Authenticator},
 };
@@ -347,12 +347,11 @@ async fn serve_node(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let auth = Authenticator::start(auth)?;
-    auth.watch(truce_serve::auth::RELOAD_POLL);
-    let (stopping_tx, stopping) = Stopping::new();
-    let (health, mut routes) = truce_serve::base_routes(truce_serve::Port::Ingest, None)?;
-    node.add_services(&mut routes, &health, &auth, stopping).await;
-    truce_serve::serve("ingest", routes, listener, shutdown, stopping_tx, &auth).await?;
+    let servers = Servers::start(auth)?;
+    let ingest = Listening::new(Port::Ingest, listener, |routes, health, auth, stopping| {
+        node.add_services(routes, health, auth, stopping)
+    });
+    servers.serve(vec![ingest], shutdown).await?;
     node.close().await;
     Ok(())
 }

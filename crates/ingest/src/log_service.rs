@@ -26,7 +26,7 @@ use truce_serve::{
 
 /// How often an idle follower hears the head, so it can tell a quiet log
 /// from a dead connection.
-pub const HEARTBEAT: Duration = Duration::from_secs(2);
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(2);
 
 /// Messages a log reader may have queued beyond what HTTP/2 flow control
 /// holds.
@@ -34,7 +34,7 @@ const QUEUE: usize = 64;
 
 /// The log a feed serves.
 #[derive(Debug, Clone)]
-pub enum FeedLog {
+pub(crate) enum FeedLog {
     /// The embedded log of this process.
     Embedded(LogReader),
     /// The JetStream stream, read on the callers' behalf.
@@ -72,7 +72,7 @@ fn unavailable(error: LogError) -> ServiceError {
 
 /// Serves the log to followers.
 #[derive(Debug, Clone)]
-pub struct LogFeed {
+pub(crate) struct LogFeed {
     reader: FeedLog,
     auth: Authenticator,
     signer: Arc<CheckpointSigner>,
@@ -84,7 +84,7 @@ pub struct LogFeed {
 impl LogFeed {
     /// Serves `reader`'s log to callers `auth` admits, signing checkpoints
     /// with `signer`, holding readers to `limits`, until `stopping`.
-    pub fn new(
+    pub(crate) fn new(
         reader: FeedLog,
         auth: Authenticator,
         signer: Arc<CheckpointSigner>,

@@ -29,7 +29,7 @@ mod bulk;
 
 /// The gRPC face of ingest.
 #[derive(Debug, Clone)]
-pub struct Ingest {
+pub(crate) struct Ingest {
     submitter: Submitter,
     auth: Authenticator,
     /// Open bulk streams, held to the stream caps like log readers.
@@ -42,7 +42,7 @@ impl Ingest {
     /// A service handing reports to `submitter`, checking report signatures
     /// against the parties' keys known to `auth`, with bulk streams capped
     /// by `caps`.
-    pub fn new(
+    pub(crate) fn new(
         submitter: Submitter,
         auth: Authenticator,
         caps: truce_serve::admission::Caps,

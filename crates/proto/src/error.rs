@@ -11,18 +11,18 @@ use truce_domain::{FieldViolation, Rejection};
 use crate::v1;
 
 /// The domain of every `ErrorInfo` truce sends.
-pub const ERROR_DOMAIN: &str = "truce.v1";
+pub(crate) const ERROR_DOMAIN: &str = "truce.v1";
 
 /// The most bytes of a status message sent. A status travels in HTTP/2
 /// trailers, which clients cap at 16 KiB by default; past the cap a client
 /// sees `RESOURCE_EXHAUSTED` instead of the real error. Messages quote
 /// client input with `truce_domain::quote`; this bound holds whatever a
 /// message says.
-pub const MAX_STATUS_MESSAGE_BYTES: usize = 1024;
+pub(crate) const MAX_STATUS_MESSAGE_BYTES: usize = 1024;
 
 /// The most bytes of field violations sent in a status's details; the
 /// violations past it are counted in the message instead.
-pub const MAX_VIOLATION_BYTES: usize = 4096;
+pub(crate) const MAX_VIOLATION_BYTES: usize = 4096;
 
 /// Every way a request can fail, by what the caller should do about it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

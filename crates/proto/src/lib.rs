@@ -4,11 +4,11 @@
 //! protox, so building needs no system `protoc`); [`FILE_DESCRIPTOR_SET`]
 //! is what server reflection serves. [`convert`] turns loose wire messages
 //! into strict domain types exactly once, on receipt, naming every invalid
-//! field, and domain types back into wire messages. [`error`] is the one
-//! place where failures become gRPC status codes.
+//! field, and domain types back into wire messages. [`ServiceError`] is
+//! the one place where failures become gRPC status codes.
 
 pub mod convert;
-pub mod error;
+mod error;
 pub mod frame;
 
 /// Generated `truce.v1` messages and services.

@@ -24,23 +24,18 @@ use tokio::{
     sync::{Notify, broadcast},
     time::Instant,
 };
-use truce_domain::{
-    Position,
-    event::{EventBody, RecordedEvent},
-    filter::Filter,
-};
+use truce_domain::{Position, filter::Filter};
 use truce_log::Incarnation;
-use truce_proto::{
-    convert::{review_to_wire, timestamp_to_wire},
-    frame::Frame,
-    v1::{self, subscribe_response::Kind},
-};
+use truce_proto::frame::Frame;
 
-use crate::{follower::LiveChange, outbox::LiveSender, token::ResumeToken};
+use crate::{
+    live::{LiveChange, LiveChanges},
+    outbox::LiveSender,
+};
 
 /// Hands changes to attached subscribers, spread over a few dispatchers.
 #[derive(Debug)]
-pub struct Fanout {
+pub(crate) struct Fanout {
     shards: Vec<Arc<Shard>>,
     next_id: AtomicU64,
 }
@@ -68,7 +63,7 @@ impl Shard {
 impl Fanout {
     /// Starts one dispatcher per core, each taking every change `live`
     /// broadcasts. Tokens in the frames name `incarnation`.
-    pub fn start(live: &broadcast::Sender<Arc<LiveChange>>, incarnation: &Incarnation) -> Fanout {
+    pub(crate) fn start(live: &LiveChanges, incarnation: &Incarnation) -> Fanout {
         let count = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let shards: Vec<Arc<Shard>> = (0..count).map(|_| Arc::default()).collect();
         for shard in &shards {
@@ -83,7 +78,7 @@ impl Fanout {
     /// Attaches `subscriber`, unless changes after the position it has
     /// delivered were already handed out: it must read those from history
     /// first and try again.
-    pub fn attach(&self, subscriber: &Arc<LiveSubscriber>) -> Option<Membership> {
+    pub(crate) fn attach(&self, subscriber: &Arc<LiveSubscriber>) -> Option<Membership> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let shard = &self.shards[(id % self.shards.len() as u64) as usize];
         let mut members = shard.lock();
@@ -100,7 +95,7 @@ impl Fanout {
 
 /// An attachment, ended when dropped.
 #[derive(Debug)]
-pub struct Membership {
+pub(crate) struct Membership {
     shard: Arc<Shard>,
     id: u64,
 }
@@ -113,7 +108,7 @@ impl Drop for Membership {
 
 /// Why a subscriber was detached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Detached {
+pub(crate) enum Detached {
     /// It would miss changes: it must read history from where it was.
     Behind,
     /// Its client went away.
@@ -122,18 +117,18 @@ pub enum Detached {
 
 /// How far live delivery has got for one subscriber.
 #[derive(Debug, Clone, Copy)]
-pub struct Progress {
+pub(crate) struct Progress {
     /// Everything up to here has been considered and, if it matched, sent.
-    pub delivered: Position,
+    pub(crate) delivered: Position,
     /// When the last message was queued; heartbeats fill silences.
-    pub quiet_since: Instant,
+    pub(crate) quiet_since: Instant,
     /// Set once the dispatcher stops serving it.
-    pub detached: Option<Detached>,
+    pub(crate) detached: Option<Detached>,
 }
 
 /// A subscriber as its dispatcher sees it.
 #[derive(Debug)]
-pub struct LiveSubscriber {
+pub(crate) struct LiveSubscriber {
     filter: Filter,
     outbox: LiveSender,
     progress: Mutex<Progress>,
@@ -143,7 +138,7 @@ pub struct LiveSubscriber {
 
 impl LiveSubscriber {
     /// A subscriber with `filter` that has delivered through `delivered`.
-    pub fn new(filter: Filter, outbox: LiveSender, delivered: Position, quiet_since: Instant) -> LiveSubscriber {
+    pub(crate) fn new(filter: Filter, outbox: LiveSender, delivered: Position, quiet_since: Instant) -> LiveSubscriber {
         LiveSubscriber {
             filter,
             outbox,
@@ -158,17 +153,17 @@ impl LiveSubscriber {
 
     /// Its progress, locked: while it is held the dispatcher queues
     /// nothing for it, so a heartbeat built from it is in order.
-    pub fn progress(&self) -> MutexGuard<'_, Progress> {
+    pub(crate) fn progress(&self) -> MutexGuard<'_, Progress> {
         self.progress.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Resolves once it has been detached (at once if it already was).
-    pub async fn detached(&self) {
+    pub(crate) async fn detached(&self) {
         self.detached.notified().await;
     }
 
     /// Queues `frame` now if there is room, as part of `progress`.
-    pub fn try_send(&self, progress: &mut Progress, frame: Frame) -> bool {
+    pub(crate) fn try_send(&self, progress: &mut Progress, frame: Frame) -> bool {
         if self.outbox.try_send(frame).is_ok() {
             progress.quiet_since = Instant::now();
             return true;
@@ -233,82 +228,13 @@ async fn dispatch(shard: Arc<Shard>, mut changes: broadcast::Receiver<Arc<LiveCh
     }
 }
 
-impl LiveChange {
-    /// The frame a subscriber with `filter` gets for this change: the
-    /// change if the incident matches after it, a departure if it matched
-    /// only before it, nothing otherwise. Each is encoded once, by the
-    /// first subscriber that needs it.
-    pub fn frame_for(&self, filter: &Filter, incarnation: &Incarnation) -> Option<Frame> {
-        if filter.matches(self.event.incident()) {
-            let frame = self
-                .as_change
-                .get_or_init(|| encode(&self.event, incarnation, Kind::Change));
-            Some(frame.clone())
-        } else if self.before.as_deref().is_some_and(|before| filter.matches(before)) {
-            let frame = self
-                .as_departure
-                .get_or_init(|| encode(&self.event, incarnation, Kind::LeftFilter));
-            Some(frame.clone())
-        } else {
-            None
-        }
-    }
-}
-
-/// `event` as a subscriber message of `kind`.
-fn encode(event: &RecordedEvent, incarnation: &Incarnation, kind: fn(v1::IncidentChange) -> Kind) -> Frame {
-    Frame::of(&v1::SubscribeResponse {
-        kind: Some(kind(change(event, incarnation))),
-    })
-}
-
-fn change(event: &RecordedEvent, incarnation: &Incarnation) -> v1::IncidentChange {
-    let mut change = v1::IncidentChange {
-        position: event.position.0,
-        resume_token: ResumeToken::text(incarnation, event.position),
-        incident: Some(v1::IncidentSummary::from(event.incident())),
-        recorded_at: Some(timestamp_to_wire(event.recorded_at)),
-        ..Default::default()
-    };
-    match &event.body {
-        EventBody::ReportRecorded(recorded) => {
-            change.set_kind(if recorded.opened_incident {
-                v1::ChangeKind::IncidentOpened
-            } else {
-                v1::ChangeKind::ReportAdded
-            });
-            change.report_id = recorded.report.report_id.to_string();
-            change.report = Some(v1::StoredReport::from(recorded.report.as_ref()));
-        }
-        EventBody::IncidentReviewed(reviewed) => {
-            change.set_kind(v1::ChangeKind::Reviewed);
-            change.review = Some(review_to_wire(&reviewed.review, event.position, event.recorded_at));
-        }
-        EventBody::ReportAmended(amended) => {
-            change.set_kind(v1::ChangeKind::ReportAmended);
-            change.report_id = amended.report.report_id.to_string();
-            change.report = Some(v1::StoredReport::from(amended.report.as_ref()));
-        }
-        EventBody::ReportRetracted(retracted) => {
-            change.set_kind(v1::ChangeKind::ReportRetracted);
-            change.report_id = retracted.report_id.to_string();
-            change.retraction = Some(v1::Retraction {
-                position: event.position.0,
-                recorded_at: Some(timestamp_to_wire(event.recorded_at)),
-                reason: retracted.reason.clone(),
-            });
-        }
-    }
-    change
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use prost::Message;
     use tokio_stream::StreamExt;
-    use truce_proto::v1::SubscribeResponse;
+    use truce_proto::v1::{SubscribeResponse, subscribe_response::Kind};
 
     use super::*;
     use crate::{

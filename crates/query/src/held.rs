@@ -20,7 +20,7 @@ use truce_proto::{convert::stored_report_from_wire, v1};
 
 /// One version of a report.
 #[derive(Debug, Clone)]
-pub struct HeldReport {
+pub(crate) struct HeldReport {
     id: ReportId,
     form: Form,
 }
@@ -58,7 +58,7 @@ impl HeldReport {
     }
 
     /// Its id.
-    pub fn id(&self) -> ReportId {
+    pub(crate) fn id(&self) -> ReportId {
         self.id
     }
 
@@ -80,7 +80,7 @@ impl HeldReport {
 
     /// The report, decoded. An error means the stored bytes are not a
     /// report this version understands.
-    pub fn report(&self) -> Result<Arc<StoredReport>, String> {
+    pub(crate) fn report(&self) -> Result<Arc<StoredReport>, String> {
         match &self.form {
             Form::Decoded(report) => Ok(Arc::clone(report)),
             Form::Encoded { bytes, retraction } => {
@@ -98,9 +98,9 @@ impl HeldReport {
 
 /// An incident: its summary, its reports as held, and its reviews.
 #[derive(Debug, Clone)]
-pub struct HeldIncident {
+pub(crate) struct HeldIncident {
     /// The summary.
-    pub summary: Arc<IncidentSummary>,
+    pub(crate) summary: Arc<IncidentSummary>,
     /// Every report in its current version, in id order (ids are
     /// positions, appended in order).
     reports: Vec<HeldReport>,
@@ -122,7 +122,7 @@ impl HeldIncident {
     }
 
     /// The current version of one of its reports.
-    pub fn report(&self, id: ReportId) -> Option<&HeldReport> {
+    pub(crate) fn report(&self, id: ReportId) -> Option<&HeldReport> {
         self.position_of(id).map(|i| &self.reports[i])
     }
 
@@ -131,7 +131,7 @@ impl HeldIncident {
     }
 
     /// The versions of report `id` replaced by amendments, oldest first.
-    pub fn earlier_versions_of(&self, id: ReportId) -> impl Iterator<Item = &HeldReport> {
+    pub(crate) fn earlier_versions_of(&self, id: ReportId) -> impl Iterator<Item = &HeldReport> {
         self.earlier_versions.iter().filter(move |r| r.id == id)
     }
 
@@ -166,7 +166,7 @@ impl HeldIncident {
     }
 
     /// The incident with every report decoded.
-    pub fn decode(&self) -> Result<Incident, String> {
+    pub(crate) fn decode(&self) -> Result<Incident, String> {
         let decode = |reports: &[HeldReport]| reports.iter().map(HeldReport::report).collect::<Result<Vec<_>, _>>();
         Ok(Incident {
             summary: Arc::clone(&self.summary),

@@ -1,28 +1,35 @@
 //! The query service: answers queries over incidents and streams live
 //! changes.
 //!
-//! Flow: [`follower`] builds a [`view::View`] from the log (the ingest
-//! service's own log in one process, or a verified local replica fed over
-//! `LogService.ReadLog`) and broadcasts each applied event; [`service`]
-//! answers `Get`, `List` and `Summarize` from the view; [`subscribe`] runs
-//! each subscription as a catch-up subscription over the log and the
-//! broadcast.
+//! Flow: a follower builds a [`View`] from the log, into the
+//! [`QueryState`] every call reads: [`follow_local`] reads the ingest
+//! service's own log in one process; [`follow_remote`] keeps a verified
+//! local replica (`replica`), fed by a pump (`pump`) from
+//! `LogService.ReadLog` or from JetStream. Each applied event is broadcast
+//! as a [`LiveChange`] (`live`). `service` answers `Get`, `List` and
+//! `Summarize` from the view; `subscribe` runs each subscription as a
+//! catch-up subscription over the log and the changes `fanout` hands it.
 
 pub mod args;
-pub mod fanout;
-pub mod follower;
-pub mod held;
-pub mod outbox;
-pub mod recent;
+mod fanout;
+mod follow_local;
+mod held;
+mod live;
+mod outbox;
+mod pump;
+mod recent;
+mod replica;
 mod report_places;
-pub mod service;
+mod service;
 mod startup;
-pub mod subscribe;
+mod state;
+mod subscribe;
 #[cfg(test)]
 mod testing;
-pub mod token;
-pub mod view;
-pub mod view_event;
+mod token;
+mod upstream;
+mod view;
+mod view_event;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -30,12 +37,17 @@ use tokio::net::TcpListener;
 use tonic::service::RoutesBuilder;
 use truce_proto::v1::query_service_server::QueryServiceServer;
 use truce_serve::{
-    MAX_MESSAGE_BYTES, Stopping,
+    Listening, MAX_MESSAGE_BYTES, Port, Servers, Stopping,
     admission::{Caps, StreamLimits},
     auth::{Access, Authenticator},
 };
 
-pub use follower::{IngestUpstream, QueryState, Source, Upstream};
+pub use follow_local::follow_local;
+pub use live::LiveChange;
+pub use replica::follow_remote;
+pub use state::QueryState;
+pub use upstream::{IngestUpstream, Source, Upstream};
+pub use view::View;
 
 /// Default address of the query service.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50052";
@@ -145,12 +157,10 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let auth = Authenticator::start(auth)?;
-    auth.watch(truce_serve::auth::RELOAD_POLL);
-    let (stopping_tx, stopping) = Stopping::new();
-    let state = follower::follow_remote(upstream, stopping.clone()).await?;
-    let (health, mut routes) = truce_serve::base_routes(truce_serve::Port::Query, None)?;
-    add_services(&mut routes, state, &settings, &health, &auth, stopping).await;
-    truce_serve::serve("query", routes, listener, shutdown, stopping_tx, &auth).await?;
-    Ok(())
+    let servers = Servers::start(auth)?;
+    let state = follow_remote(upstream, servers.stopping()).await?;
+    let query = Listening::new(Port::Query, listener, move |routes, health, auth, stopping| {
+        add_services(routes, state, &settings, health, auth, stopping)
+    });
+    servers.serve(vec![query], shutdown).await
 }

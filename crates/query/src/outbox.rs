@@ -22,31 +22,31 @@ use truce_proto::frame::Frame;
 /// Messages the subscriber's own task may have queued beyond what HTTP/2
 /// flow control holds: history and control messages are encoded for one
 /// subscriber, so few are let wait.
-pub const QUEUE: usize = 16;
+pub(crate) const QUEUE: usize = 16;
 
 /// Messages queued at most, live changes included: live changes are
 /// shared by every subscriber they go to and cost a pointer each here, so
 /// a subscriber may fall this far behind live before it is sent back to
 /// read history.
-pub const LIVE_QUEUE: usize = 1024;
+pub(crate) const LIVE_QUEUE: usize = 1024;
 
 /// Why delivery stopped: the same reasons as any server stream's.
-pub use truce_serve::outbound::Stop;
+pub(crate) use truce_serve::outbound::Stop;
 
 /// The sending side.
 #[derive(Debug)]
-pub struct Outbox {
+pub(crate) struct Outbox {
     messages: mpsc::Sender<Frame>,
     end: oneshot::Sender<Status>,
 }
 
 /// A second sending side, for the live dispatcher, which never waits.
 #[derive(Debug, Clone)]
-pub struct LiveSender(mpsc::Sender<Frame>);
+pub(crate) struct LiveSender(mpsc::Sender<Frame>);
 
 impl LiveSender {
     /// Queues `frame` if there is room now.
-    pub fn try_send(&self, frame: Frame) -> Result<(), mpsc::error::TrySendError<Frame>> {
+    pub(crate) fn try_send(&self, frame: Frame) -> Result<(), mpsc::error::TrySendError<Frame>> {
         self.0.try_send(frame)
     }
 }
@@ -54,13 +54,13 @@ impl LiveSender {
 /// The stream tonic sends: the queued messages, then the final status if
 /// there is one.
 #[derive(Debug)]
-pub struct Outgoing {
+pub(crate) struct Outgoing {
     messages: mpsc::Receiver<Frame>,
     end: Option<oneshot::Receiver<Status>>,
 }
 
 /// A connected outbox and stream.
-pub fn outbox() -> (Outbox, Outgoing) {
+pub(crate) fn outbox() -> (Outbox, Outgoing) {
     let (messages_tx, messages_rx) = mpsc::channel(LIVE_QUEUE);
     let (end_tx, end_rx) = oneshot::channel();
     (
@@ -78,7 +78,7 @@ pub fn outbox() -> (Outbox, Outgoing) {
 impl Outbox {
     /// Queues `frame` once fewer than [`QUEUE`] messages wait, waiting at
     /// most `stall` for that.
-    pub async fn send(&self, frame: Frame, stall: Duration) -> Result<(), Stop> {
+    pub(crate) async fn send(&self, frame: Frame, stall: Duration) -> Result<(), Stop> {
         let wanted = LIVE_QUEUE - QUEUE + 1;
         // Room now needs no timer: the common case of a reader that keeps
         // up, and of catch-up from memory, costs no timer per message.
@@ -106,17 +106,17 @@ impl Outbox {
     }
 
     /// A sending side for the live dispatcher.
-    pub fn live_sender(&self) -> LiveSender {
+    pub(crate) fn live_sender(&self) -> LiveSender {
         LiveSender(self.messages.clone())
     }
 
     /// Resolves when the client has gone away.
-    pub async fn closed(&self) {
+    pub(crate) async fn closed(&self) {
         self.messages.closed().await;
     }
 
     /// Ends the stream with `status` once the queued messages are sent.
-    pub fn finish(self, status: Status) {
+    pub(crate) fn finish(self, status: Status) {
         let _ = self.end.send(status);
     }
 }

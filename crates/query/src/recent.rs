@@ -18,14 +18,14 @@ use std::{
 
 use truce_domain::Position;
 
-use crate::follower::LiveChange;
+use crate::live::LiveChange;
 
 /// Changes held: about 16 s of changes at 1,000 writes/s.
-pub const RECENT_CHANGES: usize = 16_384;
+pub(crate) const RECENT_CHANGES: usize = 16_384;
 
 /// The last [`RECENT_CHANGES`] changes applied, in order.
 #[derive(Debug, Default)]
-pub struct Recent {
+pub(crate) struct Recent {
     changes: Mutex<VecDeque<Arc<LiveChange>>>,
 }
 
@@ -37,7 +37,7 @@ impl Recent {
 
     /// Holds `changes`, applied in this order after every change held,
     /// dropping the oldest beyond [`RECENT_CHANGES`].
-    pub fn hold(&self, changes: &[Arc<LiveChange>]) {
+    pub(crate) fn hold(&self, changes: &[Arc<LiveChange>]) {
         let mut held = self.lock();
         let kept = &changes[changes.len().saturating_sub(RECENT_CHANGES)..];
         let excess = (held.len() + kept.len()).saturating_sub(RECENT_CHANGES).min(held.len());
@@ -49,7 +49,7 @@ impl Recent {
     /// `delivered` is the last one applied; `None` when the next one is
     /// not held (older than what is held, or nothing held yet), so it must
     /// be read from the log.
-    pub fn after(&self, delivered: Position, max: usize) -> Option<Vec<Arc<LiveChange>>> {
+    pub(crate) fn after(&self, delivered: Position, max: usize) -> Option<Vec<Arc<LiveChange>>> {
         let held = self.lock();
         let first = held.front()?.event.position;
         if first > delivered.next() {

@@ -34,21 +34,21 @@ use truce_serve::{
 
 use crate::{
     QuerySettings,
-    follower::QueryState,
     held::HeldReport,
     outbox::{Outgoing, outbox},
+    state::QueryState,
     subscribe::{self, Subscription, Timeouts},
     token::{PageToken, query_digest},
 };
 
 /// Page size when none is asked for.
-pub const DEFAULT_PAGE_SIZE: usize = 50;
+pub(crate) const DEFAULT_PAGE_SIZE: usize = 50;
 /// Largest page.
-pub const MAX_PAGE_SIZE: usize = 1000;
+pub(crate) const MAX_PAGE_SIZE: usize = 1000;
 
 /// The gRPC face of the query side.
 #[derive(Debug, Clone)]
-pub struct Queries {
+pub(crate) struct Queries {
     state: Arc<QueryState>,
     auth: Authenticator,
     stopping: Stopping,
@@ -78,7 +78,12 @@ impl Queries {
 
 impl Queries {
     /// Serves `state` with `settings` until `stopping`.
-    pub fn new(state: Arc<QueryState>, settings: &QuerySettings, auth: Authenticator, stopping: Stopping) -> Queries {
+    pub(crate) fn new(
+        state: Arc<QueryState>,
+        settings: &QuerySettings,
+        auth: Authenticator,
+        stopping: Stopping,
+    ) -> Queries {
         Queries {
             state,
             auth,
@@ -133,7 +138,7 @@ impl Order {
 }
 
 /// Longest wait for the view to reach a requested position.
-pub const MAX_POSITION_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const MAX_POSITION_WAIT: Duration = Duration::from_secs(10);
 
 /// How long before a caller's deadline a wait gives up, so the answer
 /// (DEADLINE_EXCEEDED, with the reason) still reaches it in time.
@@ -396,7 +401,7 @@ impl QueryService for Queries {
 /// is encoded once, whatever the number of subscribers it reaches), every
 /// other call by the generated server.
 #[derive(Clone)]
-pub struct Routes {
+pub(crate) struct Routes {
     queries: Arc<Queries>,
     generated: QueryServiceServer<Queries>,
     max_request_bytes: usize,
@@ -404,7 +409,7 @@ pub struct Routes {
 
 impl Routes {
     /// Serves `queries`, refusing requests larger than `max_request_bytes`.
-    pub fn new(queries: Queries, max_request_bytes: usize) -> Routes {
+    pub(crate) fn new(queries: Queries, max_request_bytes: usize) -> Routes {
         let queries = Arc::new(queries);
         Routes {
             generated: QueryServiceServer::from_arc(Arc::clone(&queries)).max_decoding_message_size(max_request_bytes),

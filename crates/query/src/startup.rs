@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use tokio::task::JoinHandle;
 use truce_log::{LogEntry, LogError, LogReader, Position};
 
-use crate::{follower::QueryState, view::Building, view_event::ViewEvent};
+use crate::{state::QueryState, view::Building, view_event::ViewEvent};
 
 /// Entries read and decoded per page.
 const PAGE: u64 = 4096;

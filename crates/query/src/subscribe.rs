@@ -35,8 +35,9 @@ use truce_serve::{Stopping, admission::Permit, revocation::Revocation};
 
 use crate::{
     fanout::{Detached, LiveSubscriber},
-    follower::{LiveChange, QueryState},
+    live::LiveChange,
     outbox::{Outbox, Stop},
+    state::QueryState,
     token::ResumeToken,
 };
 
@@ -51,13 +52,13 @@ const RECENT_BATCH: usize = 256;
 /// decoded, so this bounds what it costs.
 const HISTORY_PAGE_BYTES: usize = 64 * 1024;
 /// Default heartbeat interval.
-pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 /// Bounds of the heartbeat interval a client may ask for.
-pub const HEARTBEAT_BOUNDS: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(3600));
+pub(crate) const HEARTBEAT_BOUNDS: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(3600));
 
 /// Where a subscription starts.
 #[derive(Debug, Clone, Copy)]
-pub enum Start {
+pub(crate) enum Start {
     /// After the current position of the view.
     Now,
     /// After the given position.
@@ -68,20 +69,23 @@ pub enum Start {
 
 /// A validated subscription request.
 #[derive(Debug, Clone)]
-pub struct Subscription {
+pub(crate) struct Subscription {
     /// Which incidents.
-    pub filter: Filter,
+    pub(crate) filter: Filter,
     /// From where.
-    pub start: Start,
+    pub(crate) start: Start,
     /// Send matching state as of the start first.
-    pub snapshot: bool,
+    pub(crate) snapshot: bool,
     /// Heartbeat interval.
-    pub heartbeat: Duration,
+    pub(crate) heartbeat: Duration,
 }
 
 impl Subscription {
     /// Validates a request, before any stream opens.
-    pub fn from_request(request: &v1::SubscribeRequest, state: &QueryState) -> Result<Subscription, ServiceError> {
+    pub(crate) fn from_request(
+        request: &v1::SubscribeRequest,
+        state: &QueryState,
+    ) -> Result<Subscription, ServiceError> {
         use v1::subscribe_request::Start as Wire;
         let filter = Filter::parse(&request.filter).map_err(|e| ServiceError::invalid("filter", e.to_string()))?;
         let start = match &request.start {
@@ -136,17 +140,17 @@ impl Subscription {
 
 /// Timeouts that end a subscription.
 #[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
+pub(crate) struct Timeouts {
     /// A reader that takes nothing for this long is ended.
-    pub stall: Duration,
+    pub(crate) stall: Duration,
     /// A log not heard from for this long ends the stream.
-    pub stale: Duration,
+    pub(crate) stale: Duration,
 }
 
 /// Runs one subscription until the client goes away, the service stops,
 /// the reader stalls, its caller's credential is revoked or rotated out
 /// (`revocation`), or the log fails. `permit` is held for its lifetime.
-pub async fn run(
+pub(crate) async fn run(
     state: Arc<QueryState>,
     subscription: Subscription,
     out: Outbox,

@@ -9,7 +9,7 @@ use truce_domain::{
     testing::report_at,
 };
 
-use crate::follower::LiveChange;
+use crate::live::LiveChange;
 
 /// A retraction at `position`, the smallest change to build.
 pub(crate) fn retraction_at(position: u64) -> Arc<LiveChange> {
@@ -17,22 +17,18 @@ pub(crate) fn retraction_at(position: u64) -> Arc<LiveChange> {
     let mut incident = IncidentSummary::open(&report, report.received_at);
     incident.updated_position = Position(position);
     let party: PartyId = "idf".parse().expect("a party id");
-    Arc::new(LiveChange {
-        event: RecordedEvent {
-            position: Position(position),
-            recorded_at: report.received_at,
-            body: EventBody::ReportRetracted(ReportRetracted {
-                report_id: report.report_id,
-                reporting_party: party,
-                reason: "withdrawn".into(),
-                incident: Arc::new(incident),
-                previous_position: Position(1),
-                version: 1,
-                signature: None,
-            }),
-        },
-        before: None,
-        as_change: Default::default(),
-        as_departure: Default::default(),
-    })
+    let event = RecordedEvent {
+        position: Position(position),
+        recorded_at: report.received_at,
+        body: EventBody::ReportRetracted(ReportRetracted {
+            report_id: report.report_id,
+            reporting_party: party,
+            reason: "withdrawn".into(),
+            incident: Arc::new(incident),
+            previous_position: Position(1),
+            version: 1,
+            signature: None,
+        }),
+    };
+    Arc::new(LiveChange::new(event, None))
 }

@@ -3,7 +3,7 @@
 //! Summaries are shared (`Arc`), so a listing or a snapshot takes a copy of
 //! the view's state in one pass under the lock without copying incidents,
 //! and a change can hand subscribers the summary it replaced. Reports are
-//! held as [`HeldReport`]s: those read from the log at start stay encoded
+//! held as [`HeldReport`](crate::held::HeldReport)s: those read from the log at start stay encoded
 //! until a call asks for them.
 
 use std::{
@@ -20,7 +20,7 @@ use truce_domain::{
 };
 
 use crate::{
-    held::{HeldIncident, HeldReport},
+    held::HeldIncident,
     report_places::ReportPlaces,
     view_event::{ViewBody, ViewEvent},
 };
@@ -48,17 +48,18 @@ impl View {
     }
 
     /// One incident.
-    pub fn incident(&self, id: IncidentId) -> Option<&HeldIncident> {
+    pub(crate) fn incident(&self, id: IncidentId) -> Option<&HeldIncident> {
         self.incidents.get(&id)
     }
 
     /// The incident a report is in.
-    pub fn incident_of(&self, report: ReportId) -> Option<&HeldIncident> {
+    pub(crate) fn incident_of(&self, report: ReportId) -> Option<&HeldIncident> {
         self.reports.get(report).and_then(|id| self.incidents.get(&id))
     }
 
     /// The current version of one report.
-    pub fn report(&self, id: ReportId) -> Option<&HeldReport> {
+    #[cfg(test)]
+    pub(crate) fn report(&self, id: ReportId) -> Option<&crate::held::HeldReport> {
         self.incident_of(id).and_then(|incident| incident.report(id))
     }
 
@@ -69,7 +70,7 @@ impl View {
 
     /// The summaries of incidents opened at or before `position`, oldest
     /// first: the candidates for a listing or snapshot as of `position`.
-    pub fn summaries_up_to(&self, position: Position) -> Vec<Arc<IncidentSummary>> {
+    pub(crate) fn summaries_up_to(&self, position: Position) -> Vec<Arc<IncidentSummary>> {
         self.incidents
             .range(..=IncidentId(position))
             .map(|(_, incident)| Arc::clone(&incident.summary))
@@ -80,7 +81,7 @@ impl View {
     /// opening order (newest first when `descending`), until `visit`
     /// breaks: those having the filter's rarest required value, or every
     /// incident when the filter requires none.
-    pub fn visit_candidates(
+    pub(crate) fn visit_candidates(
         &self,
         filter: &Filter,
         ids: (Bound<IncidentId>, Bound<IncidentId>),
@@ -117,7 +118,7 @@ impl View {
 
     /// The current summaries of incidents opened at or before `position`
     /// and changed after it.
-    pub fn changed_since(&self, position: Position) -> Vec<Arc<IncidentSummary>> {
+    pub(crate) fn changed_since(&self, position: Position) -> Vec<Arc<IncidentSummary>> {
         self.by_update
             .range(position.next()..)
             .filter(|(_, id)| id.0 <= position)
@@ -149,20 +150,10 @@ impl View {
         self.by_update.insert(after.updated_position, id);
     }
 
-    /// How many incidents.
-    pub fn len(&self) -> usize {
-        self.incidents.len()
-    }
-
-    /// True when there are none.
-    pub fn is_empty(&self) -> bool {
-        self.incidents.is_empty()
-    }
-
     /// Applies the next event and returns the incident's summary before it
     /// (`None` when the event opened the incident). Events must come in
     /// order; one at or before the current position is ignored.
-    pub fn apply(&mut self, event: &RecordedEvent) -> Option<Arc<IncidentSummary>> {
+    pub(crate) fn apply(&mut self, event: &RecordedEvent) -> Option<Arc<IncidentSummary>> {
         if event.position <= self.position {
             return None;
         }
@@ -170,7 +161,7 @@ impl View {
     }
 
     /// As [`Self::apply`], for an event as the view takes it.
-    pub fn apply_event(&mut self, event: ViewEvent) -> Option<Arc<IncidentSummary>> {
+    pub(crate) fn apply_event(&mut self, event: ViewEvent) -> Option<Arc<IncidentSummary>> {
         let (before, after) = self.fold(event)?;
         self.reindex(before.as_deref(), &after);
         before
@@ -230,27 +221,27 @@ impl View {
 /// quicker than indexing each event's change when nobody reads the view
 /// in between.
 #[derive(Debug, Default)]
-pub struct Building(View);
+pub(crate) struct Building(View);
 
 impl Building {
     /// Goes on building `view`.
-    pub fn new(view: View) -> Building {
+    pub(crate) fn new(view: View) -> Building {
         Building(view)
     }
 
     /// The position of the last event applied.
-    pub fn position(&self) -> Position {
+    pub(crate) fn position(&self) -> Position {
         self.0.position
     }
 
     /// Applies the next event, as [`View::apply_event`] does.
-    pub fn apply(&mut self, event: ViewEvent) {
+    pub(crate) fn apply(&mut self, event: ViewEvent) {
         self.0.fold(event);
     }
 
     /// The view, indexed. The index and the incidents by last change are
     /// built at once, on two threads.
-    pub fn finish(self) -> View {
+    pub(crate) fn finish(self) -> View {
         let mut view = self.0;
         let (index, by_update) = std::thread::scope(|scope| {
             let by_update = scope.spawn(|| by_update_of(&view.incidents));

@@ -17,18 +17,18 @@ use crate::held::HeldReport;
 
 /// What the view takes from an event.
 #[derive(Debug, Clone)]
-pub struct ViewEvent {
+pub(crate) struct ViewEvent {
     /// Where it is in the log.
-    pub position: Position,
+    pub(crate) position: Position,
     /// The incident's summary after it.
-    pub incident: Arc<IncidentSummary>,
+    pub(crate) incident: Arc<IncidentSummary>,
     /// What it did.
-    pub body: ViewBody,
+    pub(crate) body: ViewBody,
 }
 
 /// What an event did, as the view needs it.
 #[derive(Debug, Clone)]
-pub enum ViewBody {
+pub(crate) enum ViewBody {
     /// A report was recorded (and opened its incident if it is new).
     Recorded(HeldReport),
     /// A report's new version.
@@ -41,7 +41,7 @@ pub enum ViewBody {
 
 impl ViewEvent {
     /// From a decoded event, sharing its summary and report.
-    pub fn of(event: &RecordedEvent) -> ViewEvent {
+    pub(crate) fn of(event: &RecordedEvent) -> ViewEvent {
         let body = match &event.body {
             EventBody::ReportRecorded(recorded) => {
                 ViewBody::Recorded(HeldReport::decoded(Arc::clone(&recorded.report)))
@@ -72,7 +72,7 @@ impl ViewEvent {
     /// stays encoded; only its id and the incident summary are decoded.
     /// Reviews and retractions (rare, and small) are decoded whole. An
     /// error means the bytes are not an event this version understands.
-    pub fn from_stored(position: u64, payload: Vec<u8>) -> Result<ViewEvent, String> {
+    pub(crate) fn from_stored(position: u64, payload: Vec<u8>) -> Result<ViewEvent, String> {
         let payload = Bytes::from(payload);
         let stored = StoredEvent::decode(position, payload.clone())?;
         let held = |report: &[u8]| stored_report_id(report).map(|id| HeldReport::encoded(id, report));

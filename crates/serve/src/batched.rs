@@ -36,7 +36,7 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 /// Bytes gathered at most, counting those being written: past this a
 /// write waits for the writer, so a client that stops reading holds the
 /// server back as the socket would.
-pub const HIGH_WATER: usize = 256 * 1024;
+pub(crate) const HIGH_WATER: usize = 256 * 1024;
 
 /// Buffer kept between batches; a larger one, left by a burst, is freed.
 const RETAINED: usize = 16 * 1024;
@@ -102,12 +102,12 @@ impl Shared {
 
 impl BatchedWrites {
     /// A handle that says whether this connection has room for more.
-    pub fn backlog(&self) -> Backlog {
+    pub(crate) fn backlog(&self) -> Backlog {
         Backlog(Arc::clone(&self.shared))
     }
 
     /// Wraps `stream`, starting its writer task (call within the runtime).
-    pub fn new(stream: TcpStream) -> BatchedWrites {
+    pub(crate) fn new(stream: TcpStream) -> BatchedWrites {
         let info = stream.connect_info();
         let (read, write) = stream.into_split();
         let shared = Arc::new(Shared::default());
@@ -218,13 +218,13 @@ async fn write_batches(mut socket: OwnedWriteHalf, shared: Arc<Shared>) {
 /// read costs the server at most [`HIGH_WATER`] bytes here and a frame per
 /// stream in HTTP/2's buffers.
 #[derive(Debug, Clone)]
-pub struct Backlog(Arc<Shared>);
+pub(crate) struct Backlog(Arc<Shared>);
 
 impl Backlog {
     /// Ready while the connection has room (or has failed or closed, so
     /// that the producer learns it from its next write); otherwise wakes
     /// `cx` once the writer has written.
-    pub fn poll_room(&self, cx: &mut Context<'_>) -> Poll<()> {
+    pub(crate) fn poll_room(&self, cx: &mut Context<'_>) -> Poll<()> {
         let mut state = self.0.lock();
         if !state.full() || state.finished || state.failed.is_some() {
             return Poll::Ready(());

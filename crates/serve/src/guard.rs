@@ -37,7 +37,7 @@ pub struct Guarded<S> {
 
 impl<S> Guarded<S> {
     /// `inner`, letting in the callers `auth` admits.
-    pub fn new(inner: S, auth: Authenticator) -> Guarded<S> {
+    pub(crate) fn new(inner: S, auth: Authenticator) -> Guarded<S> {
         Guarded { inner, auth }
     }
 }

@@ -1,21 +1,26 @@
 //! What every truce server shares: structured logging controlled by
 //! `RUST_LOG`, the shutdown signal, server reflection, and serving a router
 //! on connections that write in batches, within the limits of
-//! [`connections`], until shutdown, with a bounded drain.
+//! [`connections`], until shutdown, with a bounded drain. [`Servers`] wires
+//! a process's ports the one way every truce command does.
 
 pub mod admission;
 pub mod auth;
-pub mod batched;
+mod batched;
 pub mod connections;
 mod content_type;
-pub mod guard;
+mod guard;
 pub mod limits;
 pub mod outbound;
 mod ports;
 pub mod refusals;
 pub mod revocation;
+mod servers;
 
-pub use ports::{Port, base_routes, wrong_port_message};
+pub use batched::BatchedWrites;
+pub use guard::{Guarded, Watched};
+pub use ports::Port;
+pub use servers::{Listening, Servers};
 
 /// The allocator every truce server binary installs: allocation is a large
 /// share of a request's cost, and mimalloc's thread-local free lists make it
@@ -27,8 +32,6 @@ use std::{future::Future, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::watch};
 use tokio_stream::{Stream, StreamExt, wrappers::TcpListenerStream};
 use tonic::{service::RoutesBuilder, transport::Server};
-
-use crate::batched::BatchedWrites;
 
 /// How long in-flight calls may take to finish after shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -94,15 +97,13 @@ impl Stopping {
     }
 }
 
-/// Serves `routes` on `listener` until `shutdown` resolves, then raises
-/// `stopping` so streams end, lets in-flight calls finish for up to
-/// [`DRAIN_TIMEOUT`], and returns.
-pub async fn serve(
+/// Serves `routes` on `listener` until `shutdown` resolves, then lets
+/// in-flight calls finish for up to [`DRAIN_TIMEOUT`], and returns.
+async fn serve(
     name: &'static str,
     routes: RoutesBuilder,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    stopping: watch::Sender<bool>,
     auth: &auth::Authenticator,
 ) -> Result<(), tonic::transport::Error> {
     connections::files::raise_open_file_limit();
@@ -113,7 +114,6 @@ pub async fn serve(
     let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
-        let _ = stopping.send(true);
         let _ = drained_tx.send(());
     };
     let limits = auth.connections();

@@ -25,7 +25,7 @@ const SHARED: [&str; 3] = [
 
 impl Port {
     /// The truce services this port serves.
-    pub fn services(self) -> &'static [&'static str] {
+    pub(crate) fn services(self) -> &'static [&'static str] {
         match self {
             Port::Ingest => &["truce.v1.IngestService", "truce.v1.LogService"],
             Port::Query => &["truce.v1.QueryService"],
@@ -39,7 +39,7 @@ impl Port {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Port::Ingest => "ingest",
             Port::Query => "query",
@@ -58,7 +58,7 @@ impl Port {
 /// is served, when it is a truce service (`other` is the other port's
 /// address, when this process knows it). Only known service names are
 /// repeated back, never the caller's path.
-pub fn wrong_port_message(port: Port, other: Option<SocketAddr>, path: &str) -> String {
+pub(crate) fn wrong_port_message(port: Port, other: Option<SocketAddr>, path: &str) -> String {
     let here = port.services().join(", ");
     let service = path.trim_start_matches('/').split('/').next().unwrap_or_default();
     let elsewhere = port.other();
@@ -88,7 +88,7 @@ pub fn wrong_port_message(port: Port, other: Option<SocketAddr>, path: &str) -> 
 /// truce message and service, so that grpcurl, pointed at the wrong port,
 /// sends the call and prints where to go, rather than failing to find the
 /// service's descriptor.
-pub fn base_routes(
+pub(crate) fn base_routes(
     port: Port,
     other: Option<SocketAddr>,
 ) -> Result<(tonic_health::server::HealthReporter, RoutesBuilder), tonic_reflection::server::Error> {

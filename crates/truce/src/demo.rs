@@ -67,7 +67,7 @@ fn report(party: &str, category: v1::Category, area: &str, zone: v1::Zone, summa
 
 /// Bearer tokens by party; empty for anonymous submission.
 #[derive(Debug, Default)]
-pub struct Credentials(std::collections::HashMap<String, String>);
+pub(crate) struct Credentials(std::collections::HashMap<String, String>);
 
 /// The parties the demo reports for.
 const PARTIES: [&str; 4] = ["idf", "hamas", "united-states", "israel"];
@@ -76,7 +76,7 @@ impl Credentials {
     /// A reporter principal per party in the principals file at `path`,
     /// created on the first run (their tokens kept in demo-tokens.json
     /// beside it, readable only by its owner) and reused after.
-    pub async fn reporters(path: &std::path::Path) -> anyhow::Result<Credentials> {
+    pub(crate) async fn reporters(path: &std::path::Path) -> anyhow::Result<Credentials> {
         let saved = path.with_file_name("demo-tokens.json");
         if let Ok(text) = std::fs::read_to_string(&saved) {
             return Ok(Credentials(serde_json::from_str(&text)?));
@@ -110,7 +110,7 @@ impl Credentials {
 }
 
 /// Loads the article's incidents into the ingest service at `endpoint`.
-pub async fn run(endpoint: &str, credentials: &Credentials) -> anyhow::Result<()> {
+pub(crate) async fn run(endpoint: &str, credentials: &Credentials) -> anyhow::Result<()> {
     use v1::{CasualtyGroup as G, Category as C, Zone as Z};
     let mut client = IngestServiceClient::connect(endpoint.to_owned())
         .await

@@ -17,7 +17,7 @@ pub fn exit_code(main: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
 /// `error` and its causes joined by ": ", leaving out a cause whose text
 /// the line already holds (many errors repeat their cause in their own
 /// message and also give it as their source).
-pub fn one_line(error: &anyhow::Error) -> String {
+pub(crate) fn one_line(error: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in error.chain() {
         let text = cause.to_string();

@@ -1,10 +1,10 @@
 //! The `truce` command: [`up`] runs the ingest and query services in one
 //! process on the embedded log, the query side reading the log directly
-//! (no network hop); [`demo`] loads the incidents of the source article
+//! (no network hop); `demo` loads the incidents of the source article
 //! through the public API. [`cli`] parses the command line.
 
 pub mod cli;
-pub mod demo;
+mod demo;
 pub mod errors;
 pub mod up;
-pub mod verify;
+mod verify;

@@ -33,21 +33,21 @@ use truce_proto::{
 /// Where the log is read from.
 #[derive(Debug, clap::Args)]
 #[group(required = true, multiple = false)]
-pub struct LogSource {
+pub(crate) struct LogSource {
     /// Read the log in this data directory (a running service may keep
     /// writing it).
     #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     /// Read the log through this ingest service's LogService, e.g.
     /// 127.0.0.1:50051 or http://127.0.0.1:50051. (No environment
     /// default: either this or --data-dir is named.)
     #[arg(long, value_parser = truce_serve::grpc_url)]
-    pub log: Option<String>,
+    pub(crate) log: Option<String>,
 }
 
 /// Settings of `truce verify`.
 #[derive(Debug, clap::Args)]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     #[command(flatten)]
     source: LogSource,
     /// A file holding a bearer token for --log.
@@ -73,7 +73,7 @@ pub struct VerifyArgs {
 
 /// Settings of `truce checkpoint`.
 #[derive(Debug, clap::Args)]
-pub struct CheckpointArgs {
+pub(crate) struct CheckpointArgs {
     /// The ingest service, e.g. 127.0.0.1:50051 or http://127.0.0.1:50051.
     #[arg(long, env = "TRUCE_INGEST", default_value = "http://127.0.0.1:50051", value_parser = truce_serve::grpc_url)]
     log: String,
@@ -84,17 +84,17 @@ pub struct CheckpointArgs {
 
 /// A signed checkpoint as a party keeps it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SignedCheckpoint {
+pub(crate) struct SignedCheckpoint {
     /// The log incarnation.
-    pub incarnation: String,
+    pub(crate) incarnation: String,
     /// The position.
-    pub position: u64,
+    pub(crate) position: u64,
     /// The entry hash there, hex.
-    pub hash: String,
+    pub(crate) hash: String,
     /// The service's Ed25519 public key, hex.
-    pub public_key: String,
+    pub(crate) public_key: String,
     /// The signature over the checkpoint, hex.
-    pub signature: String,
+    pub(crate) signature: String,
 }
 
 impl SignedCheckpoint {
@@ -137,7 +137,7 @@ impl From<v1::GetLogHeadResponse> for SignedCheckpoint {
 /// The key signed heads and checkpoints are checked against, and why it is
 /// believed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServiceKey {
+pub(crate) enum ServiceKey {
     /// Given with --service-key: known independently of the service.
     Given(String),
     /// The key of the checkpoints given, as trustworthy as those files.
@@ -159,7 +159,7 @@ impl ServiceKey {
 
 /// How far the log read reached the head the service signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HeadCheck {
+pub(crate) enum HeadCheck {
     /// Read from a data directory: there is no signed head.
     DataDirectory,
     /// Read through the API up to the signed head at `position`, whose hash
@@ -175,32 +175,32 @@ pub enum HeadCheck {
 
 /// What a successful verification covered.
 #[derive(Debug)]
-pub struct Verified {
+pub(crate) struct Verified {
     /// The log incarnation.
-    pub incarnation: String,
+    pub(crate) incarnation: String,
     /// Entries checked, 1 to `entries`.
-    pub entries: u64,
+    pub(crate) entries: u64,
     /// The last entry's hash.
-    pub head_hash: Hash,
+    pub(crate) head_hash: Hash,
     /// How the end of the log was checked.
-    pub head: HeadCheck,
+    pub(crate) head: HeadCheck,
     /// The key the head and checkpoints were checked against.
-    pub service_key: ServiceKey,
+    pub(crate) service_key: ServiceKey,
     /// Checkpoints the log extends.
-    pub checkpoints: usize,
+    pub(crate) checkpoints: usize,
     /// Signatures bound to their act, party, report and version that hold.
-    pub bound_signatures: u64,
+    pub(crate) bound_signatures: u64,
     /// Signatures of the first scheme, over a report's content only, that
     /// hold.
-    pub content_only_signatures: u64,
+    pub(crate) content_only_signatures: u64,
     /// Whether signing keys were checked against the parties' registered
     /// keys.
-    pub registered_keys: bool,
+    pub(crate) registered_keys: bool,
 }
 
 impl Verified {
     /// What was checked and what was not, one statement a line.
-    pub fn lines(&self) -> Vec<String> {
+    pub(crate) fn lines(&self) -> Vec<String> {
         let mut lines = vec![format!(
             "verified {} entries of log {}: every link intact, every event readable, every revision follows its \
              report's history; head hash {}",
@@ -281,7 +281,7 @@ impl Verified {
 
 /// Why verification failed.
 #[derive(Debug)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// The record is damaged or rewritten at a position.
     Broken(Broken),
     /// The log could not be read, or a checkpoint is unusable.
@@ -305,7 +305,7 @@ impl From<anyhow::Error> for Failure {
 
 /// Runs `truce verify`, printing what was verified and what was not; an
 /// error names the first broken position.
-pub async fn run_verify(args: VerifyArgs) -> anyhow::Result<()> {
+pub(crate) async fn run_verify(args: VerifyArgs) -> anyhow::Result<()> {
     match verify(&args).await {
         Ok(verified) => {
             for line in verified.lines() {
@@ -318,7 +318,7 @@ pub async fn run_verify(args: VerifyArgs) -> anyhow::Result<()> {
 }
 
 /// Runs `truce checkpoint`: prints the service's signed head as JSON.
-pub async fn run_checkpoint(args: CheckpointArgs) -> anyhow::Result<()> {
+pub(crate) async fn run_checkpoint(args: CheckpointArgs) -> anyhow::Result<()> {
     let token = read_token(args.token_file.as_deref())?;
     let mut client = connect(&args.log).await?;
     let head = client
@@ -356,7 +356,7 @@ fn service_key(given: Option<&str>, checkpoints: &[SignedCheckpoint]) -> anyhow:
 }
 
 /// Verifies the log named by `args`.
-pub async fn verify(args: &VerifyArgs) -> Result<Verified, Failure> {
+pub(crate) async fn verify(args: &VerifyArgs) -> Result<Verified, Failure> {
     let held = args
         .checkpoints
         .iter()
