@@ -75,8 +75,8 @@ pub trait Record {
     fn incidents(&self) -> &IncidentIndex;
     /// The event at `position`, if there is one.
     fn event(&self, position: Position) -> Result<Option<RecordedEvent>, Self::Error>;
-    /// Where the report with the idempotency key `key` was recorded.
-    fn keyed(&self, key: &str) -> Result<Option<Position>, Self::Error>;
+    /// The event recorded under the idempotency key `key`, if any.
+    fn keyed(&self, key: &str) -> Result<Option<RecordedEvent>, Self::Error>;
 }
 
 /// A command to the record.

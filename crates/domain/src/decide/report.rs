@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use super::{Decision, Outcome, Record, Rules, Stamp, summary_of};
 use crate::{
-    IncidentId, Position, ReportId, Timestamp,
+    FieldViolation, IncidentId, ReportId, Timestamp,
     event::{EventBody, RecordedEvent, ReportRecorded},
     ids::ClientReportId,
     incident::IncidentSummary,
     rejection::{Refusal, Rejection},
     report::{Report, ReportSignature, StoredReport},
+    statement::Statement,
 };
 
 /// A validated report to record.
@@ -36,6 +37,22 @@ impl Submission {
         self.client_report_id
             .as_ref()
             .map(|key| format!("{}/{}", self.report.reporting_party, key.as_str()))
+    }
+
+    /// What the reporting party signs to submit this, or why it cannot
+    /// be signed: a signed submission needs a key, which makes its
+    /// signature good for this one report.
+    pub fn statement(&self) -> Result<Statement<'_>, FieldViolation> {
+        match &self.client_report_id {
+            Some(client_report_id) => Ok(Statement::Submit {
+                client_report_id,
+                report: &self.report,
+            }),
+            None => Err(FieldViolation::new(
+                "client_report_id",
+                "is required with a signature: the signature is good for the submission with this key only",
+            )),
+        }
     }
 }
 
@@ -62,9 +79,9 @@ pub(super) fn decide<R: Record>(
     record: &R,
 ) -> Result<Decision, Refusal<R::Error>> {
     if let Some(key) = submission.idempotency_key()
-        && let Some(of) = record.keyed(&key).map_err(Refusal::Unreadable)?
+        && let Some(earlier) = record.keyed(&key).map_err(Refusal::Unreadable)?
     {
-        return repeat(of, &submission, record);
+        return repeat(earlier, &submission);
     }
     let position = stamp.position;
     let (incident_id, opened) = match submission.report.incident_id {
@@ -119,14 +136,12 @@ pub(super) fn decide<R: Record>(
     })
 }
 
-/// The answer to a retry of the report recorded at `of`: the same answer,
-/// if the content is the same; a key reused for other content is refused.
-fn repeat<R: Record>(of: Position, submission: &Submission, record: &R) -> Result<Decision, Refusal<R::Error>> {
-    let Some(RecordedEvent {
-        body: EventBody::ReportRecorded(recorded),
-        ..
-    }) = record.event(of).map_err(Refusal::Unreadable)?
-    else {
+/// The answer to a retry of the report `earlier` recorded under the same
+/// key: the same answer, if the content is the same; a key reused for
+/// other content is refused.
+fn repeat<E>(earlier: RecordedEvent, submission: &Submission) -> Result<Decision, Refusal<E>> {
+    let of = earlier.position;
+    let EventBody::ReportRecorded(recorded) = earlier.body else {
         return Err(Refusal::Inconsistent(format!(
             "an idempotency key points at position {of}, which holds no report"
         )));

@@ -33,8 +33,8 @@ impl Record for Ledger {
             .and_then(|i| self.events.get(i as usize))
             .cloned())
     }
-    fn keyed(&self, key: &str) -> Result<Option<Position>, Infallible> {
-        Ok(self.keys.get(key).copied())
+    fn keyed(&self, key: &str) -> Result<Option<RecordedEvent>, Infallible> {
+        Ok(self.keys.get(key).and_then(|&at| self.event(at).ok().flatten()))
     }
 }
 

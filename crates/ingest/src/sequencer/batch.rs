@@ -69,25 +69,40 @@ impl Record for Recorded<'_> {
     }
 
     fn event(&self, position: Position) -> Result<Option<RecordedEvent>, LogError> {
-        if let Some(i) = batch_index(self.store, position) {
-            return Ok(self.admitted.get(i).and_then(|a| a.event.clone()));
+        match batch_index(self.store, position) {
+            Some(i) if i < self.admitted.len() => Ok(self.admitted[i].event.clone()),
+            _ => read_event(self.store, position.0),
         }
-        self.store
-            .payload(position.0)?
-            .map(|bytes| event_from_wire(position.0, &bytes).map_err(|e| corrupt(position.0, e)))
-            .transpose()
     }
 
-    fn keyed(&self, key: &str) -> Result<Option<Position>, LogError> {
+    /// A key of this batch names its entry; any other is looked up in the
+    /// log and its event read from there, wherever the log's end is: another
+    /// writer may have recorded it past what this one has seen.
+    fn keyed(&self, key: &str) -> Result<Option<RecordedEvent>, LogError> {
         if let Some(&i) = self.keys_in_batch.get(key) {
-            return Ok(Some(Position(self.admitted[i].entry.position)));
+            return Ok(self.admitted[i].event.clone());
         }
         let found = match self.known.get(key) {
             Some(found) => *found,
             None => self.store.find_key(key)?,
         };
-        Ok(found.map(Position))
+        let Some(position) = found else { return Ok(None) };
+        match read_event(self.store, position)? {
+            Some(event) => Ok(Some(event)),
+            None => Err(corrupt(
+                position,
+                "an idempotency key points at a position the log does not hold".into(),
+            )),
+        }
     }
+}
+
+/// The event the log holds at `position`.
+fn read_event(store: &dyn SequencedLog, position: u64) -> Result<Option<RecordedEvent>, LogError> {
+    store
+        .payload(position)?
+        .map(|bytes| event_from_wire(position, &bytes).map_err(|e| corrupt(position, e)))
+        .transpose()
 }
 
 /// The index in the batch being decided of the entry at `position`, if it
@@ -189,9 +204,11 @@ impl Sequencer {
             known,
         };
         let (event, outcome) = match decide(command, stamp, &self.rules, &record).map_err(refused)? {
-            Decision::Repeat { of, accepted } => {
+            // A retry of a key of this batch rests on its entry; of one in
+            // the log, on nothing.
+            Decision::Repeat { accepted, .. } => {
                 return Ok(Answer {
-                    rests_on: batch_index(self.store.as_ref(), of),
+                    rests_on: key.and_then(|key| keys_in_batch.get(&key).copied()),
                     outcome: Outcome::Accepted(accepted),
                 });
             }

@@ -573,3 +573,38 @@ fn a_caller_is_owed_an_answer_the_bound_past_its_start_or_the_last_progress() {
     let later = now + Duration::from_millis(500);
     assert_eq!(answer_due(now, later, within), later + within);
 }
+
+/// A client whose call timed out on one ingest replica retries on another
+/// that has not yet seen the first one's append: the retry is answered as
+/// the original, and the key cannot be reused for other content there.
+#[tokio::test]
+async fn a_retry_on_a_writer_behind_the_log_is_answered_as_the_original() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _script) = SharedLog::new(Box::new(LogStore::open(dir.path()).unwrap()));
+    let behind = log.writer();
+    let ahead = start_on(log);
+    let behind = start_on(behind);
+    let report = crossing("shots at the line");
+    let original = ahead.submit(submission(Some("k-1"), &report)).await.unwrap();
+    ahead.submit(submission(Some("k-2"), &strike("later"))).await.unwrap();
+
+    let retried = behind.submit(submission(Some("k-1"), &report)).await.unwrap();
+    assert_eq!(
+        retried,
+        Accepted {
+            replayed: true,
+            ..original.clone()
+        }
+    );
+    let reused = behind
+        .submit(submission(Some("k-1"), &crossing("other content")))
+        .await
+        .unwrap_err();
+    assert!(matches!(reused, ServiceError::AlreadyExists(_)), "{reused:?}");
+    let fresh = behind.submit(submission(Some("k-3"), &report)).await.unwrap();
+    assert_eq!(
+        fresh.report_id,
+        ReportId(Position(3)),
+        "appended after what the other wrote"
+    );
+}
