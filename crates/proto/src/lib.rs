@@ -4,12 +4,15 @@
 //! protox, so building needs no system `protoc`); [`FILE_DESCRIPTOR_SET`]
 //! is what server reflection serves. [`convert`] turns loose wire messages
 //! into strict domain types exactly once, on receipt, naming every invalid
-//! field, and domain types back into wire messages. [`ServiceError`] is
-//! the one place where failures become gRPC status codes.
+//! field, and domain types back into wire messages. [`ingest`] and
+//! [`query`] convert each service's requests into the domain's commands
+//! and queries, and their answers back. [`ServiceError`] is the one place
+//! where failures become gRPC status codes.
 
 pub mod convert;
 mod error;
 pub mod frame;
+pub mod ingest;
 
 /// Generated `truce.v1` messages and services.
 #[allow(missing_docs, unreachable_pub, clippy::all)]

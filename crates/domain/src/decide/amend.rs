@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use super::{Decision, Outcome, Record, Rules, Stamp, revise};
 use crate::{
-    PartyId, ReportId, Timestamp,
+    FieldViolation, PartyId, ReportId, Timestamp,
     event::{EventBody, RecordedEvent, ReportAmended},
     rejection::{Refusal, Rejection},
     report::{Report, ReportSignature, StoredReport},
+    statement::Statement,
 };
 
 /// A validated amendment: a new version of a report.
@@ -31,6 +32,20 @@ pub struct Amendment {
     /// The caller's party, which must be the reporting party; `None` for an
     /// anonymous caller in insecure mode.
     pub by: Option<PartyId>,
+}
+
+impl Amendment {
+    /// What the reporting party signs to make this amendment, or why it
+    /// cannot be signed.
+    pub fn statement(&self) -> Result<Statement<'_>, FieldViolation> {
+        let replaces_version = self.replaces_version.ok_or_else(revise::version_required)?;
+        Ok(Statement::Amend {
+            report_id: self.report_id,
+            replaces_version,
+            report: &self.report,
+            reason: &self.reason,
+        })
+    }
 }
 
 /// Decides an amendment.

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use super::{Decision, Outcome, Record, Stamp, revise};
 use crate::{
-    PartyId, ReportId,
+    FieldViolation, PartyId, ReportId,
     event::{EventBody, RecordedEvent, ReportRetracted},
     rejection::Refusal,
     report::{ReportSignature, Retraction, StoredReport},
+    statement::Statement,
 };
 
 /// A validated retraction.
@@ -26,6 +27,26 @@ pub struct Withdrawal {
     pub replaces_version: Option<u32>,
     /// The caller's party, as for [`Amendment::by`](super::Amendment::by).
     pub by: Option<PartyId>,
+}
+
+impl Withdrawal {
+    /// What the caller's party signs to retract the report, or why it
+    /// cannot be signed.
+    pub fn statement(&self) -> Result<Statement<'_>, FieldViolation> {
+        let Some(party) = &self.by else {
+            return Err(FieldViolation::new(
+                "signature",
+                "cannot be checked for an anonymous caller, who speaks for no party",
+            ));
+        };
+        let replaces_version = self.replaces_version.ok_or_else(revise::version_required)?;
+        Ok(Statement::Retract {
+            party,
+            report_id: self.report_id,
+            replaces_version,
+            reason: &self.reason,
+        })
+    }
 }
 
 /// Decides a retraction.

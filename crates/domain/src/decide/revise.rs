@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::Record;
 use crate::{
-    PartyId, Position, ReportId,
+    FieldViolation, PartyId, Position, ReportId,
     event::{EventBody, RecordedEvent},
     incident::{Incident, IncidentSummary},
     rejection::{Refusal, Rejection},
@@ -22,6 +22,15 @@ pub struct Revised {
     pub report: StoredReport,
     /// The incident after it.
     pub incident: IncidentSummary,
+}
+
+/// Why a revision naming no version cannot be signed: its signature is
+/// bound to the version it replaces.
+pub(super) fn version_required() -> FieldViolation {
+    FieldViolation::new(
+        "replaces_version",
+        "is required with a signature: the report's current version, which the signature is bound to",
+    )
 }
 
 /// The incident of the report to revise and the report's current version,

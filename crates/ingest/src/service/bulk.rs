@@ -18,7 +18,7 @@ use tonic::{Status, Streaming};
 use truce_proto::{ServiceError, v1};
 use truce_serve::{admission::Permit, auth::Caller, limits::CallKind, revocation::Revocation};
 
-use super::{Ingest, ResultStream, as_caller, now, to_response};
+use super::{Ingest, ResultStream, border};
 use crate::sequencer::Accepted;
 
 /// How many bulk results may be outstanding on one stream: enough to
@@ -107,8 +107,7 @@ async fn read(
             Some(request) => service
                 .auth
                 .charge(&caller, CallKind::Write, 1)
-                .and_then(|()| as_caller(&caller, request))
-                .and_then(|r| service.validate(r, now())),
+                .and_then(|()| service.submission(&caller, request)),
         };
         match outcome {
             Err(error) => {
@@ -140,7 +139,7 @@ async fn write(mut pending: mpsc::Receiver<Pending>, out: mpsc::Sender<Result<v1
             }
         };
         let result = match answer.await {
-            Ok(Ok(accepted)) => v1::submit_reports_response::Result::Accepted(to_response(accepted)),
+            Ok(Ok(accepted)) => v1::submit_reports_response::Result::Accepted(border::submitted(&accepted)),
             Ok(Err(error)) => v1::submit_reports_response::Result::Rejected(error.to_rejection()),
             Err(_) => v1::submit_reports_response::Result::Rejected(
                 ServiceError::Unavailable("the ingest service is shutting down".into()).to_rejection(),
