@@ -15,6 +15,7 @@ pub mod geo;
 pub mod grouping;
 pub mod ids;
 pub mod incident;
+pub mod listing;
 pub mod rejection;
 pub mod report;
 pub mod review;

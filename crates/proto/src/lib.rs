@@ -13,6 +13,7 @@ pub mod convert;
 mod error;
 pub mod frame;
 pub mod ingest;
+pub mod query;
 
 /// Generated `truce.v1` messages and services.
 #[allow(missing_docs, unreachable_pub, clippy::all)]

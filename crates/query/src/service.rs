@@ -10,16 +10,11 @@ use std::{
 use tokio_stream::{Stream, StreamExt};
 use tonic::codegen::{BoxFuture, Service, StdError, http};
 use tonic::{Request, Response, Status};
-use truce_domain::{
-    IncidentId, Position, ReportId, Timestamp,
-    filter::Filter,
-    incident::IncidentSummary,
-    tally::{Breakdown, Tally},
-};
+use truce_domain::{IncidentId, Position, incident::IncidentSummary, listing::Order, tally::Breakdown};
 use truce_proto::{
     ServiceError,
-    convert::timestamp_from_wire,
     frame::{Frame, FrameCodec, decode_frame},
+    query::{self as border, Listing, Summary},
     v1::{
         self,
         query_service_server::{QueryService, QueryServiceServer},
@@ -41,11 +36,6 @@ use crate::{
     token::{PageToken, query_digest},
 };
 
-/// Page size when none is asked for.
-pub(crate) const DEFAULT_PAGE_SIZE: usize = 50;
-/// Largest page.
-pub(crate) const MAX_PAGE_SIZE: usize = 1000;
-
 /// The gRPC face of the query side.
 #[derive(Debug, Clone)]
 pub(crate) struct Queries {
@@ -60,7 +50,7 @@ impl Queries {
     /// Opens a subscription: its frames, then its final status.
     async fn open_subscription(&self, request: Request<v1::SubscribeRequest>) -> Result<Response<Outgoing>, Status> {
         let caller = self.auth.reader(&request)?;
-        let subscription = Subscription::from_request(request.get_ref(), &self.state)?;
+        let subscription = Subscription::resolve(border::subscribing(request.get_ref())?, &self.state)?;
         let permit = self.admission.admit(&caller, request.remote_addr().map(|a| a.ip()))?;
         let (out, outgoing) = outbox();
         tokio::spawn(subscribe::run(
@@ -98,45 +88,6 @@ impl Queries {
 }
 
 /// The orders `ListIncidents` offers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Order {
-    Opened,
-    OpenedDesc,
-    UpdatedDesc,
-    OccurredDesc,
-    KilledHighDesc,
-}
-
-impl Order {
-    fn parse(text: &str) -> Result<Order, ServiceError> {
-        let words: Vec<&str> = text.split_whitespace().collect();
-        match words.as_slice() {
-            [] | ["opened"] | ["opened", "asc"] => Ok(Order::Opened),
-            ["opened", "desc"] => Ok(Order::OpenedDesc),
-            ["updated", "desc"] => Ok(Order::UpdatedDesc),
-            ["occurred", "desc"] => Ok(Order::OccurredDesc),
-            ["killed_high", "desc"] => Ok(Order::KilledHighDesc),
-            _ => Err(ServiceError::invalid(
-                "order_by",
-                "must be one of \"opened\", \"opened desc\", \"updated desc\", \"occurred desc\", \"killed_high desc\"",
-            )),
-        }
-    }
-
-    /// Ascending sort key; the incident id breaks ties, so keys are unique.
-    fn key(self, s: &IncidentSummary) -> (i128, u64) {
-        let id = s.id.0.0;
-        let primary = match self {
-            Order::Opened => i128::from(id),
-            Order::OpenedDesc => -i128::from(id),
-            Order::UpdatedDesc => -i128::from(s.updated_position.0),
-            Order::OccurredDesc => -i128::from(s.occurred_to.0),
-            Order::KilledHighDesc => -i128::from(s.killed.map_or(0, |k| k.high())),
-        };
-        (primary, id)
-    }
-}
-
 /// Longest wait for the view to reach a requested position.
 pub(crate) const MAX_POSITION_WAIT: Duration = Duration::from_secs(10);
 
@@ -172,34 +123,6 @@ impl Queries {
     }
 }
 
-fn parse_filter(text: &str) -> Result<Filter, ServiceError> {
-    Filter::parse(text).map_err(|e| ServiceError::invalid("filter", e.to_string()))
-}
-
-fn tally_to_wire(t: &Tally) -> v1::Tally {
-    let range = |r: Option<truce_domain::report::CountRange>| {
-        r.map(|r| v1::CountRange {
-            low: r.low(),
-            best: r.best(),
-            high: r.high(),
-        })
-    };
-    v1::Tally {
-        incidents: t.incidents,
-        killed: range(t.killed),
-        injured: range(t.injured),
-    }
-}
-
-fn keyed<K: ToString>(map: &std::collections::BTreeMap<K, Tally>) -> Vec<v1::KeyedTally> {
-    map.iter()
-        .map(|(key, tally)| v1::KeyedTally {
-            key: key.to_string(),
-            tally: Some(tally_to_wire(tally)),
-        })
-        .collect()
-}
-
 type ChangeStream = Pin<Box<dyn Stream<Item = Result<v1::SubscribeResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -210,18 +133,15 @@ impl QueryService for Queries {
     ) -> Result<Response<v1::GetIncidentResponse>, Status> {
         self.auth.reader(&request)?;
         let deadline = truce_serve::deadline(&request);
-        let request = request.into_inner();
-        self.reach(request.min_position, deadline).await?;
-        let text = request.incident_id;
-        let id: IncidentId = text
-            .parse()
-            .map_err(|rule| ServiceError::invalid("incident_id", rule))?;
+        let lookup = border::incident_lookup(request.get_ref())?;
+        self.reach(lookup.min_position.0, deadline).await?;
+        let id = lookup.id;
         let view = self.state.read_view();
         let incident = view
             .incident(id)
-            .ok_or(ServiceError::NotFound {
+            .ok_or_else(|| ServiceError::NotFound {
                 kind: "incident",
-                id: text,
+                id: id.to_string(),
             })?
             .decode()
             .map_err(ServiceError::Internal)?;
@@ -237,17 +157,16 @@ impl QueryService for Queries {
     ) -> Result<Response<v1::GetReportResponse>, Status> {
         self.auth.reader(&request)?;
         let deadline = truce_serve::deadline(&request);
-        let request = request.into_inner();
-        self.reach(request.min_position, deadline).await?;
-        let text = request.report_id;
-        let id: ReportId = text.parse().map_err(|rule| ServiceError::invalid("report_id", rule))?;
+        let lookup = border::report_lookup(request.get_ref())?;
+        self.reach(lookup.min_position.0, deadline).await?;
+        let id = lookup.id;
         let view = self.state.read_view();
         let (incident, report) = view
             .incident_of(id)
             .and_then(|incident| Some((incident, incident.report(id)?)))
-            .ok_or(ServiceError::NotFound {
+            .ok_or_else(|| ServiceError::NotFound {
                 kind: "report",
-                id: text,
+                id: id.to_string(),
             })?;
         let wire = |held: &HeldReport| {
             held.report()
@@ -268,26 +187,22 @@ impl QueryService for Queries {
     ) -> Result<Response<v1::ListIncidentsResponse>, Status> {
         self.auth.reader(&request)?;
         let deadline = truce_serve::deadline(&request);
-        let request = request.into_inner();
-        let filter = parse_filter(&request.filter)?;
-        let order = Order::parse(&request.order_by)?;
-        let page_size = match request.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n if n < 0 => return Err(ServiceError::invalid("page_size", "must not be negative").into()),
-            n => (n as usize).min(MAX_PAGE_SIZE),
-        };
-        self.reach(request.min_position, deadline).await?;
-        let digest = query_digest(filter.text(), &request.order_by);
-        let token = if request.page_token.is_empty() {
-            None
-        } else {
-            Some(PageToken::decode(&request.page_token, &digest)?)
-        };
+        let Listing {
+            filter,
+            order,
+            order_by,
+            page_size,
+            page_token,
+            min_position,
+        } = border::listing(request.get_ref())?;
+        self.reach(min_position.0, deadline).await?;
+        let digest = query_digest(filter.text(), &order_by);
+        let token = page_token.map(|text| PageToken::decode(&text, &digest)).transpose()?;
         // Every page reflects the position of the first: incidents changed
         // since are judged as they stood then, read back from the log.
         // Listings in opening order stop at the first incident past the
         // page.
-        let stops_early = matches!(order, Order::Opened | Order::OpenedDesc);
+        let stops_early = order.by_opening();
         let (position, mut page, changed) = {
             let view = self.state.read_view();
             let position = token.as_ref().map_or(view.position(), |t| t.position);
@@ -365,19 +280,13 @@ impl QueryService for Queries {
     ) -> Result<Response<v1::SummarizeResponse>, Status> {
         self.auth.reader(&request)?;
         let deadline = truce_serve::deadline(&request);
-        let request = request.into_inner();
-        let filter = parse_filter(&request.filter)?;
-        let bound = |field: &str, t: &Option<prost_types::Timestamp>| {
-            t.as_ref()
-                .map(|t| timestamp_from_wire(t).map_err(|rule| ServiceError::invalid(field, rule)))
-                .transpose()
-        };
-        let start = bound("occurred_start", &request.occurred_start)?.unwrap_or(Timestamp(i64::MIN));
-        let end = bound("occurred_end", &request.occurred_end)?.unwrap_or(Timestamp(i64::MAX));
-        if end <= start {
-            return Err(ServiceError::invalid("occurred_end", "must be after occurred_start").into());
-        }
-        self.reach(request.min_position, deadline).await?;
+        let Summary {
+            filter,
+            start,
+            end,
+            min_position,
+        } = border::summary(request.get_ref())?;
+        self.reach(min_position.0, deadline).await?;
         let view = self.state.read_view();
         let mut breakdown = Breakdown::default();
         for s in view.summaries() {
@@ -385,15 +294,7 @@ impl QueryService for Queries {
                 breakdown.add(s);
             }
         }
-        Ok(Response::new(v1::SummarizeResponse {
-            total: Some(tally_to_wire(&breakdown.total)),
-            by_category: keyed(&breakdown.by_category),
-            by_zone: keyed(&breakdown.by_zone),
-            by_reporter: keyed(&breakdown.by_reporter),
-            by_responsible: keyed(&breakdown.by_responsible),
-            by_status: keyed(&breakdown.by_status),
-            position: view.position().0,
-        }))
+        Ok(Response::new(border::summarized(&breakdown, view.position())))
     }
 }
 

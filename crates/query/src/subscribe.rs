@@ -27,8 +27,9 @@ use truce_domain::{Position, Timestamp, filter::Filter};
 use truce_log::{LogEntry, LogError, ReadAhead};
 use truce_proto::{
     ServiceError,
-    convert::{StoredEvent, timestamp_from_wire, timestamp_to_wire},
+    convert::{StoredEvent, timestamp_to_wire},
     frame::Frame,
+    query::{Start as Asked, Subscribing},
     v1::{self, subscribe_response::Kind},
 };
 use truce_serve::{Stopping, admission::Permit, revocation::Revocation};
@@ -51,10 +52,6 @@ const RECENT_BATCH: usize = 256;
 /// stops reading holds the page it is sent and the one read ahead,
 /// decoded, so this bounds what it costs.
 const HISTORY_PAGE_BYTES: usize = 64 * 1024;
-/// Default heartbeat interval.
-pub(crate) const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
-/// Bounds of the heartbeat interval a client may ask for.
-pub(crate) const HEARTBEAT_BOUNDS: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(3600));
 
 /// Where a subscription starts.
 #[derive(Debug, Clone, Copy)]
@@ -81,61 +78,43 @@ pub(crate) struct Subscription {
 }
 
 impl Subscription {
-    /// Validates a request, before any stream opens.
-    pub(crate) fn from_request(
-        request: &v1::SubscribeRequest,
-        state: &QueryState,
-    ) -> Result<Subscription, ServiceError> {
-        use v1::subscribe_request::Start as Wire;
-        let filter = Filter::parse(&request.filter).map_err(|e| ServiceError::invalid("filter", e.to_string()))?;
-        let start = match &request.start {
-            None | Some(Wire::FromNow(_)) => Start::Now,
-            Some(Wire::FromBeginning(_)) => Start::After(Position::ZERO),
-            Some(Wire::AfterPosition(p)) => Start::After(Position(*p)),
-            Some(Wire::FromTime(t)) => {
-                Start::Time(timestamp_from_wire(t).map_err(|rule| ServiceError::invalid("from_time", rule))?)
-            }
-            Some(Wire::ResumeToken(text)) => {
-                let token = ResumeToken::decode(text)?;
-                if token.incarnation != *state.incarnation() {
-                    return Err(ServiceError::OutOfRange {
-                        message: format!(
-                            "the resume token is for log incarnation {}, but this service follows {}; list again and subscribe from the listing's position",
-                            truce_domain::quote(&token.incarnation.to_string()),
-                            state.incarnation()
-                        ),
-                        reason: "OTHER_LOG_INCARNATION",
-                        metadata: vec![
-                            ("first_available_position", "1".into()),
-                            ("incarnation", state.incarnation().to_string()),
-                        ],
-                    });
-                }
-                Start::After(token.position)
-            }
-        };
-        let heartbeat = match &request.heartbeat_interval {
-            None => DEFAULT_HEARTBEAT,
-            Some(d) if d.seconds == 0 && d.nanos == 0 => DEFAULT_HEARTBEAT,
-            Some(d) => {
-                let (min, max) = HEARTBEAT_BOUNDS;
-                let wanted = u64::try_from(d.seconds)
-                    .ok()
-                    .zip(u32::try_from(d.nanos).ok())
-                    .map(|(s, n)| Duration::new(s, n))
-                    .filter(|wanted| (min..=max).contains(wanted));
-                wanted.ok_or_else(|| {
-                    ServiceError::invalid("heartbeat_interval", format!("must be between {min:?} and {max:?}"))
-                })?
-            }
+    /// The subscription `asked` for, its resume token checked against the
+    /// log this service follows, before any stream opens.
+    pub(crate) fn resolve(asked: Subscribing, state: &QueryState) -> Result<Subscription, ServiceError> {
+        let start = match asked.start {
+            Asked::Now => Start::Now,
+            Asked::After(position) => Start::After(position),
+            Asked::Time(time) => Start::Time(time),
+            Asked::Token(text) => Start::After(resumed_at(&text, state)?),
         };
         Ok(Subscription {
-            filter,
+            filter: asked.filter,
             start,
-            snapshot: request.snapshot,
-            heartbeat,
+            snapshot: asked.snapshot,
+            heartbeat: asked.heartbeat,
         })
     }
+}
+
+/// Where a resume token says to resume, if it is for the log this service
+/// follows.
+fn resumed_at(text: &str, state: &QueryState) -> Result<Position, ServiceError> {
+    let token = ResumeToken::decode(text)?;
+    if token.incarnation != *state.incarnation() {
+        return Err(ServiceError::OutOfRange {
+            message: format!(
+                "the resume token is for log incarnation {}, but this service follows {}; list again and subscribe from the listing's position",
+                truce_domain::quote(&token.incarnation.to_string()),
+                state.incarnation()
+            ),
+            reason: "OTHER_LOG_INCARNATION",
+            metadata: vec![
+                ("first_available_position", "1".into()),
+                ("incarnation", state.incarnation().to_string()),
+            ],
+        });
+    }
+    Ok(token.position)
 }
 
 /// Timeouts that end a subscription.
